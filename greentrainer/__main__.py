@@ -1,0 +1,3 @@
+from greentrainer.cli import main
+
+raise SystemExit(main())
