@@ -8,7 +8,8 @@
     │   └── AllProvidersFailed        every provider of a fallback chain failed
     ├── TraceError                    a recorded trace is unreadable or does not cover a time
     ├── PolicyError                   invalid rho policy settings (names the field)
-    │   └── BudgetInfeasibleError     a CO2 budget cannot be met even at rho_min
+    │   ├── BudgetInfeasibleError     at submission: a CO2 budget cannot be met even at rho_min
+    │   └── BudgetExhaustedError      during a run: the remaining epochs no longer fit the budget
     ├── WindowError                   no start time meets the deadline
     └── DispatchError                 invalid dispatcher input (names the field)
 """
@@ -67,6 +68,18 @@ class BudgetInfeasibleError(PolicyError):
             f"{minimum_kg_co2:.4g} kg CO2 (raise the budget, lower rho_min or use fewer epochs)"
         )
         self.budget_kg_co2 = budget_kg_co2
+        self.minimum_kg_co2 = minimum_kg_co2
+
+
+class BudgetExhaustedError(PolicyError):
+    """Raised at an epoch boundary when the remaining epochs no longer fit the remaining budget."""
+
+    def __init__(self, remaining_kg_co2: float, minimum_kg_co2: float, epochs_left: int) -> None:
+        super().__init__(
+            f"CO2 budget exhausted: {remaining_kg_co2:.4g} kg left, but the {epochs_left} remaining "
+            f"epoch(s) need an estimated {minimum_kg_co2:.4g} kg even at rho_min; stop the job here"
+        )
+        self.remaining_kg_co2 = remaining_kg_co2
         self.minimum_kg_co2 = minimum_kg_co2
 
 
