@@ -1,17 +1,17 @@
 """Exceptions raised by the carbon scheduler.
 
-    SchedulerError
-    ├── ProviderError                 a carbon-intensity provider could not answer
-    │   ├── ProviderHTTPError         non-retryable HTTP status (4xx) or retries exhausted
-    │   ├── ProviderResponseError     the body was not in the provider's documented shape
-    │   ├── ProviderDataMissing       the provider answered, but the value is null / absent
-    │   └── AllProvidersFailed        every provider of a fallback chain failed
-    ├── TraceError                    a recorded trace is unreadable or does not cover a time
-    ├── PolicyError                   invalid rho policy settings (names the field)
-    │   ├── BudgetInfeasibleError     at submission: a CO2 budget cannot be met even at rho_min
-    │   └── BudgetExhaustedError      during a run: the remaining epochs no longer fit the budget
-    ├── WindowError                   no start time meets the deadline
-    └── DispatchError                 invalid dispatcher input (names the field)
+SchedulerError
+├── ProviderError                 a carbon-intensity provider could not answer
+│   ├── ProviderHTTPError         non-retryable HTTP status (4xx) or retries exhausted
+│   ├── ProviderResponseError     the body was not in the provider's documented shape
+│   ├── ProviderDataMissing       the provider answered, but the value is null / absent
+│   └── AllProvidersFailed        every provider of a fallback chain failed
+├── TraceError                    a recorded trace is unreadable or does not cover a time
+├── PolicyError                   invalid rho policy settings (names the field)
+│   ├── BudgetInfeasibleError     at submission: a CO2 budget cannot be met even at rho_min
+│   └── BudgetExhaustedError      during a run: the remaining epochs no longer fit the budget
+├── WindowError                   no start time meets the deadline
+└── DispatchError                 invalid dispatcher input (names the field)
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class BudgetExhaustedError(PolicyError):
 
     def __init__(self, remaining_kg_co2: float, minimum_kg_co2: float, epochs_left: int) -> None:
         super().__init__(
-            f"CO2 budget exhausted: {remaining_kg_co2:.4g} kg left, but the {epochs_left} remaining "
-            f"epoch(s) need an estimated {minimum_kg_co2:.4g} kg even at rho_min; stop the job here"
+            f"CO2 budget exhausted: {remaining_kg_co2:.4g} kg left, but the {epochs_left} "
+            f"remaining epoch(s) need an estimated {minimum_kg_co2:.4g} kg even at rho_min; "
+            "stop the job here"
         )
         self.remaining_kg_co2 = remaining_kg_co2
         self.minimum_kg_co2 = minimum_kg_co2

@@ -29,7 +29,9 @@ class QueuedJob:
         if self.gpus <= 0:
             raise DispatchError(f"job {self.job_id}: gpus must be > 0, got {self.gpus}")
         if self.expected_usage < 0:
-            raise DispatchError(f"job {self.job_id}: expected_usage must be >= 0, got {self.expected_usage}")
+            raise DispatchError(
+                f"job {self.job_id}: expected_usage must be >= 0, got {self.expected_usage}"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ def order_dispatch(
             raise DispatchError(f"free_slots[{gpu_class!r}] must be >= 0, got {count}")
     unknown = sorted({job.team for job in queued} - set(teams))
     if unknown:
-        raise DispatchError(f"queued jobs belong to teams with no usage record: {', '.join(unknown)}")
+        raise DispatchError(
+            f"queued jobs belong to teams with no usage record: {', '.join(unknown)}"
+        )
     usage = {name: t.recent_usage for name, t in teams.items()}
     running = {name: t.running_gpus for name, t in teams.items()}
     queues: dict[str, list[QueuedJob]] = {}
@@ -96,9 +100,9 @@ def order_dispatch(
             if best is not None and key >= best[0]:
                 continue
             for job in jobs:  # FIFO, but a job that cannot fit does not block a later one that can
-                gpu_class = slot_for(job)
-                if gpu_class is not None:
-                    best = (key, job, gpu_class)
+                fitting_class = slot_for(job)
+                if fitting_class is not None:
+                    best = (key, job, fitting_class)
                     break
         if best is None:
             return order

@@ -20,7 +20,9 @@ DEFAULT_DAYS = 7
 DEFAULT_TAU_HOURS = 24.0
 
 
-def _seasonal(values: np.ndarray, targets: np.ndarray, first_day: np.ndarray, days: int) -> np.ndarray:
+def _seasonal(
+    values: np.ndarray, targets: np.ndarray, first_day: np.ndarray, days: int
+) -> np.ndarray:
     """nanmean of values[target - 48 d], d = first_day .. first_day+days-1 (out of range = NaN)."""
     d = first_day[..., None] + np.arange(days)
     idx = targets[..., None] - SLOTS_PER_DAY * d
@@ -31,10 +33,15 @@ def _seasonal(values: np.ndarray, targets: np.ndarray, first_day: np.ndarray, da
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def daily_profile_forecast(values: np.ndarray, decision_slots: np.ndarray, horizon_slots: int,
-                           days: int = DEFAULT_DAYS, tau_hours: float = DEFAULT_TAU_HOURS,
-                           slot_hours: float = 0.5) -> np.ndarray:
-    """[len(decision_slots), horizon_slots] forecasts; row i only reads values[: decision_slots[i] + 1].
+def daily_profile_forecast(
+    values: np.ndarray,
+    decision_slots: np.ndarray,
+    horizon_slots: int,
+    days: int = DEFAULT_DAYS,
+    tau_hours: float = DEFAULT_TAU_HOURS,
+    slot_hours: float = 0.5,
+) -> np.ndarray:
+    """[len(decision_slots), horizon_slots] forecasts; row i reads values[: decision_slots[i] + 1].
 
     `values` may extend beyond the decision slots (as in a simulation): indices past t are never
     read for row t (S_h uses k - 48 d <= t by the choice of m; the anomaly uses x_t).
@@ -64,14 +71,22 @@ def _last_observed(x: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, x[np.clip(idx, 0, None)], np.nan)
 
 
-def forecast_from_history(history_g_per_kwh: np.ndarray, horizon_slots: int,
-                          days: int = DEFAULT_DAYS, tau_hours: float = DEFAULT_TAU_HOURS) -> np.ndarray:
+def forecast_from_history(
+    history_g_per_kwh: np.ndarray,
+    horizon_slots: int,
+    days: int = DEFAULT_DAYS,
+    tau_hours: float = DEFAULT_TAU_HOURS,
+) -> np.ndarray:
     """Production entry: `history` is a 30-minute series whose last element is the live value."""
     history = np.asarray(history_g_per_kwh, dtype=float)
-    return daily_profile_forecast(history, np.array([history.size - 1]), horizon_slots, days, tau_hours)[0]
+    return daily_profile_forecast(
+        history, np.array([history.size - 1]), horizon_slots, days, tau_hours
+    )[0]
 
 
-def oracle_forecast(values: np.ndarray, decision_slots: np.ndarray, horizon_slots: int) -> np.ndarray:
+def oracle_forecast(
+    values: np.ndarray, decision_slots: np.ndarray, horizon_slots: int
+) -> np.ndarray:
     """The perfect forecast (what really happened): an upper bound, never a production forecast."""
     x = np.asarray(values, dtype=float)
     idx = np.asarray(decision_slots)[:, None] + np.arange(horizon_slots)[None, :]

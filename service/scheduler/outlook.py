@@ -33,7 +33,9 @@ def epoch_means(forecast: np.ndarray, offsets_slots: np.ndarray, epoch_slots: fl
     ends = np.minimum(starts + epoch_slots, f.size)
     starts = np.minimum(starts, ends - 1e-9)
     width = np.maximum(ends - starts, 1e-9)
-    return (np.interp(ends, positions, cumulative) - np.interp(starts, positions, cumulative)) / width
+    return (
+        np.interp(ends, positions, cumulative) - np.interp(starts, positions, cumulative)
+    ) / width
 
 
 class ChainOutlook:
@@ -43,10 +45,16 @@ class ChainOutlook:
     forecast; where the provider has no forecast, the daily-profile model fills it from the history.
     """
 
-    def __init__(self, chain: ProviderChain, history_days: float = 7.0,
-                 safety_factor: float = DEFAULT_SAFETY_FACTOR) -> None:
+    def __init__(
+        self,
+        chain: ProviderChain,
+        history_days: float = 7.0,
+        safety_factor: float = DEFAULT_SAFETY_FACTOR,
+    ) -> None:
         self.chain = chain
-        self.history: deque[CarbonReading] = deque(maxlen=int(history_days * 24 * SLOTS_PER_HOUR * 4))
+        self.history: deque[CarbonReading] = deque(
+            maxlen=int(history_days * 24 * SLOTS_PER_HOUR * 4)
+        )
         self.history_days = history_days
         self.safety_factor = safety_factor
 
@@ -69,24 +77,35 @@ class ChainOutlook:
             grid, event = np.full(horizon, np.nan), live.event
         history = self._history_grid(now)
         if np.isnan(grid).any():
-            modelled = forecast_from_history(history, horizon) if np.any(~np.isnan(history)) else None
+            modelled = (
+                forecast_from_history(history, horizon) if np.any(~np.isnan(history)) else None
+            )
             grid = np.where(np.isnan(grid), modelled if modelled is not None else np.nan, grid)
         grid[0] = live.value.carbon_intensity_g_per_kwh
         grid = np.where(np.isnan(grid), grid[0], grid)
         reference = np.concatenate((history[~np.isnan(history)], grid))
         upcoming = epoch_means(grid, epoch_slots * np.arange(1, epochs_after_this + 1), epoch_slots)
-        return Outlook(live.value, reference, upcoming, float(np.max(reference)) * self.safety_factor, event)
+        return Outlook(
+            live.value, reference, upcoming, float(np.max(reference)) * self.safety_factor, event
+        )
 
 
 class TraceOutlook:
-    """Simulation outlook over a trace: live = the trace's slot value; forecasts from a matrix made
-    with the daily-profile model (non-peeking) or the oracle. `planned_offsets_slots`, when set by the
-    simulator, places the upcoming epochs (pausable jobs); otherwise they follow back to back.
+    """Simulation outlook over a trace: live = the trace's slot value; forecasts from a matrix
+    made with the daily-profile model (non-peeking) or the oracle. `planned_offsets_slots`, when
+    set by the simulator, places the upcoming epochs (pausable jobs); else they run back to back.
     """
 
-    def __init__(self, values: np.ndarray, start: datetime, forecast_rows: np.ndarray, first_row_slot: int,
-                 history_slots: int = 7 * 48, safety_factor: float = DEFAULT_SAFETY_FACTOR,
-                 source: str = "trace") -> None:
+    def __init__(
+        self,
+        values: np.ndarray,
+        start: datetime,
+        forecast_rows: np.ndarray,
+        first_row_slot: int,
+        history_slots: int = 7 * 48,
+        safety_factor: float = DEFAULT_SAFETY_FACTOR,
+        source: str = "trace",
+    ) -> None:
         self.values = np.asarray(values, dtype=float)
         self.start = ensure_utc(start)
         self.forecast_rows = forecast_rows
@@ -107,9 +126,11 @@ class TraceOutlook:
 
     def observe(self, now: datetime, epochs_after_this: int, epoch_hours: float) -> Outlook:
         slot = self.slot_of(now)
-        live = CarbonReading(float(self.values[slot]), now.astimezone(UTC), self.source, "average", False)
+        live = CarbonReading(
+            float(self.values[slot]), now.astimezone(UTC), self.source, "average", False
+        )
         row = self.forecast_row(slot)
-        history = self.values[max(0, slot - self.history_slots):slot + 1]
+        history = self.values[max(0, slot - self.history_slots) : slot + 1]
         reference = np.concatenate((history[~np.isnan(history)], row[1:][~np.isnan(row[1:])]))
         epoch_slots = epoch_hours * SLOTS_PER_HOUR
         offsets = self.planned_offsets_slots

@@ -51,12 +51,19 @@ class RhoBounds:
         return np.clip(rho, self.rho_min, self.rho_max)
 
 
-def quantile_rank(reference_g_per_kwh: np.ndarray, intensity: float | np.ndarray) -> float | np.ndarray:
-    """Mid-rank empirical CDF of `intensity` in the reference (NaNs ignored). Raises PolicyError if empty."""
+def quantile_rank(
+    reference_g_per_kwh: np.ndarray, intensity: float | np.ndarray
+) -> float | np.ndarray:
+    """Mid-rank empirical CDF of `intensity` in the reference (NaNs ignored).
+
+    Raises PolicyError when the reference has no value.
+    """
     ref = np.sort(np.asarray(reference_g_per_kwh, dtype=float))
     ref = ref[~np.isnan(ref)]
     if ref.size == 0:
-        raise PolicyError("the reference intensity distribution is empty (no recent or forecast values)")
+        raise PolicyError(
+            "the reference intensity distribution is empty (no recent or forecast values)"
+        )
     below = np.searchsorted(ref, intensity, side="left")
     not_above = np.searchsorted(ref, intensity, side="right")
     q = (below + not_above) / (2.0 * ref.size)
@@ -68,8 +75,13 @@ def quantile_rho(q: float | np.ndarray, bounds: RhoBounds) -> float | np.ndarray
     return bounds.rho_max - np.clip(q, 0.0, 1.0) * bounds.spread
 
 
-def mean_preserving_rho(q_now: float, q_upcoming: np.ndarray, remaining_mean: float,
-                        bounds: RhoBounds, gain: float = DEFAULT_GAIN) -> float:
+def mean_preserving_rho(
+    q_now: float,
+    q_upcoming: np.ndarray,
+    remaining_mean: float,
+    bounds: RhoBounds,
+    gain: float = DEFAULT_GAIN,
+) -> float:
     """rho for this epoch so the job's mean rho stays on target (see module docstring)."""
     if gain < 0:
         raise PolicyError(f"gain must be >= 0, got {gain}")
@@ -83,7 +95,9 @@ def mean_preserving_rho(q_now: float, q_upcoming: np.ndarray, remaining_mean: fl
     return float(np.clip(rho, low, max(low, high)))
 
 
-def remaining_mean_rho(n_epochs: int, epoch_index: int, rho_target: float, rho_used: float) -> float:
+def remaining_mean_rho(
+    n_epochs: int, epoch_index: int, rho_target: float, rho_used: float
+) -> float:
     """(N * rho_target - rho used so far) / epochs left."""
     left = n_epochs - epoch_index
     if left <= 0:
@@ -91,14 +105,20 @@ def remaining_mean_rho(n_epochs: int, epoch_index: int, rho_target: float, rho_u
     return (n_epochs * rho_target - rho_used) / left
 
 
-def minimum_budget_kg(n_epochs: int, energy_full_kwh_per_epoch: float, pessimistic_g_per_kwh: float,
-                      bounds: RhoBounds) -> float:
+def minimum_budget_kg(
+    n_epochs: int, energy_full_kwh_per_epoch: float, pessimistic_g_per_kwh: float, bounds: RhoBounds
+) -> float:
     """CO2 needed to run the epochs at rho_min at the pessimistic intensity."""
     return n_epochs * bounds.rho_min * energy_full_kwh_per_epoch * pessimistic_g_per_kwh / G_PER_KG
 
 
-def check_budget_feasible(budget_kg_co2: float, n_epochs: int, energy_full_kwh_per_epoch: float,
-                          pessimistic_g_per_kwh: float, bounds: RhoBounds) -> None:
+def check_budget_feasible(
+    budget_kg_co2: float,
+    n_epochs: int,
+    energy_full_kwh_per_epoch: float,
+    pessimistic_g_per_kwh: float,
+    bounds: RhoBounds,
+) -> None:
     """Submission-time check. Raises BudgetInfeasibleError when even rho_min does not fit."""
     if budget_kg_co2 <= 0:
         raise PolicyError(f"co2_budget_kg must be > 0, got {budget_kg_co2}")
@@ -132,7 +152,9 @@ def budget_rho(
     offsets = bounds.spread * (qs.mean() - qs)
 
     def planned_kg(level: float) -> float:
-        return float(np.sum(bounds.clip(level + offsets) * energy_full_kwh_per_epoch * c) / G_PER_KG)
+        return float(
+            np.sum(bounds.clip(level + offsets) * energy_full_kwh_per_epoch * c) / G_PER_KG
+        )
 
     low, high = bounds.rho_min - bounds.spread, bounds.rho_max + bounds.spread
     if planned_kg(high) <= remaining_budget_kg:
@@ -144,5 +166,9 @@ def budget_rho(
         level = low
     rho = float(bounds.clip(level + offsets[0]))
     reserve_kg = minimum_budget_kg(n - 1, energy_full_kwh_per_epoch, pessimistic_g_per_kwh, bounds)
-    cap = (remaining_budget_kg - reserve_kg) * G_PER_KG / (energy_full_kwh_per_epoch * pessimistic_g_per_kwh)
+    cap = (
+        (remaining_budget_kg - reserve_kg)
+        * G_PER_KG
+        / (energy_full_kwh_per_epoch * pessimistic_g_per_kwh)
+    )
     return float(max(bounds.rho_min, min(rho, cap)))

@@ -23,7 +23,7 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def retry_after_seconds(header: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
+    """Seconds to wait from a Retry-After header (seconds or HTTP date); None if absent/bad."""
     if not header:
         return None
     header = header.strip()
@@ -133,7 +133,9 @@ class RetryingHTTP:
                     try:
                         return response.json()
                     except ValueError as exc:
-                        raise ProviderResponseError(self.provider, f"GET {path}: body is not JSON") from exc
+                        raise ProviderResponseError(
+                            self.provider, f"GET {path}: body is not JSON"
+                        ) from exc
                 status = response.status_code
                 last = f"HTTP {status}: {_error_detail(response)}"
                 if status not in RETRYABLE_STATUS:

@@ -21,6 +21,7 @@ from .policy import (
     DEFAULT_GAIN,
     RhoBounds,
     budget_rho,
+    check_budget_feasible,
     mean_preserving_rho,
     quantile_rank,
     quantile_rho,
@@ -46,7 +47,9 @@ class IntensityOutlook(Protocol):
 
 
 class RhoSchedule(Protocol):
-    def rho_for_epoch(self, epoch_index: int, now: datetime) -> tuple[float, CarbonReading | None]: ...
+    def rho_for_epoch(
+        self, epoch_index: int, now: datetime
+    ) -> tuple[float, CarbonReading | None]: ...
 
 
 def _check_index(epoch_index: int, n_epochs: int) -> None:
@@ -84,7 +87,13 @@ class _Base:
 class FixedRhoSchedule(_Base):
     """The same rho every epoch (bypasses the policy); still reports the live reading."""
 
-    def __init__(self, rho: float, n_epochs: int, outlook: IntensityOutlook | None = None, epoch_hours: float = 1.0):
+    def __init__(
+        self,
+        rho: float,
+        n_epochs: int,
+        outlook: IntensityOutlook | None = None,
+        epoch_hours: float = 1.0,
+    ):
         super().__init__(n_epochs, outlook, epoch_hours)
         RhoBounds(rho, rho)
         self.rho = rho
@@ -97,7 +106,12 @@ class FixedRhoSchedule(_Base):
 class ExplicitRhoSchedule(_Base):
     """A user-given rho per epoch (bypasses the policy)."""
 
-    def __init__(self, rhos: Sequence[float], outlook: IntensityOutlook | None = None, epoch_hours: float = 1.0):
+    def __init__(
+        self,
+        rhos: Sequence[float],
+        outlook: IntensityOutlook | None = None,
+        epoch_hours: float = 1.0,
+    ):
         super().__init__(len(rhos), outlook, epoch_hours)
         for i, rho in enumerate(rhos):
             if not 0 < rho <= 1:
@@ -112,12 +126,21 @@ class ExplicitRhoSchedule(_Base):
 class CarbonAwareRhoSchedule(_Base):
     """Quantile policy; with `rho_target` set, the mean-preserving variant (same mean rho)."""
 
-    def __init__(self, bounds: RhoBounds, n_epochs: int, outlook: IntensityOutlook, epoch_hours: float,
-                 rho_target: float | None = None, gain: float = DEFAULT_GAIN) -> None:
+    def __init__(
+        self,
+        bounds: RhoBounds,
+        n_epochs: int,
+        outlook: IntensityOutlook,
+        epoch_hours: float,
+        rho_target: float | None = None,
+        gain: float = DEFAULT_GAIN,
+    ) -> None:
         super().__init__(n_epochs, outlook, epoch_hours)
         if rho_target is not None and not bounds.rho_min <= rho_target <= bounds.rho_max:
-            raise PolicyError(f"rho_target must lie in [rho_min, rho_max] = "
-                              f"[{bounds.rho_min}, {bounds.rho_max}], got {rho_target}")
+            raise PolicyError(
+                f"rho_target must lie in [rho_min, rho_max] = "
+                f"[{bounds.rho_min}, {bounds.rho_max}], got {rho_target}"
+            )
         self.bounds = bounds
         self.rho_target = rho_target
         self.gain = gain
@@ -127,53 +150,77 @@ class CarbonAwareRhoSchedule(_Base):
         if epoch_index in self.decisions:
             return self.decisions[epoch_index], self._reading(epoch_index, now)
         outlook = self._observe(epoch_index, now)
-        q_now = quantile_rank(outlook.reference_g_per_kwh, outlook.live.carbon_intensity_g_per_kwh)
+        q_now = float(
+            quantile_rank(outlook.reference_g_per_kwh, outlook.live.carbon_intensity_g_per_kwh)
+        )
         if self.rho_target is None:
             rho = float(quantile_rho(q_now, self.bounds))
         else:
             used = sum(self.decisions[i] for i in range(epoch_index) if i in self.decisions)
             used += self.rho_target * sum(1 for i in range(epoch_index) if i not in self.decisions)
             target = remaining_mean_rho(self.n_epochs, epoch_index, self.rho_target, used)
-            q_next = np.atleast_1d(quantile_rank(outlook.reference_g_per_kwh, outlook.upcoming_epochs_g_per_kwh))
-            rho = mean_preserving_rho(q_now, q_next if outlook.upcoming_epochs_g_per_kwh.size else np.empty(0),
-                                      target, self.bounds, self.gain)
+            q_next = np.atleast_1d(
+                quantile_rank(outlook.reference_g_per_kwh, outlook.upcoming_epochs_g_per_kwh)
+            )
+            rho = mean_preserving_rho(
+                q_now,
+                q_next if outlook.upcoming_epochs_g_per_kwh.size else np.empty(0),
+                target,
+                self.bounds,
+                self.gain,
+            )
         return self._decide(epoch_index, rho), outlook.live
 
 
 class BudgetRhoSchedule(_Base):
     """CO2-budget mode. Call `check_feasible(now)` at submission; `record_epoch` after each epoch.
 
-    The pessimistic intensity is frozen at submission (reference max x safety factor), so the
-    reserve for later epochs does not move. rho_for_epoch raises BudgetExhaustedError when the
-    grid turned out dirtier than that and the remaining epochs no longer fit: the worker stops
-    the job there instead of exceeding the budget.
+    The pessimistic intensity (reference max x safety factor, which covers the live value) is
+    set at submission and only ever raised, at each epoch boundary, when the outlook turns
+    dirtier. rho_for_epoch raises BudgetExhaustedError when the remaining epochs no longer fit
+    at rho_min: the worker stops the job there instead of exceeding the budget.
     """
 
-    def __init__(self, bounds: RhoBounds, n_epochs: int, outlook: IntensityOutlook, epoch_hours: float,
-                 energy_full_kwh_per_epoch: float, budget_kg_co2: float) -> None:
+    def __init__(
+        self,
+        bounds: RhoBounds,
+        n_epochs: int,
+        outlook: IntensityOutlook,
+        epoch_hours: float,
+        energy_full_kwh_per_epoch: float,
+        budget_kg_co2: float,
+    ) -> None:
         super().__init__(n_epochs, outlook, epoch_hours)
         if energy_full_kwh_per_epoch <= 0:
-            raise PolicyError(f"energy_full_kwh_per_epoch must be > 0, got {energy_full_kwh_per_epoch}")
+            raise PolicyError(
+                f"energy_full_kwh_per_epoch must be > 0, got {energy_full_kwh_per_epoch}"
+            )
         if budget_kg_co2 <= 0:
             raise PolicyError(f"co2_budget_kg must be > 0, got {budget_kg_co2}")
         self.bounds = bounds
         self.energy_full_kwh_per_epoch = energy_full_kwh_per_epoch
         self.budget_kg_co2 = budget_kg_co2
         self.spent_kg: dict[int, float] = {}
-        self.pessimistic_g_per_kwh: float | None = None  # frozen at submission (see policy.budget_rho)
+        self.pessimistic_g_per_kwh: float | None = (
+            None  # frozen at submission (see policy.budget_rho)
+        )
 
     @property
     def remaining_kg(self) -> float:
         return self.budget_kg_co2 - sum(self.spent_kg.values())
 
     def check_feasible(self, now: datetime) -> None:
-        """Raises BudgetInfeasibleError if even rho_min at the pessimistic intensity exceeds the budget."""
-        from .policy import check_budget_feasible
+        """Raises BudgetInfeasibleError if rho_min at the pessimistic intensity exceeds it."""
 
         outlook = self._observe(0, now)
         self.pessimistic_g_per_kwh = outlook.pessimistic_g_per_kwh
-        check_budget_feasible(self.budget_kg_co2, self.n_epochs, self.energy_full_kwh_per_epoch,
-                              outlook.pessimistic_g_per_kwh, self.bounds)
+        check_budget_feasible(
+            self.budget_kg_co2,
+            self.n_epochs,
+            self.energy_full_kwh_per_epoch,
+            outlook.pessimistic_g_per_kwh,
+            self.bounds,
+        )
 
     def record_epoch(self, epoch_index: int, kg_co2: float) -> None:
         _check_index(epoch_index, self.n_epochs)
@@ -186,10 +233,20 @@ class BudgetRhoSchedule(_Base):
         if epoch_index in self.decisions:
             return self.decisions[epoch_index], self._reading(epoch_index, now)
         outlook = self._observe(epoch_index, now)
-        intensities = np.concatenate(([outlook.live.carbon_intensity_g_per_kwh], outlook.upcoming_epochs_g_per_kwh))
+        intensities = np.concatenate(
+            ([outlook.live.carbon_intensity_g_per_kwh], outlook.upcoming_epochs_g_per_kwh)
+        )
         q = np.atleast_1d(quantile_rank(outlook.reference_g_per_kwh, intensities))
-        if self.pessimistic_g_per_kwh is None:
-            self.pessimistic_g_per_kwh = outlook.pessimistic_g_per_kwh
-        rho = budget_rho(intensities, q, self.energy_full_kwh_per_epoch, self.remaining_kg,
-                         self.pessimistic_g_per_kwh, self.bounds)
+        # Never lowered; raised when the grid (live value, new forecast) turns dirtier than planned.
+        self.pessimistic_g_per_kwh = max(
+            self.pessimistic_g_per_kwh or 0.0, outlook.pessimistic_g_per_kwh
+        )
+        rho = budget_rho(
+            intensities,
+            q,
+            self.energy_full_kwh_per_epoch,
+            self.remaining_kg,
+            self.pessimistic_g_per_kwh,
+            self.bounds,
+        )
         return self._decide(epoch_index, rho), outlook.live

@@ -1,4 +1,4 @@
-"""Scheduler settings from the environment (prefix GREENTRAINER_) and the provider chain they build."""
+"""Scheduler settings from the environment (prefix GREENTRAINER_) and the chain they build."""
 
 from __future__ import annotations
 
@@ -28,17 +28,27 @@ KNOWN_PROVIDERS = ("gb", "electricitymaps", "watttime", "static", "trace")
 
 
 class SchedulerSettings(BaseSettings):
-    """Every field reads GREENTRAINER_<FIELD NAME IN UPPER CASE>, e.g. GREENTRAINER_CARBON_PROVIDERS."""
+    """Each field reads GREENTRAINER_<FIELD IN UPPER CASE>, e.g. GREENTRAINER_CARBON_PROVIDERS."""
 
     model_config = SettingsConfigDict(env_prefix="GREENTRAINER_", extra="ignore")
 
-    carbon_providers: str = Field("static", description="comma list, tried in order: " + ",".join(KNOWN_PROVIDERS))
-    carbon_cache_ttl_s: float = Field(300.0, ge=0, description="seconds a provider answer is reused")
-    http_timeout_s: float = Field(10.0, gt=0, description="per-request timeout of the provider clients")
-    http_max_retries: int = Field(3, ge=0, description="retries on timeouts, 429 and 5xx")
-    http_backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles each retry unless Retry-After")
+    carbon_providers: str = Field(
+        default="static", description="comma list, tried in order: " + ",".join(KNOWN_PROVIDERS)
+    )
+    carbon_cache_ttl_s: float = Field(
+        default=300.0, ge=0, description="seconds a provider answer is reused"
+    )
+    http_timeout_s: float = Field(
+        default=10.0, gt=0, description="per-request timeout of the provider clients"
+    )
+    http_max_retries: int = Field(default=3, ge=0, description="retries on timeouts, 429 and 5xx")
+    http_backoff_s: float = Field(
+        default=0.5, ge=0, description="first backoff; doubles each retry unless Retry-After"
+    )
     gb_api_base_url: str = GB_API_BASE_URL
-    gb_region_id: int | None = Field(None, ge=1, le=17, description="GB region 1..17; unset = national")
+    gb_region_id: int | None = Field(
+        default=None, ge=1, le=17, description="GB region 1..17; unset = national"
+    )
     electricitymaps_base_url: str = ELECTRICITY_MAPS_BASE_URL
     electricitymaps_token: SecretStr | None = None
     electricitymaps_zone: str = "GB"
@@ -47,7 +57,9 @@ class SchedulerSettings(BaseSettings):
     watttime_password: SecretStr | None = None
     watttime_region: str = "UK"
     static_country_iso3: str = "GBR"
-    carbon_trace: str = Field("gb-2020", description="shipped trace name or CSV path for 'trace'")
+    carbon_trace: str = Field(
+        default="gb-2020", description="shipped trace name or CSV path for 'trace'"
+    )
 
     @field_validator("carbon_providers")
     @classmethod
@@ -55,8 +67,10 @@ class SchedulerSettings(BaseSettings):
         names = [n.strip() for n in value.split(",") if n.strip()]
         unknown = [n for n in names if n not in KNOWN_PROVIDERS]
         if not names or unknown:
-            raise ValueError(f"GREENTRAINER_CARBON_PROVIDERS has unknown {unknown or 'empty'}; "
-                             f"choose from {', '.join(KNOWN_PROVIDERS)}")
+            raise ValueError(
+                f"GREENTRAINER_CARBON_PROVIDERS has unknown {unknown or 'empty'}; "
+                f"choose from {', '.join(KNOWN_PROVIDERS)}"
+            )
         return ",".join(names)
 
     @property
@@ -65,42 +79,73 @@ class SchedulerSettings(BaseSettings):
 
 
 def _http(settings: SchedulerSettings, name: str, base_url: str) -> RetryingHTTP:
-    return RetryingHTTP(name, base_url, timeout_s=settings.http_timeout_s,
-                        max_retries=settings.http_max_retries, backoff_s=settings.http_backoff_s)
+    return RetryingHTTP(
+        name,
+        base_url,
+        timeout_s=settings.http_timeout_s,
+        max_retries=settings.http_max_retries,
+        backoff_s=settings.http_backoff_s,
+    )
 
 
-def build_provider(name: str, settings: SchedulerSettings, clock: Clock = utc_now,
-                   trace_anchor: datetime | None = None) -> CarbonProvider:
+def build_provider(
+    name: str,
+    settings: SchedulerSettings,
+    clock: Clock = utc_now,
+    trace_anchor: datetime | None = None,
+) -> CarbonProvider:
     """One configured provider. Raises ValueError naming the missing setting."""
     if name == "gb":
-        return GBCarbonIntensityProvider(_http(settings, "gb-carbon-intensity", settings.gb_api_base_url),
-                                         region_id=settings.gb_region_id, clock=clock)
+        return GBCarbonIntensityProvider(
+            _http(settings, "gb-carbon-intensity", settings.gb_api_base_url),
+            region_id=settings.gb_region_id,
+            clock=clock,
+        )
     if name == "electricitymaps":
         if settings.electricitymaps_token is None:
-            raise ValueError("GREENTRAINER_ELECTRICITYMAPS_TOKEN is required for the electricitymaps provider")
-        return ElectricityMapsProvider(settings.electricitymaps_token.get_secret_value(),
-                                       settings.electricitymaps_zone,
-                                       _http(settings, "electricitymaps", settings.electricitymaps_base_url))
+            raise ValueError(
+                "GREENTRAINER_ELECTRICITYMAPS_TOKEN is required for the electricitymaps provider"
+            )
+        return ElectricityMapsProvider(
+            settings.electricitymaps_token.get_secret_value(),
+            settings.electricitymaps_zone,
+            _http(settings, "electricitymaps", settings.electricitymaps_base_url),
+        )
     if name == "watttime":
         if not settings.watttime_username or settings.watttime_password is None:
-            raise ValueError("GREENTRAINER_WATTTIME_USERNAME and GREENTRAINER_WATTTIME_PASSWORD are required")
-        return WattTimeProvider(settings.watttime_username, settings.watttime_password.get_secret_value(),
-                                settings.watttime_region,
-                                _http(settings, "watttime", settings.watttime_base_url), clock=clock)
+            raise ValueError(
+                "GREENTRAINER_WATTTIME_USERNAME and GREENTRAINER_WATTTIME_PASSWORD are required"
+            )
+        return WattTimeProvider(
+            settings.watttime_username,
+            settings.watttime_password.get_secret_value(),
+            settings.watttime_region,
+            _http(settings, "watttime", settings.watttime_base_url),
+            clock=clock,
+        )
     if name == "static":
         return StaticCountryProvider(settings.static_country_iso3, clock=clock)
     if name == "trace":
-        return TraceReplayProvider(load_trace(settings.carbon_trace), clock=clock, anchor=trace_anchor)
+        return TraceReplayProvider(
+            load_trace(settings.carbon_trace), clock=clock, anchor=trace_anchor
+        )
     raise ValueError(f"unknown provider {name!r}; choose from {', '.join(KNOWN_PROVIDERS)}")
 
 
-def build_chain(settings: SchedulerSettings | None = None, clock: Clock = utc_now,
-                trace_anchor: datetime | None = None) -> ProviderChain:
+def build_chain(
+    settings: SchedulerSettings | None = None,
+    clock: Clock = utc_now,
+    trace_anchor: datetime | None = None,
+) -> ProviderChain:
     """The configured providers, each behind a TTL cache, with the static average always last."""
     settings = settings or SchedulerSettings()
     names = settings.provider_names
     if "static" not in names:
         names = [*names, "static"]  # the offline default never needs the network
-    providers = [CachedProvider(build_provider(n, settings, clock, trace_anchor),
-                                settings.carbon_cache_ttl_s, clock) for n in names]
+    providers = [
+        CachedProvider(
+            build_provider(n, settings, clock, trace_anchor), settings.carbon_cache_ttl_s, clock
+        )
+        for n in names
+    ]
     return ProviderChain(providers, clock)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -68,8 +69,11 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if self.time_model not in TIME_MODELS:
-            raise ValueError(f"time_model must be one of {', '.join(TIME_MODELS)}, got {self.time_model!r}")
+            raise ValueError(
+                f"time_model must be one of {', '.join(TIME_MODELS)}, got {self.time_model!r}"
+            )
         RhoBounds(self.rho_min, self.rho_max)
+
     seed: int = 0
 
     @property
@@ -92,7 +96,7 @@ class Outcome:
 
 @dataclass
 class Results:
-    """outcomes[(policy, forecast)] -> one Outcome per job; forecast is 'now', 'forecast' or 'oracle'."""
+    """outcomes[(policy, forecast)] -> one Outcome per job; forecast: now, forecast or oracle."""
 
     kind: JobKind
     outcomes: dict[tuple[str, str], list[Outcome]] = field(default_factory=dict)
@@ -112,7 +116,9 @@ class TraceSimulation:
     def kg_co2(self, start_slot: float, end_slot: float) -> float:
         """Emissions of power_kw between two (fractional) slot times, from the real trace."""
         positions = np.arange(self.cumulative.size, dtype=float)
-        slot_integral = np.interp(end_slot, positions, self.cumulative) - np.interp(start_slot, positions, self.cumulative)
+        slot_integral = np.interp(end_slot, positions, self.cumulative) - np.interp(
+            start_slot, positions, self.cumulative
+        )
         return float(self.config.power_kw * slot_integral / SLOTS_PER_HOUR / 1000.0)
 
     def epoch_slots(self, kind: JobKind, rho: float) -> float:
@@ -146,12 +152,21 @@ class TraceSimulation:
         if mode == "oracle":
             rows = oracle_rows(self.values, first, last, horizon)
         else:
-            rows = daily_profile_forecast(self.values, np.arange(first, last + 1), horizon,
-                                          self.config.forecast_days, self.config.forecast_tau_hours)
-        return TraceOutlook(self.values, self.trace.start, rows, first, source=f"trace:{self.trace.name}")
+            rows = daily_profile_forecast(
+                self.values,
+                np.arange(first, last + 1),
+                horizon,
+                self.config.forecast_days,
+                self.config.forecast_tau_hours,
+            )
+        return TraceOutlook(
+            self.values, self.trace.start, rows, first, source=f"trace:{self.trace.name}"
+        )
 
     # -- policies ---------------------------------------------------------------------------
-    def run_epochs(self, kind: JobKind, start: float, deadline: float, schedule, outlook: TraceOutlook) -> Outcome:
+    def run_epochs(
+        self, kind: JobKind, start: float, deadline: float, schedule, outlook: TraceOutlook
+    ) -> Outcome:
         """Run all epochs back to back from `start`, asking the schedule at each epoch boundary."""
         t, kg, rhos = start, 0.0, []
         outlook.planned_offsets_slots = None
@@ -164,8 +179,14 @@ class TraceSimulation:
             rhos.append(rho)
         return Outcome(kg, rhos, t, deadline)
 
-    def green_start(self, kind: JobKind, arrival: int, deadline: float, planned_rho: float,
-                    outlook: TraceOutlook) -> int:
+    def green_start(
+        self,
+        kind: JobKind,
+        arrival: int,
+        deadline: float,
+        planned_rho: float,
+        outlook: TraceOutlook,
+    ) -> int:
         """Re-plan every slot with the forecast known then; start when the best start is 'now'."""
         longest = kind.n_epochs * self.epoch_slots(kind, max(planned_rho, self.config.rho_max))
         latest = int(math.floor(deadline - longest + 1e-9))
@@ -175,13 +196,17 @@ class TraceSimulation:
             t += 1
         return t
 
-    def run_pausable(self, kind: JobKind, arrival: int, deadline: float, schedule, outlook: TraceOutlook) -> Outcome:
-        """Place each epoch in the cleanest forecast slots before the deadline, re-planning each slot."""
+    def run_pausable(
+        self, kind: JobKind, arrival: int, deadline: float, schedule, outlook: TraceOutlook
+    ) -> Outcome:
+        """Place each epoch in the cleanest forecast slots by the deadline; re-plan each slot."""
         guard = self.epoch_slots(kind, self.config.rho_max)
         t, k, kg, rhos = arrival, 0, 0.0, []
         while k < kind.n_epochs:
             try:
-                plan = plan_epoch_starts(outlook.forecast_row(t), guard, kind.n_epochs - k, deadline - t)
+                plan = plan_epoch_starts(
+                    outlook.forecast_row(t), guard, kind.n_epochs - k, deadline - t
+                )
             except WindowError:
                 plan = [0] + [int(math.ceil(guard)) * i for i in range(1, kind.n_epochs - k)]
             if plan[0] != 0:
@@ -199,10 +224,11 @@ class TraceSimulation:
         return Outcome(kg, rhos, finish, deadline)
 
     def simulate(self, kind: JobKind, progress: Callable[[str], None] | None = None) -> Results:
+        """Every policy on the same job stream, with the non-peeking forecast and the oracle."""
         cfg = self.config
         arrivals = self.arrivals(kind)
         results = Results(kind)
-        slack = cfg.slack_hours * SLOTS_PER_HOUR
+        n = kind.n_epochs
         epoch_target_hours = self.epoch_slots(kind, cfg.rho_fixed) / SLOTS_PER_HOUR
 
         def add(key: tuple[str, str], outcome: Outcome) -> None:
@@ -212,35 +238,41 @@ class TraceSimulation:
             if progress:
                 progress(f"{self.trace.name} {kind.name}: {mode}")
             outlook = self.outlook(kind, arrivals, mode)
+            aware = partial(
+                CarbonAwareRhoSchedule, cfg.bounds, n, outlook, epoch_target_hours, cfg.rho_fixed
+            )
             for arrival in (int(a) for a in arrivals):
-                deadline = arrival + slack + kind.full_slots
-                n = kind.n_epochs
-
-                def aware():
-                    return CarbonAwareRhoSchedule(cfg.bounds, n, outlook, epoch_target_hours, cfg.rho_fixed)
-
+                deadline = arrival + cfg.slack_hours * SLOTS_PER_HOUR + kind.full_slots
+                run = partial(self.run_epochs, kind, deadline=deadline, outlook=outlook)
                 if mode == "forecast":
-                    add(("a", "now"), self.run_epochs(kind, arrival, deadline, FixedRhoSchedule(1.0, n), outlook))
-                    add(("b", "now"), self.run_epochs(kind, arrival, deadline, FixedRhoSchedule(cfg.rho_fixed, n), outlook))
+                    add(("a", "now"), run(arrival, schedule=FixedRhoSchedule(1.0, n)))
+                    add(("b", "now"), run(arrival, schedule=FixedRhoSchedule(cfg.rho_fixed, n)))
                     self._budget(kind, arrival, deadline, outlook, results)
-                add(("c", mode), self.run_epochs(kind, arrival, deadline, aware(), outlook))
+                add(("c", mode), run(arrival, schedule=aware()))
                 start = self.green_start(kind, arrival, deadline, 1.0, outlook)
-                add(("w", mode), self.run_epochs(kind, start, deadline, FixedRhoSchedule(1.0, n), outlook))
+                add(("w", mode), run(start, schedule=FixedRhoSchedule(1.0, n)))
                 start = self.green_start(kind, arrival, deadline, cfg.rho_fixed, outlook)
-                add(("b+w", mode), self.run_epochs(kind, start, deadline, FixedRhoSchedule(cfg.rho_fixed, n), outlook))
-                add(("d-start", mode), self.run_epochs(kind, start, deadline, aware(), outlook))
+                add(("b+w", mode), run(start, schedule=FixedRhoSchedule(cfg.rho_fixed, n)))
+                add(("d-start", mode), run(start, schedule=aware()))
                 add(("d-pause", mode), self.run_pausable(kind, arrival, deadline, aware(), outlook))
         return results
 
-    def _budget(self, kind: JobKind, arrival: int, deadline: float, outlook: TraceOutlook, results: Results) -> None:
-        """CO2-budget mode at once: budget = budget_fraction x full-cost emissions at the recent mean."""
+    def _budget(
+        self, kind: JobKind, arrival: int, deadline: float, outlook: TraceOutlook, results: Results
+    ) -> None:
+        """CO2-budget mode at once: budget = budget_fraction x full-cost kg at the recent mean."""
         cfg = self.config
         energy = cfg.power_kw * kind.epoch_hours
-        recent = self.values[arrival - HISTORY_SLOTS:arrival + 1]
+        recent = self.values[arrival - HISTORY_SLOTS : arrival + 1]
         budget = cfg.budget_fraction * kind.n_epochs * energy * float(np.nanmean(recent)) / 1000.0
-        schedule = BudgetRhoSchedule(cfg.bounds, kind.n_epochs, outlook,
-                                     self.epoch_slots(kind, cfg.rho_fixed) / SLOTS_PER_HOUR,
-                                     energy, budget)
+        schedule = BudgetRhoSchedule(
+            cfg.bounds,
+            kind.n_epochs,
+            outlook,
+            self.epoch_slots(kind, cfg.rho_fixed) / SLOTS_PER_HOUR,
+            energy,
+            budget,
+        )
         try:
             schedule.check_feasible(outlook.time_of(arrival))
         except BudgetInfeasibleError:
@@ -250,7 +282,11 @@ class TraceSimulation:
             outcome = self.run_epochs(kind, arrival, deadline, schedule, outlook)
         except BudgetExhaustedError:
             results.stopped_budget += 1
-            outcome = Outcome(sum(schedule.spent_kg.values()), [schedule.decisions[k] for k in sorted(schedule.spent_kg)],
-                              float("nan"), deadline)
+            outcome = Outcome(
+                sum(schedule.spent_kg.values()),
+                [schedule.decisions[k] for k in sorted(schedule.spent_kg)],
+                float("nan"),
+                deadline,
+            )
         outcome.budget_kg = budget
         results.outcomes.setdefault(("budget", "forecast"), []).append(outcome)

@@ -44,8 +44,10 @@ class Trace:
         offset = (ensure_utc(moment) - self.start).total_seconds()
         index = int(offset // SLOT_S)
         if not 0 <= index < self.n_slots:
-            raise TraceError(f"trace {self.name!r} covers {self.start.isoformat()} to "
-                             f"{self.end.isoformat()}, not {moment.isoformat()}")
+            raise TraceError(
+                f"trace {self.name!r} covers {self.start.isoformat()} to "
+                f"{self.end.isoformat()}, not {moment.isoformat()}"
+            )
         return index
 
     def slot_time(self, index: int) -> datetime:
@@ -92,12 +94,14 @@ def parse_trace_csv(text: str, name: str) -> Trace:
 
 
 def load_trace(name_or_path: str) -> Trace:
-    """A shipped trace by name ('gb-2020', 'fr-2020', read with importlib.resources) or a CSV path."""
+    """A shipped trace by name (gb-2020, fr-2020; via importlib.resources) or a CSV path."""
     if name_or_path in SHIPPED_TRACES:
         resource = resources.files("service.scheduler.traces") / SHIPPED_TRACES[name_or_path]
         return parse_trace_csv(resource.read_text(encoding="utf-8"), name_or_path)
     path = Path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(SHIPPED_TRACES))
-        raise TraceError(f"trace {name_or_path!r} is neither a shipped trace ({known}) nor a CSV file")
+        raise TraceError(
+            f"trace {name_or_path!r} is neither a shipped trace ({known}) nor a CSV file"
+        )
     return parse_trace_csv(path.read_text(encoding="utf-8"), path.stem)

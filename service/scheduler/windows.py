@@ -1,4 +1,4 @@
-"""Green windows: when to start (or, for pausable jobs, where to place each epoch) before a deadline.
+"""Green windows: when to start (or, for pausable jobs, where to put each epoch) by a deadline.
 
 A window is scored by its expected emissions over the job's whole duration, i.e. the integral
 of the forecast intensity over [start, start + duration) (a rolling mean), never by the single
@@ -19,7 +19,9 @@ from .readings import CarbonReading, ensure_utc
 SLOT_HOURS = 0.5
 
 
-def estimate_duration_s(total_flops: float, throughput_flops_per_s: float, rho: float = 1.0) -> float:
+def estimate_duration_s(
+    total_flops: float, throughput_flops_per_s: float, rho: float = 1.0
+) -> float:
     """Wall time of a job: rho * total_flops / measured pool throughput. Raises ValueError."""
     if total_flops <= 0:
         raise ValueError(f"total_flops must be > 0, got {total_flops}")
@@ -54,7 +56,9 @@ def best_start_slot(forecast: np.ndarray, duration_slots: float, latest_start_sl
     Start now (0) when no window has a complete forecast. Raises WindowError if latest < 0.
     """
     if latest_start_slot < 0:
-        raise WindowError("the deadline is already too close to run the job (latest start is in the past)")
+        raise WindowError(
+            "the deadline is already too close to run the job (latest start is in the past)"
+        )
     n_starts = min(latest_start_slot + 1, max(1, np.asarray(forecast).size))
     scores = window_integrals(forecast, duration_slots, n_starts)
     if np.all(np.isnan(scores)):
@@ -62,7 +66,9 @@ def best_start_slot(forecast: np.ndarray, duration_slots: float, latest_start_sl
     return int(np.nanargmin(scores))
 
 
-def plan_epoch_starts(forecast: np.ndarray, epoch_slots: float, n_epochs: int, last_end_slot: float) -> list[int]:
+def plan_epoch_starts(
+    forecast: np.ndarray, epoch_slots: float, n_epochs: int, last_end_slot: float
+) -> list[int]:
     """Start slots for n pausable epochs, in order, non-overlapping, all ending by `last_end_slot`,
     minimising the summed expected emissions (dynamic programme over slot starts).
 
@@ -71,7 +77,9 @@ def plan_epoch_starts(forecast: np.ndarray, epoch_slots: float, n_epochs: int, l
     step = max(1, math.ceil(epoch_slots - 1e-9))
     n_starts = int(math.floor(last_end_slot - epoch_slots + 1e-9)) + 1
     if n_epochs <= 0 or n_starts <= 0 or (n_epochs - 1) * step >= n_starts:
-        raise WindowError(f"{n_epochs} epochs of {epoch_slots * SLOT_HOURS:g} h do not fit before the deadline")
+        raise WindowError(
+            f"{n_epochs} epochs of {epoch_slots * SLOT_HOURS:g} h do not fit before the deadline"
+        )
     cost = window_integrals(forecast, epoch_slots, n_starts)
     fallback = np.nanmax(cost) if np.any(~np.isnan(cost)) else 0.0
     cost = np.where(np.isnan(cost), fallback + 1.0, cost)  # unknown windows only as a last resort
@@ -105,7 +113,9 @@ class WindowChoice:
     forecast_source: str
 
 
-def readings_to_grid(readings: list[CarbonReading], now: datetime, horizon_slots: int) -> np.ndarray:
+def readings_to_grid(
+    readings: list[CarbonReading], now: datetime, horizon_slots: int
+) -> np.ndarray:
     """Forecast readings -> 30-minute array from `now` (slot means; NaN where nothing is known)."""
     now = ensure_utc(now)
     sums, counts = np.zeros(horizon_slots), np.zeros(horizon_slots)
@@ -118,7 +128,9 @@ def readings_to_grid(readings: list[CarbonReading], now: datetime, horizon_slots
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def choose_start(forecast: list[CarbonReading], now: datetime, duration: timedelta, deadline: datetime) -> WindowChoice:
+def choose_start(
+    forecast: list[CarbonReading], now: datetime, duration: timedelta, deadline: datetime
+) -> WindowChoice:
     """The start in [now, deadline - duration] minimising expected emissions; re-run it whenever the
     forecast changes (the caller keeps the job `waiting_for_green` until `start_now`).
 
@@ -127,11 +139,17 @@ def choose_start(forecast: list[CarbonReading], now: datetime, duration: timedel
     now, deadline = ensure_utc(now), ensure_utc(deadline, "deadline")
     slack_slots = math.floor((deadline - now - duration).total_seconds() / 1800.0 + 1e-9)
     if slack_slots < 0:
-        raise WindowError(f"the job needs {duration} but only {deadline - now} remain before the deadline")
+        raise WindowError(
+            f"the job needs {duration} but only {deadline - now} remain before the deadline"
+        )
     duration_slots = duration.total_seconds() / 1800.0
     horizon = slack_slots + math.ceil(duration_slots) + 1
     grid = readings_to_grid(forecast, now, horizon)
     slot = best_start_slot(grid, duration_slots, slack_slots)
-    mean = window_integrals(grid, duration_slots, slot + 1)[slot] / duration_slots if duration_slots else np.nan
+    mean = (
+        window_integrals(grid, duration_slots, slot + 1)[slot] / duration_slots
+        if duration_slots
+        else np.nan
+    )
     source = forecast[0].source if forecast else "none"
     return WindowChoice(now + timedelta(minutes=30 * slot), float(mean), slot == 0, source)

@@ -46,7 +46,9 @@ class FakeServer:
                 server.requests.append(Seen(parts.path, parse_qs(parts.query), dict(self.headers)))
                 queue = server.routes.get(parts.path)
                 if not queue:
-                    answer = Answer(404, {"error": {"code": "404", "message": f"no route {parts.path}"}})
+                    answer = Answer(
+                        404, {"error": {"code": "404", "message": f"no route {parts.path}"}}
+                    )
                 else:
                     answer = queue.popleft() if len(queue) > 1 else queue[0]
                 if answer.delay_s:
@@ -65,7 +67,9 @@ class FakeServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     @property

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.scheduler.forecast import daily_profile_forecast, forecast_from_history, oracle_forecast
+from service.scheduler.forecast import (
+    daily_profile_forecast,
+    forecast_from_history,
+    oracle_forecast,
+)
 from service.scheduler.trace_data import load_trace
 
 
@@ -15,13 +19,18 @@ def test_daily_profile_forecast_ignores_every_value_after_the_decision_slot():
     base = daily_profile_forecast(values, t, 100)
     for row, slot in enumerate(t):
         perturbed = values.copy()
-        perturbed[slot + 1:] = rng.uniform(1000, 2000, perturbed.size - slot - 1)
-        assert np.array_equal(daily_profile_forecast(perturbed, np.array([slot]), 100)[0], base[row])
+        perturbed[slot + 1 :] = rng.uniform(1000, 2000, perturbed.size - slot - 1)
+        assert np.array_equal(
+            daily_profile_forecast(perturbed, np.array([slot]), 100)[0], base[row]
+        )
 
 
 def test_production_forecast_is_the_same_function_as_the_simulators():
     values = load_trace("gb-2020").values_g_per_kwh[:2000]
-    assert np.allclose(forecast_from_history(values[:1500], 60), daily_profile_forecast(values, np.array([1499]), 60)[0])
+    assert np.allclose(
+        forecast_from_history(values[:1500], 60),
+        daily_profile_forecast(values, np.array([1499]), 60)[0],
+    )
 
 
 def test_forecast_starts_at_the_live_value_and_follows_the_daily_shape():

@@ -19,7 +19,9 @@ from service.scheduler.policy import (
 
 intensities = st.floats(min_value=0, max_value=1000, allow_nan=False)
 references = st.lists(intensities, min_size=1, max_size=60).map(np.array)
-bounds_st = st.tuples(st.floats(0.05, 1.0), st.floats(0.05, 1.0)).map(lambda p: RhoBounds(min(p), max(p)))
+bounds_st = st.tuples(st.floats(0.05, 1.0), st.floats(0.05, 1.0)).map(
+    lambda p: RhoBounds(min(p), max(p))
+)
 
 
 def test_quantile_rank_is_the_mid_rank_cdf():
@@ -42,8 +44,16 @@ def test_quantile_policy_is_monotone_and_bounded(reference, c1, c2, bounds):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(0, 1), st.floats(0, 1), st.lists(st.floats(0, 1), max_size=8), bounds_st, st.floats(0, 1))
-def test_mean_preserving_rho_is_monotone_in_the_live_quantile_and_bounded(q1, q2, upcoming, bounds, where):
+@given(
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.lists(st.floats(0, 1), max_size=8),
+    bounds_st,
+    st.floats(0, 1),
+)
+def test_mean_preserving_rho_is_monotone_in_the_live_quantile_and_bounded(
+    q1, q2, upcoming, bounds, where
+):
     target = bounds.rho_min + where * bounds.spread
     q_clean, q_dirty = min(q1, q2), max(q1, q2)
     rho_clean = mean_preserving_rho(q_clean, np.array(upcoming), target, bounds)

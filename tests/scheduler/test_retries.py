@@ -51,7 +51,9 @@ def test_body_that_is_not_json_is_a_response_error(fake_server, sleeps):
 
 
 def test_connection_refused_is_retried_and_reported(sleeps):
-    client = RetryingHTTP("p", "http://127.0.0.1:9", max_retries=2, timeout_s=1, sleep=sleeps.append)
+    client = RetryingHTTP(
+        "p", "http://127.0.0.1:9", max_retries=2, timeout_s=1, sleep=sleeps.append
+    )
     with pytest.raises(ProviderHTTPError, match="connection failed"):
         client.get_json("/x")
     assert len(sleeps) == 2

@@ -41,10 +41,13 @@ def test_window_integrals_match_a_brute_force_integral(f, duration):
 
 
 def test_best_start_minimises_the_window_mean_not_the_single_cleanest_slot():
-    # The cleanest single slot (index 1) sits between two dirty ones; the cleanest 3-slot window starts at 4.
+    # The cleanest single slot (index 1) sits between two dirty ones;
+    # the cleanest 3-slot window starts at 4.
     forecast = np.array([300, 50, 400, 300, 120, 110, 130, 300, 300.0])
     assert best_start_slot(forecast, 3, latest_start_slot=6) == 4
-    assert best_start_slot(forecast, 3, latest_start_slot=2) == 0  # deadline excludes the clean window
+    assert (
+        best_start_slot(forecast, 3, latest_start_slot=2) == 0
+    )  # deadline excludes the clean window
 
 
 def test_a_missing_forecast_never_wins_and_no_forecast_means_start_now():
@@ -56,7 +59,9 @@ def test_a_missing_forecast_never_wins_and_no_forecast_means_start_now():
 
 @settings(max_examples=60, deadline=None)
 @given(forecasts, st.integers(1, 3), st.integers(1, 4), st.floats(0.5, 3.0))
-def test_epoch_placement_is_ordered_meets_the_deadline_and_is_optimal(f, n_epochs, spare, epoch_slots):
+def test_epoch_placement_is_ordered_meets_the_deadline_and_is_optimal(
+    f, n_epochs, spare, epoch_slots
+):
     step = int(np.ceil(epoch_slots))
     last_end = min(f.size, step * n_epochs + spare)
     try:
@@ -67,14 +72,20 @@ def test_epoch_placement_is_ordered_meets_the_deadline_and_is_optimal(f, n_epoch
     assert len(starts) == n_epochs and starts[-1] + epoch_slots <= last_end + 1e-9
     assert all(b - a >= step for a, b in itertools.pairwise(starts))
     costs = window_integrals(f, epoch_slots, int(np.floor(last_end - epoch_slots)) + 1)
-    best = min(sum(costs[list(c)]) for c in itertools.combinations(range(costs.size), n_epochs)
-               if all(b - a >= step for a, b in itertools.pairwise(c)))
+    best = min(
+        sum(costs[list(c)])
+        for c in itertools.combinations(range(costs.size), n_epochs)
+        if all(b - a >= step for a, b in itertools.pairwise(c))
+    )
     assert sum(costs[starts]) == pytest.approx(best)
 
 
 def test_choose_start_works_on_readings_and_datetimes():
     values = [300, 290, 280, 100, 90, 95, 300, 310]
-    readings = [CarbonReading(v, NOW + timedelta(minutes=30 * i), "fake", is_forecast=True) for i, v in enumerate(values)]
+    readings = [
+        CarbonReading(v, NOW + timedelta(minutes=30 * i), "fake", is_forecast=True)
+        for i, v in enumerate(values)
+    ]
     choice = choose_start(readings, NOW, timedelta(hours=1.5), NOW + timedelta(hours=4))
     assert choice.start == NOW + timedelta(hours=1.5) and not choice.start_now
     assert choice.expected_mean_g_per_kwh == pytest.approx(95.0)
@@ -85,10 +96,16 @@ def test_choose_start_works_on_readings_and_datetimes():
 
 
 def test_replanning_with_a_changed_forecast_moves_the_start():
-    flat = [CarbonReading(200, NOW + timedelta(minutes=30 * i), "f", is_forecast=True) for i in range(10)]
+    flat = [
+        CarbonReading(200, NOW + timedelta(minutes=30 * i), "f", is_forecast=True)
+        for i in range(10)
+    ]
     first = choose_start(flat, NOW, timedelta(hours=1), NOW + timedelta(hours=5))
     assert first.start_now  # nothing to gain: start at once (earliest on ties)
-    changed = [CarbonReading(50 if i in (6, 7) else 200, r.timestamp, "f", is_forecast=True) for i, r in enumerate(flat)]
+    changed = [
+        CarbonReading(50 if i in (6, 7) else 200, r.timestamp, "f", is_forecast=True)
+        for i, r in enumerate(flat)
+    ]
     second = choose_start(changed, NOW, timedelta(hours=1), NOW + timedelta(hours=5))
     assert second.start == NOW + timedelta(hours=3)
 

@@ -29,7 +29,7 @@ class CarbonProvider(ABC):
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
         """Readings from now to `hours` ahead, oldest first; slots with no value are left out."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, offline providers hold nothing
         """Release network resources (no-op for offline providers)."""
 
 

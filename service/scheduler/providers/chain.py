@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from ..errors import AllProvidersFailed, ProviderError
 from ..readings import CarbonReading, FallbackEvent, ProviderFailure
 from .base import CarbonProvider, Clock, utc_now
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class CachedProvider(CarbonProvider):
@@ -19,7 +22,9 @@ class CachedProvider(CarbonProvider):
     Failures are not cached: the next call asks the provider again.
     """
 
-    def __init__(self, provider: CarbonProvider, ttl_s: float = 300.0, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, provider: CarbonProvider, ttl_s: float = 300.0, clock: Clock = utc_now
+    ) -> None:
         if ttl_s < 0:
             raise ValueError(f"ttl_s must be >= 0, got {ttl_s}")
         self.provider = provider
@@ -60,10 +65,10 @@ class CachedProvider(CarbonProvider):
 
 
 @dataclass(frozen=True)
-class ChainResult:
+class ChainResult(Generic[T]):
     """What a chain call produced: the value, which provider gave it, and the fallback event."""
 
-    value: CarbonReading | list[CarbonReading]
+    value: T
     used: str
     event: FallbackEvent | None
 
@@ -71,10 +76,10 @@ class ChainResult:
 class ProviderChain:
     """Tries providers in order; the first that answers wins. A skip is reported as an event."""
 
-    def __init__(self, providers: list[CarbonProvider], clock: Clock = utc_now) -> None:
+    def __init__(self, providers: Sequence[CarbonProvider], clock: Clock = utc_now) -> None:
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
-        self.providers = providers
+        self.providers = list(providers)
         self.clock = clock
 
     def __repr__(self) -> str:
@@ -84,7 +89,7 @@ class ProviderChain:
         for provider in self.providers:
             provider.close()
 
-    def _run(self, call: str, hours: float) -> ChainResult:
+    def _run(self, call: str, hours: float) -> ChainResult[Any]:
         failures: list[ProviderError] = []
         skipped: list[ProviderFailure] = []
         for provider in self.providers:
@@ -110,10 +115,10 @@ class ProviderChain:
             return ChainResult(value, provider.name, event)
         raise AllProvidersFailed(failures)
 
-    def latest(self) -> ChainResult:
+    def latest(self) -> ChainResult[CarbonReading]:
         """ChainResult whose value is a CarbonReading. Raises AllProvidersFailed."""
         return self._run("latest", 0.0)
 
-    def forecast(self, hours: float = 24.0) -> ChainResult:
+    def forecast(self, hours: float = 24.0) -> ChainResult[list[CarbonReading]]:
         """ChainResult whose value is a non-empty list of readings. Raises AllProvidersFailed."""
         return self._run("forecast", hours)

@@ -12,11 +12,17 @@ ELECTRICITY_MAPS_BASE_URL = "https://api.electricitymap.org/v3"
 
 class ElectricityMapsProvider(CarbonProvider):
     def __init__(
-        self, token: str, zone: str, http: RetryingHTTP | None = None, *,
+        self,
+        token: str,
+        zone: str,
+        http: RetryingHTTP | None = None,
+        *,
         base_url: str = ELECTRICITY_MAPS_BASE_URL,
     ) -> None:
         if not token:
-            raise ValueError("Electricity Maps needs an auth token (GREENTRAINER_ELECTRICITYMAPS_TOKEN)")
+            raise ValueError(
+                "Electricity Maps needs an auth token (GREENTRAINER_ELECTRICITYMAPS_TOKEN)"
+            )
         if not zone:
             raise ValueError("zone must be an Electricity Maps zone code such as 'GB' or 'FR'")
         self._token = token
@@ -25,13 +31,15 @@ class ElectricityMapsProvider(CarbonProvider):
         self.http = http or RetryingHTTP(self.name, base_url)
 
     def __repr__(self) -> str:
-        return f"ElectricityMapsProvider(zone={self.zone!r}, token=***, base_url={self.http.base_url!r})"
+        return f"ElectricityMapsProvider(zone={self.zone!r}, token=***, url={self.http.base_url!r})"
 
     def close(self) -> None:
         self.http.close()
 
     def _get(self, path: str) -> object:
-        return self.http.get_json(path, params={"zone": self.zone}, headers={"auth-token": self._token})
+        return self.http.get_json(
+            path, params={"zone": self.zone}, headers={"auth-token": self._token}
+        )
 
     def latest(self) -> CarbonReading:
         path = "carbon-intensity/latest"
@@ -49,7 +57,9 @@ class ElectricityMapsProvider(CarbonProvider):
             raise ProviderResponseError(self.name, f"{path}: 'forecast' is not a list")
         readings: list[CarbonReading] = []
         for point in points:
-            value = number_or_none(field(point, "carbonIntensity", self.name, path), self.name, path)
+            value = number_or_none(
+                field(point, "carbonIntensity", self.name, path), self.name, path
+            )
             if value is None:
                 continue
             when = parse_utc(str(field(point, "datetime", self.name, path)), f"{path}.datetime")

@@ -35,7 +35,9 @@ class GBCarbonIntensityProvider(CarbonProvider):
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"GBCarbonIntensityProvider(region_id={self.region_id!r}, base_url={self.http.base_url!r})"
+        return (
+            f"GBCarbonIntensityProvider(region_id={self.region_id!r}, url={self.http.base_url!r})"
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -52,6 +54,8 @@ class GBCarbonIntensityProvider(CarbonProvider):
 
     def _reading(self, slot: dict, where: str, allow_actual: bool) -> CarbonReading | None:
         intensity = field(slot, "intensity", self.name, where)
+        if not isinstance(intensity, dict):
+            raise ProviderResponseError(self.name, f"{where}: 'intensity' is not an object")
         start = parse_utc(str(field(slot, "from", self.name, where)), f"{where}.from")
         actual = number_or_none(intensity.get("actual"), self.name, where) if allow_actual else None
         forecast = number_or_none(intensity.get("forecast"), self.name, where)
@@ -81,6 +85,13 @@ class GBCarbonIntensityProvider(CarbonProvider):
         for slot in self._slots(self.http.get_json(path), path):
             reading = self._reading(slot, path, allow_actual=False)
             if reading is not None and reading.timestamp < end:
-                readings.append(CarbonReading(reading.carbon_intensity_g_per_kwh, reading.timestamp,
-                                              self.name, "average", is_forecast=True))
+                readings.append(
+                    CarbonReading(
+                        reading.carbon_intensity_g_per_kwh,
+                        reading.timestamp,
+                        self.name,
+                        "average",
+                        is_forecast=True,
+                    )
+                )
         return readings

@@ -19,8 +19,11 @@ def codecarbon_country_intensities() -> dict[str, float]:
     """ISO-3166 alpha-3 code -> gCO2eq/kWh, from the installed codecarbon package's data file."""
     resource = resources.files("codecarbon").joinpath(*_ENERGY_MIX)
     table = json.loads(resource.read_text(encoding="utf-8"))
-    return {code: float(row["carbon_intensity"]) for code, row in table.items()
-            if isinstance(row, dict) and isinstance(row.get("carbon_intensity"), int | float)}
+    return {
+        code: float(row["carbon_intensity"])
+        for code, row in table.items()
+        if isinstance(row, dict) and isinstance(row.get("carbon_intensity"), int | float)
+    }
 
 
 class StaticCountryProvider(CarbonProvider):
@@ -30,8 +33,10 @@ class StaticCountryProvider(CarbonProvider):
         code = country_iso3.strip().upper()
         table = codecarbon_country_intensities()
         if code not in table:
-            raise ValueError(f"country_iso3 {country_iso3!r} is not in CodeCarbon's data "
-                             f"(use an ISO-3166 alpha-3 code such as 'GBR' or 'FRA')")
+            raise ValueError(
+                f"country_iso3 {country_iso3!r} is not in CodeCarbon's data "
+                f"(use an ISO-3166 alpha-3 code such as 'GBR' or 'FRA')"
+            )
         self.country_iso3 = code
         self.value_g_per_kwh = table[code]
         self.name = f"codecarbon-static:{code}"
@@ -47,5 +52,9 @@ class StaticCountryProvider(CarbonProvider):
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
         now = self.clock()
-        return [CarbonReading(self.value_g_per_kwh, now + timedelta(minutes=30 * i), self.name,
-                              "average", True) for i in range(int(hours * 2))]
+        return [
+            CarbonReading(
+                self.value_g_per_kwh, now + timedelta(minutes=30 * i), self.name, "average", True
+            )
+            for i in range(int(hours * 2))
+        ]

@@ -20,7 +20,9 @@ class TraceReplayProvider(CarbonProvider):
     can be replayed today in a loop. `forecast` is the recorded future: a perfect forecast.
     """
 
-    def __init__(self, trace: Trace, clock: Clock = utc_now, anchor: datetime | None = None) -> None:
+    def __init__(
+        self, trace: Trace, clock: Clock = utc_now, anchor: datetime | None = None
+    ) -> None:
         self.trace = trace
         self.clock = clock
         self.anchor = anchor
@@ -61,6 +63,9 @@ class TraceReplayProvider(CarbonProvider):
                 break
             value = self._value(index + step)
             if not np.isnan(value):
-                readings.append(CarbonReading(value, now + step * timedelta(minutes=30),
-                                              self.name, "average", True))
+                readings.append(
+                    CarbonReading(
+                        value, now + step * timedelta(minutes=30), self.name, "average", True
+                    )
+                )
         return readings

@@ -7,20 +7,31 @@ The token is cached and refreshed once on 401. The current value is the first po
 from __future__ import annotations
 
 from ..errors import ProviderDataMissing, ProviderResponseError
-from ..readings import G_PER_KWH_PER_LB_PER_MWH, CarbonReading, parse_utc
+from ..readings import G_PER_KWH_PER_LB_PER_MWH, CarbonReading, Signal, parse_utc
 from ..retrying_http import RetryingHTTP
 from .base import CarbonProvider, Clock, field, number_or_none, utc_now
 
 WATTTIME_BASE_URL = "https://api.watttime.org"
 
 # Units WattTime may report -> factor to gCO2/kWh (1 kg/MWh = 1 g/kWh).
-_UNIT_FACTORS = {"lbs_co2_per_mwh": G_PER_KWH_PER_LB_PER_MWH, "kg_co2_per_mwh": 1.0, "g_co2_per_kwh": 1.0}
+_UNIT_FACTORS = {
+    "lbs_co2_per_mwh": G_PER_KWH_PER_LB_PER_MWH,
+    "kg_co2_per_mwh": 1.0,
+    "g_co2_per_kwh": 1.0,
+}
 
 
 class WattTimeProvider(CarbonProvider):
     def __init__(
-        self, username: str, password: str, region: str, http: RetryingHTTP | None = None, *,
-        signal_type: str = "co2_moer", base_url: str = WATTTIME_BASE_URL, clock: Clock = utc_now,
+        self,
+        username: str,
+        password: str,
+        region: str,
+        http: RetryingHTTP | None = None,
+        *,
+        signal_type: str = "co2_moer",
+        base_url: str = WATTTIME_BASE_URL,
+        clock: Clock = utc_now,
     ) -> None:
         if not username or not password:
             raise ValueError("WattTime needs GREENTRAINER_WATTTIME_USERNAME and _PASSWORD")
@@ -35,7 +46,7 @@ class WattTimeProvider(CarbonProvider):
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"WattTimeProvider(region={self.region!r}, signal_type={self.signal_type!r}, credentials=***)"
+        return f"WattTimeProvider(region={self.region!r}, signal={self.signal_type!r}, auth=***)"
 
     def close(self) -> None:
         self.http.close()
@@ -54,15 +65,21 @@ class WattTimeProvider(CarbonProvider):
 
     def _points(self, horizon_hours: float) -> list[CarbonReading]:
         path = "/v3/forecast"
-        body = self._get(path, {"region": self.region, "signal_type": self.signal_type,
-                                "horizon_hours": int(round(horizon_hours))})
+        body = self._get(
+            path,
+            {
+                "region": self.region,
+                "signal_type": self.signal_type,
+                "horizon_hours": int(round(horizon_hours)),
+            },
+        )
         units = str(field(field(body, "meta", self.name, path), "units", self.name, path + ".meta"))
         if units not in _UNIT_FACTORS:
             raise ProviderResponseError(self.name, f"{path}: unknown units {units!r}")
         data = field(body, "data", self.name, path)
         if not isinstance(data, list):
             raise ProviderResponseError(self.name, f"{path}: 'data' is not a list")
-        signal = "marginal" if self.signal_type == "co2_moer" else "average"
+        signal: Signal = "marginal" if self.signal_type == "co2_moer" else "average"
         now = self.clock()
         readings = []
         for point in data:
@@ -70,8 +87,11 @@ class WattTimeProvider(CarbonProvider):
             if value is None:
                 continue
             when = parse_utc(str(field(point, "point_time", self.name, path)), f"{path}.point_time")
-            readings.append(CarbonReading(value * _UNIT_FACTORS[units], when, self.name, signal,
-                                          is_forecast=when > now))
+            readings.append(
+                CarbonReading(
+                    value * _UNIT_FACTORS[units], when, self.name, signal, is_forecast=when > now
+                )
+            )
         return readings
 
     def latest(self) -> CarbonReading:
