@@ -9,7 +9,7 @@ Budget schedules also need `record_epoch(epoch_index, kg_co2)` after each epoch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -82,6 +82,17 @@ class _Base:
     def _decide(self, epoch_index: int, rho: float) -> float:
         # A re-asked epoch (a worker resuming after a crash) gets its first answer again.
         return self.decisions.setdefault(epoch_index, rho)
+
+    def restore(self, rho_by_epoch: Mapping[int, float]) -> None:
+        """Reload the rho of finished epochs (from the job's epoch rows) in a new process, so a
+        resumed job keeps its mean rho / budget accounting. Raises PolicyError on bad input."""
+        for epoch_index, rho in rho_by_epoch.items():
+            _check_index(epoch_index, self.n_epochs)
+            if not 0 < rho <= 1:
+                raise PolicyError(
+                    f"restored rho for epoch {epoch_index} must be in (0, 1], got {rho}"
+                )
+            self.decisions[epoch_index] = float(rho)
 
 
 class FixedRhoSchedule(_Base):

@@ -51,3 +51,27 @@ def test_scheduler_once_prints_a_dispatch_dry_run(tmp_path, capsys):
     path.write_text(json.dumps({**spec, "teams": []}))
     assert scheduler_main(["--once", "--queue", str(path)]) == 2
     assert "no usage record" in capsys.readouterr().err
+
+
+def test_scheduler_reads_the_gb_api_named_by_the_environment(fake_server, monkeypatch, capsys):
+    from .conftest import Answer
+
+    fake_server.add(
+        "/intensity",
+        Answer(
+            body={
+                "data": [
+                    {"from": "2024-01-01T00:00Z", "intensity": {"forecast": 120, "actual": 118}}
+                ]
+            }
+        ),
+    )
+    monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "gb")
+    monkeypatch.setenv("GREENTRAINER_GB_API_BASE_URL", fake_server.url)
+    monkeypatch.setenv("GREENTRAINER_HTTP_MAX_RETRIES", "0")
+    assert scheduler_main([]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["reading"]["source"] == "gb-carbon-intensity"
+    assert decision["reading"]["carbon_intensity_g_per_kwh"] == 118.0
+    # No forecast route on the fake: the forecast fell back to the static provider, and says so.
+    assert decision["fallback"]["used"] == "codecarbon-static:GBR"

@@ -127,3 +127,20 @@ def test_live_schedule_uses_the_gb_forecast_and_records_the_fallback(fake_server
         reading.source == "codecarbon-static:FRA" and rho > 0.9
     )  # cleaner than GB's recent values
     assert "provider gb-carbon-intensity failed" in schedule.last_event.message
+
+
+def test_a_schedule_restored_in_a_new_process_keeps_the_mean_rho():
+    rng = np.random.default_rng(5)
+    live = list(rng.uniform(100, 400, 6))
+    reference = np.linspace(100, 400, 100)
+    bounds = RhoBounds(0.4, 0.8)
+    first = CarbonAwareRhoSchedule(
+        bounds, 6, ScriptedOutlook(live[:3] + [200.0], reference), 1.0, 0.6
+    )
+    done = {k: first.rho_for_epoch(k, NOW)[0] for k in range(3)}
+    resumed = CarbonAwareRhoSchedule(bounds, 6, ScriptedOutlook(live[3:], reference), 1.0, 0.6)
+    resumed.restore(done)
+    rest = [resumed.rho_for_epoch(k, NOW)[0] for k in range(3, 6)]
+    assert np.mean(list(done.values()) + rest) == pytest.approx(0.6, abs=1e-9)
+    with pytest.raises(PolicyError, match="restored rho for epoch 1"):
+        resumed.restore({1: 1.5})
