@@ -95,7 +95,7 @@ class WattTimeProvider(CarbonProvider):
         return readings
 
     def latest(self) -> CarbonReading:
-        points = self._points(0)
+        points = self._points(1)  # the smallest horizon surely accepted; its first point is now
         if not points:
             raise ProviderDataMissing(self.name, "/v3/forecast: no point with a value")
         return points[0]
