@@ -98,3 +98,29 @@ def test_budget_rho_spends_more_when_clean_and_never_plans_past_the_reserve():
     assert dirtier_now <= tight
     with pytest.raises(BudgetExhaustedError, match="stop the job"):
         budget_rho(c, q, 1.0, 0.3, 400.0, bounds)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.floats(0, 1), min_size=1, max_size=12),
+    st.floats(1.0, 3.0),
+    st.floats(0.1, 0.9),
+    st.integers(0, 2**31),
+)
+def test_budget_mode_never_overspends_while_the_grid_stays_under_the_pessimistic_value(
+    actual_fractions, slack, rho_min, seed
+):
+    bounds = RhoBounds(rho_min, 1.0)
+    pessimistic, energy = 400.0, 2.0
+    n = len(actual_fractions)
+    budget = slack * n * rho_min * energy * pessimistic / 1000  # feasible at submission
+    check_budget_feasible(budget, n, energy, pessimistic, bounds)
+    rng = np.random.default_rng(seed)
+    spent = 0.0
+    for k, fraction in enumerate(actual_fractions):
+        forecast = rng.uniform(0, pessimistic, n - k)  # any forecast, right or wrong
+        q = np.atleast_1d(quantile_rank(forecast, forecast))
+        rho = budget_rho(forecast, q, energy, budget - spent, pessimistic, bounds)
+        assert bounds.rho_min <= rho <= bounds.rho_max
+        spent += rho * energy * fraction * pessimistic / 1000  # what the grid really charged
+    assert spent <= budget + 1e-9
