@@ -30,6 +30,7 @@ from .errors import BudgetExhaustedError, BudgetInfeasibleError, PolicyError
 
 G_PER_KG = 1000.0
 DEFAULT_GAIN = 8.0
+BUDGET_RTOL = 1e-9  # float rounding must not turn an exactly sufficient budget into a refusal
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def check_budget_feasible(
     if budget_kg_co2 <= 0:
         raise PolicyError(f"co2_budget_kg must be > 0, got {budget_kg_co2}")
     needed = minimum_budget_kg(n_epochs, energy_full_kwh_per_epoch, pessimistic_g_per_kwh, bounds)
-    if needed > budget_kg_co2:
+    if needed > budget_kg_co2 * (1 + BUDGET_RTOL):
         raise BudgetInfeasibleError(budget_kg_co2, needed)
 
 
@@ -147,7 +148,7 @@ def budget_rho(
     qs = np.asarray(q, dtype=float)
     n = c.size
     needed = minimum_budget_kg(n, energy_full_kwh_per_epoch, pessimistic_g_per_kwh, bounds)
-    if needed > remaining_budget_kg:
+    if needed > remaining_budget_kg * (1 + BUDGET_RTOL):
         raise BudgetExhaustedError(remaining_budget_kg, needed, n)
     offsets = bounds.spread * (qs.mean() - qs)
 
