@@ -33,8 +33,9 @@ def test_prediction_equals_counted_flops_on_smollm2(smollm2):
     assert len(prof) == 272 and prof.names[-1] == "model.embed_tokens.weight"  # tied: at the bottom
     rng = random.Random(0)
     selections = [prof.names, prof.names[:3]]
-    selections += [[n for n in prof.names if rng.random() < d] for d in (0.02, 0.1, 0.3, 0.6)]
+    selections += [[n for n in prof.names if rng.random() < d] for d in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7) * 2]
     selections += [select_tensors(prof, {n: rng.random() for n in prof.names}, rho=r).names for r in (0.5, 0.7)]
+    assert len(selections) == 20
     for names in selections:
         apply_selection(model, names)
         _, executed = count_step_flops(lambda: model(**inputs).loss.backward())
