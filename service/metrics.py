@@ -24,8 +24,8 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.factory() as session:
-            by_status = dict(session.execute(select(Job.status, func.count()).group_by(Job.status))
-                             .tuples().all())
+            counts = session.execute(select(Job.status, func.count()).group_by(Job.status))
+            by_status = {status: count for status, count in counts}
             totals = session.execute(select(
                 func.coalesce(func.sum(JobEpoch.executed_flops), 0.0),
                 func.coalesce(func.sum(JobEpoch.full_ft_flops), 0.0),

@@ -23,6 +23,7 @@ from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
 from service.dispatch import RecordingDispatcher
 from service.settings import Settings
+from service.storage import BlobStore
 from tests.conftest import require
 
 PG_ADMIN_URLS = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
@@ -116,7 +117,13 @@ class Api:
     dispatcher: RecordingDispatcher
     factory: sessionmaker[Session]
     backend: str
+    app: Any
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
+
+    def app_store(self) -> BlobStore:
+        """The blob store the running app reads artifacts from (the worker writes to it)."""
+        store: BlobStore = self.app.state.context.store
+        return store
 
     def new_team(self, **quotas: Any) -> dict[str, str]:
         """Create a team; returns the headers that authenticate as it (plus its id)."""
@@ -165,6 +172,6 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     engine = make_engine(url)
     with LiveServer(app) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         yield Api(client=client, settings=settings, dispatcher=dispatcher,
-                  factory=make_session_factory(engine), backend=request.param)
+                  factory=make_session_factory(engine), backend=request.param, app=app)
     engine.dispose()
     app.state.context.engine.dispose()

@@ -68,7 +68,8 @@ def test_field_names_are_configurable_per_upload(api: Api) -> None:
 
 BAD_FILES = [
     ("bad.jsonl", _jsonl(ROWS[:2]) + b"\n{not json}\n", "line 3: not valid JSON"),
-    ("bad.jsonl", _jsonl([*ROWS[:3], {"source": "only a source"}]), "line 4: missing field 'target'"),
+    ("bad.jsonl", _jsonl([*ROWS[:3], {"source": "only a source"}]),
+     "line 4: missing field 'target'"),
     ("bad.jsonl", _jsonl([ROWS[0], {"source": "", "target": "t"}]), "line 2: field 'source'"),
     ("bad.jsonl", _jsonl([ROWS[0]]) + b"\n[1, 2]", "line 2: expected a JSON object"),
     ("bad.jsonl", b'{"source": "a", "target": "\xff"}', "line 1: not valid UTF-8"),
