@@ -31,13 +31,15 @@ def detect_format(filename: str | None, declared: str | None) -> str:
                          "or *.parquet, or send a `format` field", field="format")
 
 
-def _check_fields(record: dict[str, Any], fields: tuple[str, str], **where: int) -> None:
+def _check_fields(record: dict[str, Any], fields: tuple[str, str], *, line: int | None = None,
+                  row: int | None = None) -> None:
     for name in fields:
         if name not in record:
-            raise InvalidDataset(f"missing field {name!r}", **where)
+            raise InvalidDataset(f"missing field {name!r}", line=line, row=row)
         value = record[name]
         if not isinstance(value, str) or not value.strip():
-            raise InvalidDataset(f"field {name!r} must be a non-empty string", **where)
+            raise InvalidDataset(f"field {name!r} must be a non-empty string", line=line,
+                                 row=row)
 
 
 def _decode(data: bytes) -> str:

@@ -49,8 +49,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         field = field_name(error.get("loc", ()))
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         details.append({"field": field, "message": f"{field}: {message}" if field else message})
-    first = details[0] if details else {"field": None, "message": "invalid request"}
-    return JSONResponse(_body("invalid_request", first["message"], first["field"],
+    first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid"}
+    return JSONResponse(_body("invalid_request", first["message"], first["field"] or None,
                               details=details), status_code=422)
 
 

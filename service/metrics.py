@@ -43,7 +43,7 @@ class JobsCollector(Collector):
                  ("greentrainer_energy_kwh", "Energy of all recorded epochs (kWh)."),
                  ("greentrainer_co2_kg", "CO2 emitted by all recorded epochs (kg).")]
         for (name, help_), value in zip(names, totals, strict=True):
-            yield GaugeMetricFamily(name, help_, value=float(value))
+            yield GaugeMetricFamily(name, help_, value=float(value or 0.0))
 
 
 class HttpMetrics:

@@ -42,7 +42,7 @@ class CarbonAwareRho(_Strict):
     rho_max: Rho
     region: str = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
     deadline: Annotated[datetime | None, AfterValidator(_future)] = None
-    co2_budget_kg: float | None = Field(None, gt=0)
+    co2_budget_kg: float | None = Field(default=None, gt=0)
 
     @field_validator("rho_max")
     @classmethod
@@ -57,14 +57,14 @@ RhoPolicy = Annotated[FixedRho | ScheduleRho | CarbonAwareRho, Field(discriminat
 
 
 class Hyperparameters(_Strict):
-    epochs: int = Field(3, ge=1, le=1000)
-    batch_size: int = Field(4, ge=1, le=4096)
-    learning_rate: float = Field(2e-5, gt=0, le=1)
-    max_length: int = Field(512, ge=8, le=131072)
-    seed: int = Field(0, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    epochs: int = Field(default=3, ge=1, le=1000)
+    batch_size: int = Field(default=4, ge=1, le=4096)
+    learning_rate: float = Field(default=2e-5, gt=0, le=1)
+    max_length: int = Field(default=512, ge=8, le=131072)
+    seed: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
 
 
 class JobCreate(_Strict):
@@ -77,7 +77,7 @@ class JobCreate(_Strict):
     method: Literal["greentrainer", "full", "lora", "top2", "prefix"] = "greentrainer"
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type="fixed", rho=0.6))
-    gpu_class: str = Field("any", min_length=1, max_length=32)
+    gpu_class: str = Field(default="any", min_length=1, max_length=32)
 
 
 class JobError(BaseModel):
@@ -113,7 +113,7 @@ class Page(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T]
     has_more: bool
-    last_id: str | None = Field(None, description="Pass as `after` to get the next page.")
+    last_id: str | None = Field(default=None, description="Pass as `after` to get the next page.")
 
 
 class EventOut(BaseModel):
@@ -176,13 +176,13 @@ class DatasetOut(BaseModel):
 
 class TeamCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    max_concurrent_jobs: int = Field(2, ge=1, le=10000)
-    monthly_co2_budget_kg: float | None = Field(None, gt=0)
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=10000)
+    monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
 
 
 class TeamUpdate(_Strict):
-    max_concurrent_jobs: int | None = Field(None, ge=1, le=10000)
-    monthly_co2_budget_kg: float | None = Field(None, gt=0)
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=10000)
+    monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
 
 
 class TeamOut(BaseModel):

@@ -24,35 +24,48 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GREENTRAINER_", extra="ignore")
 
-    data_dir: Path = Field(Path("var"), description="Uploaded data sets, artifacts, embedded DB.")
+    data_dir: Path = Field(
+        default=Path("var"), description="Uploaded data sets, artifacts, embedded DB."
+    )
     database_url: str = Field(
-        "", description="SQLAlchemy URL; empty = SQLite file <data_dir>/greentrainer.sqlite."
+        default="",
+        description="SQLAlchemy URL; empty = SQLite file <data_dir>/greentrainer.sqlite.",
     )
     broker_url: str | None = Field(
-        None, description="Celery broker (redis://...); unset = embedded mode, no broker."
+        default=None, description="Celery broker (redis://...); unset = embedded mode, no broker."
     )
     admin_key: SecretStr | None = Field(
-        None, description="Key that manages teams, in addition to admin keys stored in the DB."
+        default=None,
+        description="Key that manages teams, in addition to admin keys stored in the DB.",
     )
-    max_upload_bytes: int = Field(100 * MIB, gt=0, description="Largest accepted data set file.")
-    max_dataset_rows: int = Field(1_000_000, gt=0, description="Most rows in one data set.")
-    dataset_source_field: str = Field("source", min_length=1, description="Input text column.")
-    dataset_target_field: str = Field("target", min_length=1, description="Output text column.")
+    max_upload_bytes: int = Field(
+        default=100 * MIB, gt=0, description="Largest accepted data set file."
+    )
+    max_dataset_rows: int = Field(default=1_000_000, gt=0, description="Most rows in one data set.")
+    dataset_source_field: str = Field(
+        default="source", min_length=1, description="Input text column."
+    )
+    dataset_target_field: str = Field(
+        default="target", min_length=1, description="Output text column."
+    )
     allowed_model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Directories under which a job may name a local model path "
         "(JSON list or os.pathsep-separated).",
     )
     hf_cache_dir: Path | None = Field(
-        None, description="Hugging Face hub cache searched for model ids; unset = HF default."
+        default=None,
+        description="Hugging Face hub cache searched for model ids; unset = HF default.",
     )
-    host: str = Field("127.0.0.1", description="Address `greentrainer serve` binds.")
-    port: int = Field(8000, ge=0, le=65535, description="Port `greentrainer serve` binds.")
-    log_level: str = Field("INFO", description="Python log level of the service loggers.")
+    host: str = Field(default="127.0.0.1", description="Address `greentrainer serve` binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `greentrainer serve` binds.")
+    log_level: str = Field(default="INFO", description="Python log level of the service loggers.")
     sse_poll_seconds: float = Field(
-        1.0, gt=0, description="How often an event stream looks for new job events."
+        default=1.0, gt=0, description="How often an event stream looks for new job events."
     )
-    db_pool_size: int = Field(10, ge=1, description="Connections kept per process (Postgres).")
+    db_pool_size: int = Field(
+        default=10, ge=1, description="Connections kept per process (Postgres)."
+    )
 
     @field_validator("allowed_model_dirs", mode="before")
     @classmethod

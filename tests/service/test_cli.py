@@ -1,0 +1,94 @@
+"""`greentrainer up` on a fresh data dir: migrates the embedded SQLite DB, prints a working admin
+key, and with --demo creates the demo team, data set and job; a second run reuses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.cli import up_main
+from service.settings import Settings
+from tests.service.conftest import LiveServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith("GREENTRAINER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GREENTRAINER_DATA_DIR", str(tmp_path / "var"))
+    sample = tmp_path / "sample.jsonl"
+    sample.write_text("\n".join(json.dumps({"source": f"text {i}", "target": f"sum {i}"})
+                                for i in range(3)))
+    return tmp_path
+
+
+def _printed(out: str, label: str) -> str:
+    match = re.search(rf"^{label}:\s+(\S+)", out, re.MULTILINE)
+    assert match, f"`{label}` not printed:\n{out}"
+    return match.group(1)
+
+
+def test_up_demo_prepares_a_working_admin_key_team_data_set_and_job(
+        fresh: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--demo", "--demo-dataset", str(fresh / "sample.jsonl"), "--no-serve"]
+    assert up_main(args) == 0
+    out = capsys.readouterr().out
+    admin, team_key, job_id = (_printed(out, "admin key"), _printed(out, "demo team key"),
+                               _printed(out, "demo job"))
+    assert (fresh / "var" / "admin.key").stat().st_mode & 0o777 == 0o600
+    app = create_app(Settings())
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.base_url) as client:
+            teams = client.get("/teams", headers={"Authorization": f"Bearer {admin}"}).json()
+            job = client.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {team_key}"})
+    finally:
+        app.state.context.engine.dispose()
+    assert [t["name"] for t in teams] == ["demo"]
+    assert job.status_code == 200 and job.json()["status"] == "queued"
+    assert job.json()["model"] == "smollm2-135m-instruct"
+
+    assert up_main(args) == 0  # a second run reuses the keys and the job
+    again = capsys.readouterr().out
+    assert (_printed(again, "admin key"), _printed(again, "demo job")) == (admin, job_id)
+
+
+def test_up_demo_without_the_sample_file_says_what_is_missing(
+        fresh: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert up_main(["--demo", "--demo-dataset", str(fresh / "nope.jsonl"), "--no-serve"]) == 2
+    assert "nope.jsonl is missing" in capsys.readouterr().err
+
+
+def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greentrainer.cli", "up", "--port", str(port)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline, ready = time.monotonic() + 60, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert ready is not None and ready.status_code == 200, "up did not serve /readyz"
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "admin key:" in output and (fresh / "var" / "greentrainer.sqlite").is_file()
