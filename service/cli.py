@@ -4,6 +4,7 @@ machine with embedded defaults (see docs/service.md)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,10 +24,12 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to bind (default GREENTRAINER_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default GREENTRAINER_PORT, 8000)")
     parser.add_argument("--database-url", help="override GREENTRAINER_DATABASE_URL")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn worker processes (default 1; about one per CPU core)")
 
 
-def _run(settings: Settings, host: str | None, port: int | None, *, queued: str | None = None
-         ) -> int:
+def _run(settings: Settings, host: str | None, port: int | None, *, workers: int = 1,
+         queued: str | None = None) -> int:
     import uvicorn
 
     from service import logs
@@ -40,8 +43,15 @@ def _run(settings: Settings, host: str | None, port: int | None, *, queued: str 
     logs.configure(settings.log_level)
     if queued is not None:
         app.state.context.dispatcher.job_queued(queued)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_config=None,
-                access_log=False)
+    host, port = host or settings.host, port or settings.port
+    if workers > 1:
+        # Each worker process builds its own app from the same GREENTRAINER_* environment.
+        app.state.context.engine.dispose()
+        os.environ["GREENTRAINER_DATABASE_URL"] = settings.database_url
+        uvicorn.run("service.app:create_app", factory=True, workers=workers, host=host,
+                    port=port, log_config=None, access_log=False)
+    else:
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
 
 
@@ -50,7 +60,7 @@ def serve_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="greentrainer serve", description=serve_main.__doc__)
     _serve_args(parser)
     args = parser.parse_args(argv)
-    return _run(_settings(args.database_url), args.host, args.port)
+    return _run(_settings(args.database_url), args.host, args.port, workers=args.workers)
 
 
 def migrate_main(argv: list[str]) -> int:
@@ -89,7 +99,7 @@ def up_main(argv: list[str]) -> int:
         return 2
     if args.no_serve:
         return 0
-    return _run(settings, args.host, args.port, queued=demo_job)
+    return _run(settings, args.host, args.port, workers=args.workers, queued=demo_job)
 
 
 def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: str | None,

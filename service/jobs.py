@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
@@ -94,10 +94,6 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
     The caller commits, then tells the dispatcher (only when ``created``).
     """
     fingerprint = request_fingerprint(request)
-    if idempotency_key is not None:
-        existing = _find_by_key(session, team_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint), False
     model = resolve_model(request.model, allowed_dirs=settings.allowed_model_dirs,
                           hf_cache_dir=settings.hf_cache_dir)
     training = _team_dataset(session, team_id, request.training_dataset, "training_dataset")
@@ -108,11 +104,13 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
     if request.test_dataset is not None:
         test = _team_dataset(session, team_id, request.test_dataset, "test_dataset")
     _check_policy(request)
+    # Validation passed: the job is recorded directly as queued, and its log shows both steps.
+    check_transition(JobStatus.VALIDATING, JobStatus.QUEUED)
     policy = request.rho_policy
     carbon = policy if isinstance(policy, CarbonAwareRho) else None
     now = utcnow()
-    job = Job(
-        id=new_id("job"), team_id=team_id, status=JobStatus.VALIDATING.value,
+    job = _insert_unless_key_taken(session, dict(
+        id=new_id("job"), team_id=team_id, status=JobStatus.QUEUED.value,
         model=model.name, model_source=model.source, method=request.method,
         hyperparameters=request.hyperparameters.model_dump(mode="json"),
         rho_policy=policy.model_dump(mode="json"),
@@ -123,21 +121,30 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
         validation_dataset_id=validation, test_dataset_id=test,
         idempotency_key=idempotency_key, request_sha256=fingerprint,
         created_at=now, updated_at=now, attempts=0,
-    )
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        # Two retries with the same key raced; the other one's insert won.
-        existing = _find_by_key(session, team_id, idempotency_key) if idempotency_key else None
+    ))
+    if job is None:  # this team already used the key: a retry (or a misuse) of that request
+        assert idempotency_key is not None  # only the key's unique constraint can conflict
+        existing = _find_by_key(session, team_id, idempotency_key)
         if existing is None:
-            raise
+            raise IdempotencyConflict("the job for this Idempotency-Key is being created by "
+                                      "another request; retry", field="Idempotency-Key")
         return _replay(existing, fingerprint), False
     append_event(session, job.id, "created", f"job submitted: {request.method} on {model.name}",
                  data={"model_source": model.source})
-    transition(session, job, JobStatus.QUEUED, message="validated; waiting for a GPU")
+    append_event(session, job.id, "status", "validated; waiting for a GPU",
+                 data={"from": JobStatus.VALIDATING.value, "to": JobStatus.QUEUED.value})
     return job, True
+
+
+def _insert_unless_key_taken(session: Session, values: dict[str, Any]) -> Job | None:
+    """INSERT ... ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING the job: one
+    round trip, no savepoint, and a racing retry never raises. None when the key is taken."""
+    dialect = session.get_bind().dialect.name
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (insert_(Job).values(**values)
+                 .on_conflict_do_nothing(index_elements=["team_id", "idempotency_key"])
+                 .returning(Job))
+    return session.scalars(statement).first()
 
 
 def cancel_job(session: Session, job: Job) -> tuple[Job, bool]:
