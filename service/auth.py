@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import Forbidden, NotAuthenticated, NotFound
-from service.models import ApiKey, new_id, utcnow
+from service.models import ApiKey, new_id
 
 KEY_PREFIX = "gt_"
 
@@ -93,7 +93,3 @@ def owned(session: Session, model: type[T], object_id: str, principal: Principal
     if row is None or (not principal.is_admin and team_id != principal.team_id):
         raise NotFound(f"no {model.__name__.lower()} with id {object_id!r}", field="id")
     return row
-
-
-def revoke(key: ApiKey) -> None:
-    key.revoked_at = utcnow()

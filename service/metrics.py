@@ -4,6 +4,7 @@ and HTTP request counts and latencies of this process."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -16,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.models import Job, JobEpoch
 from service.states import WAITING, JobStatus
+
+access_log = logging.getLogger("service.access")
 
 
 class JobsCollector(Collector):
@@ -47,7 +50,8 @@ class JobsCollector(Collector):
 
 
 class HttpMetrics:
-    """ASGI middleware counting requests by route template, method and status."""
+    """ASGI middleware: counts and times requests by route template, method and status, and
+    writes one structured access-log line per request."""
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
@@ -71,9 +75,13 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
             self.requests.labels(scope["method"], route, str(status)).inc()
-            self.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
+            self.latency.labels(scope["method"], route).observe(seconds)
+            access_log.info("request", extra={"method": scope["method"], "path": scope["path"],
+                                              "route": route, "status": status,
+                                              "duration_ms": round(seconds * 1000, 2)})
 
 
 def make_registry(factory: sessionmaker[Session]) -> CollectorRegistry:

@@ -46,3 +46,9 @@ def test_a_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENTRAINER_MAX_UPLOAD_BYTES", "-5")
     with pytest.raises(ValueError, match="max_upload_bytes"):
         Settings()
+
+
+def test_docs_list_every_setting() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    missing = [name for name in Settings.model_fields if f"GREENTRAINER_{name.upper()}" not in docs]
+    assert missing == [], f"docs/service.md does not document {missing}"
