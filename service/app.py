@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from service import http_errors
+from service.body_limit import MULTIPART_OVERHEAD_BYTES, BodyLimit
 from service.db import check_schema, make_engine, make_session_factory
 from service.deps import AppContext
 from service.dispatch import JobDispatcher, LoggingDispatcher
@@ -44,5 +45,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     http_errors.install(app)
     for module in (ops, teams, datasets, jobs):
         app.include_router(module.router)
+    # Bodies past the upload limit (plus multipart framing) are refused while they stream in,
+    # before anything is spooled to disk; `read_limited` then enforces the exact file limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app.add_middleware(HttpMetrics, registry=app.state.metrics_registry)
     return app

@@ -35,11 +35,15 @@ def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str,
     return {"error": {"code": code, "message": message, "field": field, **extra}}
 
 
-async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
+def error_response(exc: ServiceError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status_code,
                         headers=headers)
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -56,6 +60,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ServiceError):  # FastAPI wraps errors raised while parsing
+        return error_response(exc.__cause__)     # the body (e.g. `BodyLimit`) in a 400
     return JSONResponse(_body("http_error", str(exc.detail), None), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
 

@@ -56,6 +56,9 @@ def test_another_teams_job_is_404_like_a_missing_one(api: Api, owned_job: tuple[
 def test_the_owner_can_use_every_route(api: Api, owned_job: tuple[dict[str, str], str, str]
                                        ) -> None:
     owner, job_id, artifact_id = owned_job
+    # Cancel comes before the live stream in ROUTES: the stream of a finished job ends.
+    assert ROUTES.index(("POST", "/jobs/{job}/cancel")) < \
+        ROUTES.index(("GET", "/jobs/{job}/events?stream=true"))
     for method, route in ROUTES:
         r = api.client.request(method, route.format(job=job_id, artifact=artifact_id),
                                headers=owner)

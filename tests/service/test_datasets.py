@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -120,3 +121,18 @@ def test_another_teams_data_set_is_404_and_not_listed(api: Api) -> None:
     dataset = api.upload(owner)
     assert api.client.get(f"/datasets/{dataset}", headers=other).status_code == 404
     assert api.client.get("/datasets", headers=other).json()["data"] == []
+
+
+@pytest.mark.parametrize("declared_length", [True, False], ids=["content-length", "chunked"])
+def test_a_body_far_over_the_limit_is_refused_while_it_streams_in(api: Api,
+                                                                  declared_length: bool) -> None:
+    chunk = b"x" * 65536
+    head = (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="h.jsonl"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    chunks = [head] + [chunk] * (UPLOAD_LIMIT_BYTES * 4 // len(chunk))
+    body: bytes | Iterator[bytes] = b"".join(chunks) if declared_length else iter(chunks)
+    headers = {**api.new_team(), "Content-Type": "multipart/form-data; boundary=xyz"}
+    r = api.client.post("/datasets", content=body, headers=headers)
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "payload_too_large"
+    assert r.json()["error"]["field"] == "file"
