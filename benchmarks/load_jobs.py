@@ -218,7 +218,11 @@ def main() -> int:
                 print(f"  error at {rate:.0f} req/s: {error}", file=sys.stderr)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # an overloaded server still draining its backlog
+            server.kill()
+            server.wait()
         drop_database(name)
     load_1m = os.getloadavg()[0]
     print(f"POST /jobs + GET /jobs/{{id}}, {args.workers} uvicorn process(es), Postgres, "
