@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,6 +12,7 @@ from service.body_limit import MULTIPART_OVERHEAD_BYTES, BodyLimit
 from service.db import check_schema, make_engine, make_session_factory
 from service.deps import AppContext
 from service.dispatch import JobDispatcher, LoggingDispatcher
+from service.jobs import JobCheck
 from service.metrics import HttpMetrics, make_registry
 from service.routers import datasets, jobs, ops, teams
 from service.settings import Settings, get_settings
@@ -24,9 +26,10 @@ energy, CO2 and FLOPs of each epoch (`GET /jobs/{id}/epochs`)."""
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | None = None,
-               store: BlobStore | None = None) -> FastAPI:
-    """Build the app. Raises `SchemaNotMigrated` (naming `greentrainer migrate`) when the
-    database is not at the latest migration."""
+               store: BlobStore | None = None, job_checks: Sequence[JobCheck] = ()) -> FastAPI:
+    """Build the app. ``dispatcher`` is told about queued and cancelled jobs after each commit;
+    ``job_checks`` run on every submission after the built-in validation. Raises
+    `SchemaNotMigrated` (naming `greentrainer migrate`) when the database is not migrated."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     try:
@@ -39,7 +42,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     app.state.context = AppContext(
         settings=settings, engine=engine, factory=factory,
         store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
-        dispatcher=dispatcher or LoggingDispatcher(),
+        dispatcher=dispatcher or LoggingDispatcher(), job_checks=tuple(job_checks),
     )
     app.state.metrics_registry = make_registry(factory)
     http_errors.install(app)

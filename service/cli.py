@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from service.db import current_revision, make_engine, upgrade
 from service.errors import ServiceError
 from service.settings import Settings
@@ -81,8 +83,9 @@ def migrate_main(argv: list[str]) -> int:
 
 
 def up_main(argv: list[str]) -> int:
-    """Run everything with embedded defaults: migrate, print an admin key, serve the API.
-    With --demo also create a demo team, upload the sample data set and submit a short job."""
+    """Run everything with embedded defaults: migrate, print an admin key, start the worker and
+    scheduler (those in this build) and serve the API. With --demo also create a demo team,
+    upload the sample data set and submit a short job."""
     parser = argparse.ArgumentParser(prog="greentrainer up", description=up_main.__doc__)
     _serve_args(parser)
     parser.add_argument("--demo", action="store_true", help="create the demo team, data, job")
@@ -90,6 +93,8 @@ def up_main(argv: list[str]) -> int:
                         "(default: the sample shipped with the project)")
     parser.add_argument("--no-serve", action="store_true",
                         help="prepare the database and keys, print them, and exit")
+    parser.add_argument("--api-only", action="store_true",
+                        help="do not start the worker and scheduler next to the API")
     args = parser.parse_args(argv)
     settings = _settings(args.database_url)
     try:
@@ -99,7 +104,13 @@ def up_main(argv: list[str]) -> int:
         return 2
     if args.no_serve:
         return 0
-    return _run(settings, args.host, args.port, workers=args.workers, queued=demo_job)
+    from service import companions
+
+    processes = [] if args.api_only else companions.start(settings.database_url)
+    try:
+        return _run(settings, args.host, args.port, workers=args.workers, queued=demo_job)
+    finally:
+        companions.stop(processes)
 
 
 def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: str | None,
@@ -124,7 +135,8 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
     finally:
         engine.dispose()
     print(f"GreenTrainer API:  {url}  (docs: {url}/docs)")
-    print(f"database:          {settings.database_url}  (schema at the latest migration)")
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    print(f"database:          {shown}  (schema at the latest migration)")
     print(f"admin key:         {admin_key}  (saved in {settings.data_dir}/admin.key)")
     if setup is not None:
         print(f"demo team key:     {setup.team_key}")

@@ -51,7 +51,8 @@ def _decode(data: bytes) -> str:
 
 
 def _jsonl_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
-    for number, line in enumerate(_decode(data).splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() would also split inside strings at U+2028 etc.
+    for number, line in enumerate(_decode(data).split("\n"), start=1):
         if not line.strip():
             continue
         try:

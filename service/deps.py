@@ -3,7 +3,7 @@ reusable access rule (`OwnedJob`: the job if the caller may see it, else 404).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth import Principal, authenticate, owned
 from service.dispatch import JobDispatcher
 from service.errors import NotAuthenticated
+from service.jobs import JobCheck
 from service.models import Job
 from service.settings import Settings
 from service.storage import BlobStore
@@ -27,6 +28,7 @@ class AppContext:
     factory: sessionmaker[Session]
     store: BlobStore
     dispatcher: JobDispatcher
+    job_checks: Sequence[JobCheck] = ()
 
 
 def get_context(request: Request) -> AppContext:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
 from service.job_events import append_event
-from service.model_ref import resolve_model
+from service.model_ref import ModelRef, resolve_model
 from service.models import Dataset, Job, new_id, utcnow
 from service.schemas import CarbonAwareRho, JobCreate, ScheduleRho
 from service.settings import Settings
@@ -84,16 +85,16 @@ def _check_policy(request: JobCreate) -> None:
                            field="rho_policy.rhos")
 
 
-def submit_job(session: Session, team_id: str, request: JobCreate, settings: Settings, *,
-               idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """Record a new job as `queued` (through `validating`); returns (job, created).
+class JobCheck(Protocol):
+    """An extra submission check, run after the built-in ones (e.g. the scheduler refusing a
+    CO2 budget that cannot be met even at rho_min). Raises an `InvalidInput` naming the field."""
 
-    With an ``idempotency_key`` already used by this team for the same request, returns the
-    existing job and ``created=False``; for a different request raises `IdempotencyConflict`.
-    Raises `InvalidInput` subclasses naming the field for an unknown model or data set.
-    The caller commits, then tells the dispatcher (only when ``created``).
-    """
-    fingerprint = request_fingerprint(request)
+    def __call__(self, session: Session, team_id: str, request: JobCreate) -> None: ...
+
+
+def _validate(session: Session, team_id: str, request: JobCreate, settings: Settings,
+              checks: Sequence[JobCheck]) -> tuple[ModelRef, str, str | None, str | None]:
+    """(model, training, validation, test data set ids), or `InvalidInput` naming the field."""
     model = resolve_model(request.model, allowed_dirs=settings.allowed_model_dirs,
                           hf_cache_dir=settings.hf_cache_dir)
     training = _team_dataset(session, team_id, request.training_dataset, "training_dataset")
@@ -104,6 +105,32 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
     if request.test_dataset is not None:
         test = _team_dataset(session, team_id, request.test_dataset, "test_dataset")
     _check_policy(request)
+    for check in checks:
+        check(session, team_id, request)
+    return model, training, validation, test
+
+
+def submit_job(session: Session, team_id: str, request: JobCreate, settings: Settings, *,
+               idempotency_key: str | None = None,
+               checks: Sequence[JobCheck] = ()) -> tuple[Job, bool]:
+    """Record a new job as `queued` (through `validating`); returns (job, created).
+
+    With an ``idempotency_key`` already used by this team for the same request, returns the
+    existing job and ``created=False``; for a different request raises `IdempotencyConflict`.
+    Raises `InvalidInput` subclasses naming the field for an unknown model or data set.
+    The caller commits, then tells the dispatcher (only when ``created``).
+    """
+    fingerprint = request_fingerprint(request)
+    try:
+        model, training, validation, test = _validate(session, team_id, request, settings,
+                                                      checks)
+    except InvalidInput:
+        # A retry of a request that was accepted earlier gets its job back even if it would
+        # not pass today (a data set deleted since, a forecast that changed).
+        existing = _find_by_key(session, team_id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint), False
     # Validation passed: the job is recorded directly as queued, and its log shows both steps.
     check_transition(JobStatus.VALIDATING, JobStatus.QUEUED)
     policy = request.rho_policy

@@ -53,7 +53,7 @@ def create_job(body: JobCreate, response: Response, context: Context, session: S
                idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JobOut:
     """Submit a job. Retrying with the same `Idempotency-Key` returns the first job (200)."""
     job, created = submit_job(session, team_id, body, context.settings,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, checks=context.job_checks)
     session.commit()
     if created:
         context.dispatcher.job_queued(job.id)

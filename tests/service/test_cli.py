@@ -15,8 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from greentrainer.cli import COMMANDS
+from service import companions
 from service.app import create_app
 from service.cli import up_main
+from service.db import current_revision, head_revision, make_engine
 from service.settings import Settings
 from tests.service.conftest import LiveServer
 
@@ -76,7 +79,8 @@ def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "greentrainer.cli", "up", "--port", str(port)], cwd=ROOT,
+        [sys.executable, "-m", "greentrainer.cli", "up", "--port", str(port), "--api-only"],
+        cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -92,3 +96,33 @@ def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert "admin key:" in output and (fresh / "var" / "greentrainer.sqlite").is_file()
+
+
+def test_companions_in_the_build_run_with_the_database_and_missing_ones_are_reported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # `migrate` stands in for a companion: a real command that exits once it has done its work.
+    monkeypatch.setattr(companions, "UP_COMPANIONS", (("migrate",), ("no-such-command",)))
+    monkeypatch.setitem(COMMANDS, "no-such-command", ("service.no_such_module", "main", ""))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(ROOT)
+    url = f"sqlite:///{tmp_path / 'companion.sqlite'}"
+    processes = companions.start(url)
+    try:
+        assert [p.wait(timeout=60) for p in processes] == [0]
+    finally:
+        companions.stop(processes, grace_seconds=5)
+    out = capsys.readouterr().out
+    assert "migrate:           started" in out
+    assert "no-such-command:   not in this build" in out
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_stop_ends_a_running_companion() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    companions.stop([process], grace_seconds=5)
+    assert process.returncode is not None

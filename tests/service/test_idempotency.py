@@ -7,9 +7,9 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
-from service.models import Job
+from service.models import Dataset, Job
 from tests.service.conftest import Api
 
 
@@ -76,3 +76,17 @@ def test_requests_without_a_key_make_a_job_each(api: Api) -> None:
     team = api.new_team()
     dataset = api.upload(team)
     assert api.job_id(team, dataset=dataset) != api.job_id(team, dataset=dataset)
+
+
+def test_a_retry_gets_its_job_back_even_if_the_request_would_now_fail(api: Api) -> None:
+    team = api.new_team()
+    dataset = api.upload(team)
+    key = {"Idempotency-Key": secrets.token_hex(8)}
+    first = api.submit(team, dataset, headers=key)
+    with api.factory() as session:  # the data set disappears after the job was accepted
+        session.execute(update(Job).where(Job.id == first.json()["id"])
+                        .values(training_dataset_id=api.upload(team)))
+        session.execute(delete(Dataset).where(Dataset.id == dataset))
+        session.commit()
+    retry = api.submit(team, dataset, headers=key)
+    assert retry.status_code == 200 and retry.json()["id"] == first.json()["id"]
