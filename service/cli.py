@@ -36,6 +36,7 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
 
     from service import logs
     from service.app import create_app
+    from service.dispatch import notify
 
     try:
         app = create_app(settings)
@@ -44,7 +45,7 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
         return 2
     logs.configure(settings.log_level)
     if queued is not None:
-        app.state.context.dispatcher.job_queued(queued)
+        notify(app.state.context.dispatcher, "queued", queued)
     host, port = host or settings.host, port or settings.port
     if workers > 1:
         # Each worker process builds its own app from the same GREENTRAINER_* environment.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Literal, Protocol
 
 log = logging.getLogger("service.dispatch")
 
@@ -23,6 +23,22 @@ class JobDispatcher(Protocol):
     def job_cancelled(self, job_id: str) -> None:
         """Called after the commit that made a job `cancelled` (e.g. to revoke a task)."""
         ...
+
+
+def notify(dispatcher: JobDispatcher, event: Literal["queued", "cancelled"], job_id: str) -> bool:
+    """Tell the dispatcher after a commit; returns False if it failed. A failure is logged and
+    not raised: the job is already committed (the database is the source of truth) and the
+    scheduler's reconciler re-sends queued jobs that the broker never got."""
+    try:
+        if event == "queued":
+            dispatcher.job_queued(job_id)
+        else:
+            dispatcher.job_cancelled(job_id)
+    except Exception:  # any broker/client error; the job row is already safe
+        log.exception("dispatch failed; the job stays recorded",
+                      extra={"job_id": job_id, "event": event})
+        return False
+    return True
 
 
 class LoggingDispatcher:

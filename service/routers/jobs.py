@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from service.auth import Principal
 from service.deps import Context, CurrentPrincipal, OwnedJob, SessionDep, TeamId
+from service.dispatch import notify
 from service.errors import NotFound
 from service.job_events import follow_events, list_events
 from service.jobs import cancel_job, list_jobs, submit_job
@@ -56,7 +57,7 @@ def create_job(body: JobCreate, response: Response, context: Context, session: S
                               idempotency_key=idempotency_key, checks=context.job_checks)
     session.commit()
     if created:
-        context.dispatcher.job_queued(job.id)
+        notify(context.dispatcher, "queued", job.id)
     else:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -90,7 +91,7 @@ def cancel(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
     job, changed = cancel_job(session, job)
     session.commit()
     if changed:
-        context.dispatcher.job_cancelled(job.id)
+        notify(context.dispatcher, "cancelled", job.id)
     return job_out(job)
 
 

@@ -1,9 +1,13 @@
-"""Extra submission checks (the scheduler's seam): a check that refuses a job gives a 422 naming
-its field and nothing is recorded or dispatched; a passing check lets the job through."""
+"""The seams to the scheduler and the worker: extra submission checks (a refusing check is a 422
+naming its field, nothing recorded or dispatched) and the dispatcher (its failure never fails
+or loses a committed job)."""
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from sqlalchemy.orm import Session
 
 from service.app import create_app
@@ -42,3 +46,29 @@ def test_a_refusing_check_is_a_422_and_records_nothing(api: Api) -> None:
     assert accepted.status_code == 201
     assert [j["id"] for j in listed] == [accepted.json()["id"]]
     assert dispatcher.calls == [("queued", accepted.json()["id"])]
+
+
+class BrokenDispatcher:
+    def job_queued(self, job_id: str) -> None:
+        raise ConnectionError("broker down")
+
+    def job_cancelled(self, job_id: str) -> None:
+        raise ConnectionError("broker down")
+
+
+def test_a_failing_dispatcher_does_not_lose_or_fail_the_request(
+        api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    team = api.new_team()
+    dataset = api.upload(team)
+    app = create_app(api.settings, dispatcher=BrokenDispatcher())
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.base_url) as client:
+            with caplog.at_level(logging.ERROR, logger="service.dispatch"):
+                created = client.post("/jobs", headers=team, json={
+                    "model": "smollm2-135m-instruct", "training_dataset": dataset})
+                cancelled = client.post(f"/jobs/{created.json()['id']}/cancel", headers=team)
+    finally:
+        app.state.context.engine.dispose()
+    assert created.status_code == 201 and cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert [r.job_id for r in caplog.records] == [created.json()["id"]] * 2  # type: ignore[attr-defined]
