@@ -185,6 +185,14 @@ class TeamUpdate(_Strict):
     monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
 
 
+class TeamUsageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    active_jobs: int = Field(description="Jobs not yet finished (against max_concurrent_jobs).")
+    co2_kg_this_month: float = Field(description="CO2 of epochs recorded this calendar month "
+                                                 "(UTC), against monthly_co2_budget_kg.")
+
+
 class TeamOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -193,6 +201,7 @@ class TeamOut(BaseModel):
     max_concurrent_jobs: int
     monthly_co2_budget_kg: float | None
     created_at: datetime
+    usage: TeamUsageOut | None = None
 
 
 class ApiKeyOut(BaseModel):

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy.orm import Session
 
 from service.auth import create_api_key
 from service.deps import Admin, CurrentPrincipal, SessionDep
 from service.errors import NotFound
-from service.schemas import ApiKeyOut, Me, TeamCreate, TeamOut, TeamUpdate, TeamWithKey
+from service.models import Team
+from service.quotas import usage_by_team
+from service.schemas import (
+    ApiKeyOut,
+    Me,
+    TeamCreate,
+    TeamOut,
+    TeamUpdate,
+    TeamUsageOut,
+    TeamWithKey,
+)
 from service.teams import create_team, get_team, list_teams, revoke_key, update_team
 
 router = APIRouter(tags=["teams"])
@@ -27,9 +38,16 @@ def post_team(body: TeamCreate, session: SessionDep, _admin: Admin) -> TeamWithK
                        api_key=ApiKeyOut(id=row.id, team_id=team.id, prefix=row.prefix, key=key))
 
 
+def _with_usage(session: Session, teams: list[Team]) -> list[TeamOut]:
+    usage = usage_by_team(session, [t.id for t in teams])
+    return [TeamOut.model_validate(t).model_copy(
+        update={"usage": TeamUsageOut.model_validate(usage[t.id])}) for t in teams]
+
+
 @router.get("/teams", response_model=list[TeamOut])
 def get_teams(session: SessionDep, _admin: Admin) -> list[TeamOut]:
-    return [TeamOut.model_validate(t) for t in list_teams(session)]
+    """Every team with its quotas and their current use."""
+    return _with_usage(session, list_teams(session))
 
 
 @router.get("/teams/{team_id}", response_model=TeamOut)
@@ -37,7 +55,7 @@ def get_one_team(team_id: str, session: SessionDep, principal: CurrentPrincipal)
     """An admin reads any team; a team reads only itself (others are 404)."""
     if not principal.is_admin and principal.team_id != team_id:
         raise NotFound(f"no team with id {team_id!r}", field="team_id")
-    return TeamOut.model_validate(get_team(session, team_id))
+    return _with_usage(session, [get_team(session, team_id)])[0]
 
 
 @router.patch("/teams/{team_id}", response_model=TeamOut)

@@ -1,13 +1,15 @@
 """Teams and access: every request authenticated, admin-only team management, keys hashed and
-revocable, quotas stored."""
+revocable, quotas stored and their use reported."""
 
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from service.models import ApiKey
+from service.job_records import EpochRecord, record_epoch
+from service.models import ApiKey, Job, utcnow
 from tests.service.conftest import Api
 
 
@@ -82,3 +84,21 @@ def test_a_team_reads_itself_but_another_team_is_404(api: Api) -> None:
     a, b = api.new_team(), api.new_team()
     assert api.client.get(f"/teams/{a['X-Team-Id']}", headers=a).status_code == 200
     assert api.client.get(f"/teams/{a['X-Team-Id']}", headers=b).status_code == 404
+
+
+def test_team_usage_counts_active_jobs_and_this_months_co2(api: Api) -> None:
+    team = api.new_team(max_concurrent_jobs=2, monthly_co2_budget_kg=1.0)
+    running, cancelled = api.job_id(team), api.job_id(team)
+    api.client.post(f"/jobs/{cancelled}/cancel", headers=team)
+    with api.factory() as session:
+        job = session.get_one(Job, running)
+        for index, kg, when in [(0, 0.25, utcnow()), (1, 0.5, utcnow() - timedelta(days=40))]:
+            row, _ = record_epoch(session, job, EpochRecord(
+                epoch_index=index, rho=0.5, selected_tensor_count=1, predicted_flops=1.0,
+                executed_flops=1.0, full_ft_flops=2.0, wall_seconds=1.0, kg_co2=kg))
+            row.created_at = when  # the second epoch belongs to an earlier month
+        session.commit()
+    own = api.client.get(f"/teams/{team['X-Team-Id']}", headers=team).json()
+    assert own["usage"] == {"active_jobs": 1, "co2_kg_this_month": 0.25}
+    listed = {t["id"]: t for t in api.client.get("/teams", headers=api.admin).json()}
+    assert listed[team["X-Team-Id"]]["usage"] == own["usage"]
