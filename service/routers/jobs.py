@@ -105,6 +105,7 @@ def get_events(job: OwnedJob, request: Request, context: Context, session: Sessi
     """Stored events (JSON page), or with `stream=true` / `Accept: text/event-stream` a live
     Server-Sent Events stream that ends after the job's last event in a terminal status."""
     if stream or "text/event-stream" in request.headers.get("accept", ""):
+        session.close()  # a stream may last hours: it must not hold a pooled connection
         frames = follow_events(context.factory, job.id,
                                after=last_event_id if last_event_id is not None else after,
                                poll_seconds=context.settings.sse_poll_seconds,
@@ -141,5 +142,6 @@ def download_artifact(job: OwnedJob, artifact_id: str, context: Context,
     artifact = session.get(Artifact, artifact_id)
     if artifact is None or artifact.job_id != job.id:
         raise NotFound(f"no artifact with id {artifact_id!r}", field="artifact_id")
+    session.close()  # release the connection before a long download
     return FileResponse(context.store.local_path(artifact.storage_key),
                         filename=artifact.filename, media_type="application/octet-stream")

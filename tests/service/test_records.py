@@ -135,3 +135,25 @@ def test_the_stream_resumes_after_last_event_id(api: Api) -> None:
     _read_sse(api, f"/jobs/{job_id}/events", {**team, "Last-Event-ID": str(events[0]["id"])},
               received)
     assert [e["id"] for e in received[:-1]] == [e["id"] for e in events[1:]]
+
+
+def test_an_open_event_stream_does_not_hold_a_database_connection(api: Api) -> None:
+    team = api.new_team()
+    job_id = api.job_id(team)
+    received: list[dict[str, object]] = []
+    reader = threading.Thread(target=_read_sse, args=(api, f"/jobs/{job_id}/events", team,
+                                                      received))
+    reader.start()
+    pool = api.app.state.context.engine.pool
+    try:
+        deadline = time.monotonic() + 10
+        while len(received) < 2 and time.monotonic() < deadline:  # the stream is open
+            time.sleep(0.02)
+        held = []
+        for _ in range(50):
+            held.append(pool.checkedout())
+            time.sleep(0.01)
+    finally:
+        api.client.post(f"/jobs/{job_id}/cancel", headers=team)
+        reader.join(timeout=20)
+    assert len(received) >= 2 and min(held) == 0, held
