@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     ``job_checks`` run on every submission after the built-in validation. Raises
     `SchemaNotMigrated` (naming `greentrainer migrate`) when the database is not migrated."""
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                         pool_timeout=settings.db_pool_timeout_seconds)
     try:
         check_schema(engine)
     except Exception:

@@ -33,18 +33,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(database_url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> Engine:
     """An engine for Postgres or SQLite; a SQLite file's folder is created if missing."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10},
+                               pool_size=pool_size, max_overflow=pool_size,
+                               pool_timeout=pool_timeout)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping (it costs a round trip per request): a connection broken by a database restart
     # fails one request, invalidates the pool, and the next request reconnects.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                         pool_timeout=pool_timeout)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

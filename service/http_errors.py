@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -66,6 +67,15 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
                         headers=getattr(exc, "headers", None))
 
 
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    # Overload (no free pooled connection) or a database that went away: the client should retry.
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                type(exc).__name__)
+    return JSONResponse(_body("database_unavailable", "the database is busy or unreachable; "
+                              "retry shortly (with the same Idempotency-Key)", None),
+                        status_code=503, headers={"Retry-After": "1"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(_body("internal_error", "internal server error; see the server log", None),
@@ -76,4 +86,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_busy)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_busy)
     app.add_exception_handler(Exception, _unexpected)

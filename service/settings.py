@@ -64,7 +64,11 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often an event stream looks for new job events."
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="Connections kept per process (Postgres)."
+        default=10, ge=1, description="DB connections kept per process (plus as many overflow)."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a request waits for a free DB connection "
+        "before it is answered 503."
     )
 
     @field_validator("allowed_model_dirs", mode="before")

@@ -96,3 +96,20 @@ def test_openapi_docs_are_served(api: Api) -> None:
     for path in ["/jobs", "/jobs/{job_id}/cancel", "/jobs/{job_id}/epochs", "/datasets",
                  "/teams", "/readyz", "/jobs/{job_id}/artifacts/{artifact_id}/content"]:
         assert path in paths
+
+
+def test_an_exhausted_connection_pool_is_503_with_retry_after(api: Api) -> None:
+    team = api.new_team()
+    settings = api.settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout_seconds": 0.3})
+    app = create_app(settings)
+    engine = app.state.context.engine
+    held = [engine.connect() for _ in range(2)]  # pool_size 1 + overflow 1: nothing left
+    try:
+        with LiveServer(app) as server:
+            r = httpx.get(f"{server.base_url}/jobs", headers=team, timeout=10)
+    finally:
+        for connection in held:
+            connection.close()
+        engine.dispose()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["error"]["code"] == "database_unavailable"
