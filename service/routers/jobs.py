@@ -66,12 +66,13 @@ def create_job(body: JobCreate, response: Response, context: Context, session: S
 
 @router.get("", response_model=Page[JobOut])
 def get_jobs(session: SessionDep, principal: CurrentPrincipal, limit: Limit = 20,
-             after: str | None = None, status_: Annotated[JobStatus | None,
-                                                          Query(alias="status")] = None
-             ) -> Page[JobOut]:
-    """The caller's jobs, newest first (an admin sees every team's)."""
-    rows, has_more = list_jobs(session, _scope(principal), after=after, limit=limit,
-                               status=status_)
+             after: str | None = None,
+             status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+             team_id: Annotated[str | None, Query(description="Admin only: one team's jobs.")]
+             = None) -> Page[JobOut]:
+    """The caller's jobs, newest first (an admin sees every team's, or one with `team_id`)."""
+    scope = team_id if principal.is_admin and team_id else _scope(principal)
+    rows, has_more = list_jobs(session, scope, after=after, limit=limit, status=status_)
     return Page[JobOut](data=[job_out(j) for j in rows], has_more=has_more,
                         last_id=rows[-1].id if rows else None)
 

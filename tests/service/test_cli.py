@@ -18,7 +18,7 @@ import pytest
 from greentrainer.cli import COMMANDS
 from service import companions
 from service.app import create_app
-from service.cli import up_main
+from service.cli import migrate_main, up_main
 from service.db import current_revision, head_revision, make_engine
 from service.settings import Settings
 from tests.service.conftest import LiveServer
@@ -42,6 +42,23 @@ def _printed(out: str, label: str) -> str:
     match = re.search(rf"^{label}:\s+(\S+)", out, re.MULTILINE)
     assert match, f"`{label}` not printed:\n{out}"
     return match.group(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(process: subprocess.Popen[str] | subprocess.Popen[bytes], port: int) -> int | None:
+    """/readyz's status once the server answers (None if it died or never answered)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return None
 
 
 def test_up_demo_prepares_a_working_admin_key_team_data_set_and_job(
@@ -75,23 +92,14 @@ def test_up_demo_without_the_sample_file_says_what_is_missing(
 
 
 def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "greentrainer.cli", "up", "--port", str(port), "--api-only"],
         cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        deadline, ready = time.monotonic() + 60, None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert ready is not None and ready.status_code == 200, "up did not serve /readyz"
+        assert _ready(process, port) == 200, "up did not serve /readyz"
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
@@ -126,3 +134,18 @@ def test_stop_ends_a_running_companion() -> None:
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     companions.stop([process], grace_seconds=5)
     assert process.returncode is not None
+
+
+def test_serve_with_two_worker_processes_answers(fresh: Path) -> None:
+    url = f"sqlite:///{fresh / 'two.sqlite'}"
+    assert migrate_main(["--database-url", url]) == 0
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greentrainer.cli", "serve", "--port", str(port), "--workers", "2",
+         "--database-url", url], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert _ready(process, port) == 200, "serve --workers 2 did not answer"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

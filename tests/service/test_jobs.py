@@ -152,11 +152,16 @@ def test_an_unknown_job_id_is_404(api: Api) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
-def test_admin_lists_every_teams_jobs(api: Api) -> None:
+def test_admin_lists_every_teams_jobs_or_one_teams(api: Api) -> None:
     a, b = api.new_team(), api.new_team()
-    ids = {api.job_id(a), api.job_id(b)}
+    job_a, job_b = api.job_id(a), api.job_id(b)
     listed = api.client.get("/jobs", params={"limit": 100}, headers=api.admin).json()["data"]
-    assert ids <= {j["id"] for j in listed}
+    assert {job_a, job_b} <= {j["id"] for j in listed}
+    only_a = api.client.get("/jobs", params={"team_id": a["X-Team-Id"]}, headers=api.admin)
+    assert [j["id"] for j in only_a.json()["data"]] == [job_a]
+    # A team key cannot widen its view with team_id.
+    as_b = api.client.get("/jobs", params={"team_id": a["X-Team-Id"]}, headers=b)
+    assert [j["id"] for j in as_b.json()["data"]] == [job_b]
 
 
 def test_a_model_path_that_escapes_the_allowed_dir_is_refused(api: Api, tmp_path: Path) -> None:
