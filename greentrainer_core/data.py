@@ -161,15 +161,18 @@ def load_examples(
     )
 
 
-def collate(examples: Sequence[Example], pad_token_id: int, *, pad_to: int | None = None, multiple_of: int = 1) -> dict[str, torch.Tensor]:
+def collate(examples: Sequence[Example], pad_token_id: int, *, pad_to: int | None = None, multiple_of: int = 1,
+            max_width: int | None = None) -> dict[str, torch.Tensor]:
     """Right-pad a batch. Returns input_ids, attention_mask and labels of shape [batch, length]
     (seq2seq: labels have their own length). ``pad_to`` fixes the length; otherwise the longest
-    example, rounded up to ``multiple_of`` (fewer distinct shapes means fewer FLOPs profiles)."""
+    example, rounded up to ``multiple_of`` (fewer distinct shapes means fewer FLOPs profiles) but
+    not beyond ``max_width`` (the configured max_length)."""
     decoder_only = all(len(e.input_ids) == len(e.labels) for e in examples)
 
     def width(lengths: list[int]) -> int:
         longest = max(lengths)
-        return max(pad_to or 0, -(-longest // multiple_of) * multiple_of)
+        rounded = -(-longest // multiple_of) * multiple_of
+        return max(pad_to or 0, longest, min(rounded, max_width or rounded))
 
     n = width([len(e.input_ids) for e in examples])
     input_ids = torch.full((len(examples), n), pad_token_id, dtype=torch.long)
@@ -192,10 +195,10 @@ def epoch_order(n_examples: int, epoch: int, seed: int) -> list[int]:
 
 def iter_batches(
     examples: Sequence[Example], batch_size: int, epoch: int, seed: int, pad_token_id: int, *,
-    start_batch: int = 0, pad_to: int | None = None, multiple_of: int = 1,
+    start_batch: int = 0, pad_to: int | None = None, multiple_of: int = 1, max_width: int | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield the epoch's collated batches from ``start_batch`` on (the last batch may be smaller)."""
     order = epoch_order(len(examples), epoch, seed)
     for b in range(start_batch, -(-len(order) // batch_size)):
         chunk = [examples[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-        yield collate(chunk, pad_token_id, pad_to=pad_to, multiple_of=multiple_of)
+        yield collate(chunk, pad_token_id, pad_to=pad_to, multiple_of=multiple_of, max_width=max_width)

@@ -54,9 +54,13 @@ class Trainer:
             rho_for_epoch(rho, 0)
         self.device = next(model.parameters()).device
         self._profiler_model = model
-        if config.method in PEFT_METHODS:  # profile a weightless twin: peft edits the model in place
+        if config.method in PEFT_METHODS:
+            # peft edits the model in place, so the full-FT counterfactual is profiled on an
+            # uninitialised twin of the base model, on the same device (so the same kernels are
+            # costed). NB: it costs one model's worth of memory for the peft baselines.
             with torch.device("meta"):
-                self._profiler_model = type(model)(copy.deepcopy(model.config))
+                twin = type(model)(copy.deepcopy(model.config))
+            self._profiler_model = twin.to_empty(device=self.device)
             model = wrap_peft(model, config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
                               prefix_tokens=config.prefix_tokens)
         self.model = model
@@ -104,15 +108,28 @@ class Trainer:
         if key not in self._profiles:
             if len(self._profiles) >= _PROFILE_CACHE_SIZE:
                 self._profiles.pop(next(iter(self._profiles)))
-            kwargs = {"target_len": self.config.max_target_length} if self.model.config.is_encoder_decoder else {}
-            self._profiles[key] = profile_model(self._profiler_model, batch_size=batch_size, seq_len=seq_len, **kwargs)
+            device = self.device
+            input_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=device)
+            labels = input_ids
+            if self.model.config.is_encoder_decoder:
+                labels = torch.zeros((batch_size, self.config.max_target_length), dtype=torch.long, device=device)
+            inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+            params = list(self._profiler_model.parameters())
+            flags = [p.requires_grad for p in params]
+            for p in params:  # the profile covers the tensors trainable while tracing: all of them
+                p.requires_grad_(True)
+            try:
+                self._profiles[key] = profile_model(self._profiler_model, inputs=inputs)
+            finally:
+                for p, flag in zip(params, flags, strict=True):
+                    p.requires_grad_(flag)
         return self._profiles[key]
 
     def _batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         c = self.config
         batches = iter_batches(self.examples, c.batch_size, epoch, c.seed, self.pad_id,
                                pad_to=c.max_length if c.pad_to_max_length else None,
-                               multiple_of=c.pad_to_multiple_of)
+                               multiple_of=c.pad_to_multiple_of, max_width=c.max_length)
         for i, batch in enumerate(batches):
             if i >= self.micro_batches_per_epoch():
                 return
