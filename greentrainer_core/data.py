@@ -162,22 +162,23 @@ def load_examples(
 
 
 def collate(examples: Sequence[Example], pad_token_id: int, *, pad_to: int | None = None, multiple_of: int = 1,
-            max_width: int | None = None) -> dict[str, torch.Tensor]:
+            max_width: int | None = None, max_label_width: int | None = None) -> dict[str, torch.Tensor]:
     """Right-pad a batch. Returns input_ids, attention_mask and labels of shape [batch, length]
     (seq2seq: labels have their own length). ``pad_to`` fixes the length; otherwise the longest
     example, rounded up to ``multiple_of`` (fewer distinct shapes means fewer FLOPs profiles) but
-    not beyond ``max_width`` (the configured max_length)."""
+    not beyond ``max_width`` (seq2seq labels: ``max_label_width``)."""
     decoder_only = all(len(e.input_ids) == len(e.labels) for e in examples)
 
-    def width(lengths: list[int]) -> int:
+    def width(lengths: list[int], cap: int | None, fixed: int | None) -> int:
         longest = max(lengths)
         rounded = -(-longest // multiple_of) * multiple_of
-        return max(pad_to or 0, longest, min(rounded, max_width or rounded))
+        return max(fixed or 0, longest, min(rounded, cap or rounded))
 
-    n = width([len(e.input_ids) for e in examples])
+    n = width([len(e.input_ids) for e in examples], max_width, pad_to)
     input_ids = torch.full((len(examples), n), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), n), dtype=torch.long)
-    m = n if decoder_only else width([len(e.labels) for e in examples])
+    fixed_labels = max_label_width if pad_to else None  # fixed shapes: labels padded to their max too
+    m = n if decoder_only else width([len(e.labels) for e in examples], max_label_width, fixed_labels)
     labels = torch.full((len(examples), m), IGNORE_INDEX, dtype=torch.long)
     for i, e in enumerate(examples):
         input_ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
@@ -196,9 +197,11 @@ def epoch_order(n_examples: int, epoch: int, seed: int) -> list[int]:
 def iter_batches(
     examples: Sequence[Example], batch_size: int, epoch: int, seed: int, pad_token_id: int, *,
     start_batch: int = 0, pad_to: int | None = None, multiple_of: int = 1, max_width: int | None = None,
+    max_label_width: int | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield the epoch's collated batches from ``start_batch`` on (the last batch may be smaller)."""
     order = epoch_order(len(examples), epoch, seed)
     for b in range(start_batch, -(-len(order) // batch_size)):
         chunk = [examples[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-        yield collate(chunk, pad_token_id, pad_to=pad_to, multiple_of=multiple_of, max_width=max_width)
+        yield collate(chunk, pad_token_id, pad_to=pad_to, multiple_of=multiple_of, max_width=max_width,
+                      max_label_width=max_label_width)

@@ -81,7 +81,7 @@ class Trainer:
         self.epoch, self.global_step = 0, 0
         self.history: list[EpochRecord] = []
         self.ever_trained: set[str] = set()
-        self._profiles: dict[tuple[int, int], object] = {}
+        self._profiles: dict[tuple[int, int, int | None], object] = {}
         self._selected: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -101,18 +101,17 @@ class Trainer:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         return self.model(**batch).loss
 
-    def profile(self, batch_size: int, seq_len: int):
-        """The FLOPs profile of one (batch, length) shape, cached (seq2seq: length of the labels
-        is taken equal to the source length's bucket)."""
-        key = (batch_size, seq_len)
+    def profile(self, batch_size: int, seq_len: int, target_len: int | None = None):
+        """The FLOPs profile of one batch shape, cached. Seq2seq: ``target_len`` is the labels'
+        length (default max_target_length); decoder-only models ignore it."""
+        encoder_decoder = bool(self.model.config.is_encoder_decoder)
+        target_len = (target_len or self.config.max_target_length) if encoder_decoder else None
+        key = (batch_size, seq_len, target_len)
         if key not in self._profiles:
             if len(self._profiles) >= _PROFILE_CACHE_SIZE:
                 self._profiles.pop(next(iter(self._profiles)))
-            device = self.device
-            input_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=device)
-            labels = input_ids
-            if self.model.config.is_encoder_decoder:
-                labels = torch.zeros((batch_size, self.config.max_target_length), dtype=torch.long, device=device)
+            input_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=self.device)
+            labels = input_ids if target_len is None else torch.zeros((batch_size, target_len), dtype=torch.long, device=self.device)
             inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
             params = list(self._profiler_model.parameters())
             flags = [p.requires_grad for p in params]
@@ -129,7 +128,8 @@ class Trainer:
         c = self.config
         batches = iter_batches(self.examples, c.batch_size, epoch, c.seed, self.pad_id,
                                pad_to=c.max_length if c.pad_to_max_length else None,
-                               multiple_of=c.pad_to_multiple_of, max_width=c.max_length)
+                               multiple_of=c.pad_to_multiple_of, max_width=c.max_length,
+                               max_label_width=c.max_target_length)
         for i, batch in enumerate(batches):
             if i >= self.micro_batches_per_epoch():
                 return
@@ -211,8 +211,7 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.global_step += 1
-        length = batch["input_ids"].shape[1]
-        prof = self.profile(batch["input_ids"].shape[0], length)
+        prof = self.profile(*batch["input_ids"].shape, batch["labels"].shape[1])
         predicted, full = self._predicted(prof), int(prof.full_flops)
         wall = time.perf_counter() - t0
         record.steps += 1

@@ -112,3 +112,29 @@ def test_invalid_options_are_reported_together_naming_each_field():
         rho_for_epoch([0.5], 1)
     with pytest.raises(TrainingConfigError, match="rho for epoch 0 is 1.5"):
         rho_for_epoch(1.5, 0)
+
+
+def test_importance_refresh_every_n_steps_adds_overhead_within_the_epoch():
+    tok = tiny_tokenizer()
+    config = TrainConfig(epochs=1, batch_size=2, max_length=32, lr=1e-2, importance_every_steps=1)
+    refreshed = Trainer(tiny_llama(0), tok, _examples(tok), config, rho=0.6)
+    calls = []
+    original = refreshed._select
+    refreshed._select = lambda epoch, rho: calls.append(epoch) or original(epoch, rho)
+    refreshed.run()
+    assert calls == [0, 0, 0, 0]  # at the epoch start, then after optimizer steps 1..3 (not after the last)
+
+
+def test_encoder_decoder_models_train_with_exact_flops_accounting():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                                num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=2))
+    tok = tiny_tokenizer()
+    examples = tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok,
+                             is_encoder_decoder=True, max_length=32, max_target_length=8)
+    config = TrainConfig(epochs=1, batch_size=4, max_length=32, max_target_length=8, pad_to_max_length=True, lr=1e-2)
+    trainer = Trainer(model, tok, examples, config, rho=0.6)
+    steps = [e for e in trainer.events() if isinstance(e, StepEvent)]
+    assert all(s.executed_flops == s.predicted_flops <= 0.6 * s.full_flops for s in steps)
