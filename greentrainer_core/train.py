@@ -50,8 +50,9 @@ class Trainer:
         if not examples:
             raise TrainingConfigError("no training examples")
         self.config, self.rho_schedule, self.examples, self.tokenizer = config, rho, list(examples), tokenizer
-        if config.method != "greentrainer":
-            rho_for_epoch(rho, 0)
+        if not callable(rho):  # a constant or a list is checked before any work starts
+            for epoch in range(config.epochs):
+                rho_for_epoch(rho, epoch)
         self.device = next(model.parameters()).device
         self._profiler_model = model
         if config.method in PEFT_METHODS:

@@ -112,6 +112,8 @@ def test_invalid_options_are_reported_together_naming_each_field():
         rho_for_epoch([0.5], 1)
     with pytest.raises(TrainingConfigError, match="rho for epoch 0 is 1.5"):
         rho_for_epoch(1.5, 0)
+    with pytest.raises(TrainingConfigError, match="rho schedule has 1 values but epoch 1"):
+        _trainer([0.5], epochs=2)  # before any training starts
 
 
 def test_importance_refresh_every_n_steps_adds_overhead_within_the_epoch():
