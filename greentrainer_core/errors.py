@@ -5,7 +5,8 @@
     ├── SelectionError       a selection or importance map names unknown tensors, or rho is invalid
     │   └── InfeasibleBudget rho is below the cheapest feasible step (carries the minimum feasible rho)
     ├── ModelLoadError       a model cannot be found or loaded offline
-    └── DataError            a data file is missing, empty, malformed or has unusable rows
+    ├── DataError            a data file is missing, empty, malformed or has unusable rows
+    └── TrainingConfigError  a training option (method, epochs, rho schedule, ...) is invalid
 """
 
 from __future__ import annotations
@@ -39,3 +40,7 @@ class ModelLoadError(GreenTrainerError):
 
 class DataError(GreenTrainerError, ValueError):
     pass
+
+
+class TrainingConfigError(GreenTrainerError, ValueError):
+    """A training option is invalid (the message names the option); raised before any work starts."""

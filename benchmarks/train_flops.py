@@ -1,0 +1,115 @@
+"""Measured step FLOPs and wall time of GreenTrainer at several rho, against full fine-tuning.
+
+Fine-tunes the shipped SmolLM2-135M-Instruct on CPU for a fixed number of micro-batches per rho and
+prints, per rho: executed step FLOPs / full-FT step FLOPs (counted with the project's
+FlopCounterMode, target rho - 0.02 <= ratio <= rho), wall time per step / full-FT wall time per
+step (target <= rho + 0.03), and the importance-evaluation + selection overhead as a percentage
+of the measured epoch and of a realistic epoch (``--epoch-steps`` steps; target < 2%).
+
+FLOPs and time do not depend on the text, so every batch is a fixed shape (batch x seq-len) of
+token ids drawn with a fixed seed; the accuracy benchmark (accuracy.py) uses real data.
+
+    python3 benchmarks/train_flops.py --steps 6 --out benchmarks/results/train_flops.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from greentrainer_core.config import EpochRecord, EpochStart, StepEvent, TrainConfig  # noqa: E402
+from greentrainer_core.data import Example  # noqa: E402
+from greentrainer_core.models import SHIPPED_MODEL, load_causal_lm  # noqa: E402
+from greentrainer_core.train import Trainer  # noqa: E402
+
+
+def fixed_shape_examples(n: int, seq_len: int, vocab: int, target_len: int, seed: int) -> list[Example]:
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for _ in range(n):
+        ids = torch.randint(3, vocab, (seq_len,), generator=generator).tolist()
+        examples.append(Example(ids, [-100] * (seq_len - target_len) + ids[-target_len:]))
+    return examples
+
+
+def measure(model, tokenizer, base_state, examples, method: str, rho: float, args) -> dict:
+    model.load_state_dict(base_state)
+    config = TrainConfig(method=method, epochs=1, batch_size=args.batch_size, max_length=args.seq_len,
+                         pad_to_max_length=True, max_steps_per_epoch=args.steps, lr=1e-5, seed=0)
+    trainer = Trainer(model, tokenizer, examples, config, rho=rho)
+    steps, start, record = [], None, None
+    for event in trainer.events():
+        if isinstance(event, EpochStart):
+            start = event
+        elif isinstance(event, StepEvent):
+            steps.append(event)
+            print(f"  {method} rho={rho}: step {event.step} {event.wall_s:.2f}s "
+                  f"ratio={event.executed_flops / event.full_flops:.4f}", flush=True)
+        elif isinstance(event, EpochRecord):
+            record = event
+    timed = steps[1:] if len(steps) > 2 else steps  # the first step warms allocator and caches
+    return {"method": method, "rho": rho, "tensors": len(start.selected), "step_times": [s.wall_s for s in timed],
+            "flops_ratio": record.executed_flops / record.full_flops,
+            "predicted_ratio": record.predicted_flops / record.full_flops if record.predicted_flops else 1.0,
+            "step_s": min(s.wall_s for s in timed), "overhead_s": record.overhead_s, "epoch_s": record.wall_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=SHIPPED_MODEL)
+    p.add_argument("--steps", type=int, default=6, help="micro-batches per rho")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--rhos", default="0.4,0.5,0.6,0.7,1.0")
+    p.add_argument("--epoch-steps", type=int, default=1000, help="steps of the 'realistic epoch' for the overhead")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--out", help="also write the table (markdown) here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = load_causal_lm(args.model)
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    examples = fixed_shape_examples(args.steps * args.batch_size, args.seq_len, model.config.vocab_size, 64, seed=0)
+    full = measure(model, tokenizer, base_state, examples, "full", 1.0, args)
+    rows = [measure(model, tokenizer, base_state, examples, "greentrainer", float(r), args) for r in args.rhos.split(",")]
+    again = measure(model, tokenizer, base_state, examples, "full", 1.0, args)  # bracket the rho runs
+    full["step_s"] = min(full["step_s"], again["step_s"])
+    lines = [
+        f"# GreenTrainer step FLOPs and time vs full fine-tuning ({args.model}, CPU, {torch.get_num_threads()} threads)",
+        "",
+        f"batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps per rho. Step time = the minimum over"
+        " steps 2..n (the machine is shared: the minimum is the least disturbed measurement); full FT is run"
+        " before and after the rho runs and its minimum is used;"
+        f" full FT: {full['step_s']:.2f} s/step",
+        "",
+        "| rho | tensors | executed/full FLOPs | predicted/full | in [rho-0.02, rho] | time/full time | <= rho+0.03 "
+        "| importance+selection s | % of measured epoch | % of a {0}-step epoch |".format(args.epoch_steps),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        time_ratio = r["step_s"] / full["step_s"]
+        realistic = 100 * r["overhead_s"] / (r["overhead_s"] + args.epoch_steps * r["step_s"])
+        lines.append(
+            f"| {r['rho']:.2f} | {r['tensors']} | {r['flops_ratio']:.4f} | {r['predicted_ratio']:.4f} | "
+            f"{'yes' if r['rho'] - 0.02 <= r['flops_ratio'] <= r['rho'] + 1e-9 else 'NO'} | {time_ratio:.3f} | "
+            f"{'yes' if time_ratio <= r['rho'] + 0.03 else 'NO'} | {r['overhead_s']:.2f} | "
+            f"{100 * r['overhead_s'] / r['epoch_s']:.1f} | {realistic:.3f} |")
+    lines += ["", "All step times (s), steps 2..n:", ""]
+    lines += [f"- {r['method']} rho={r['rho']:.2f}: " + ", ".join(f"{t:.2f}" for t in r["step_times"])
+              for r in [full, *rows, again]]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n\nCommand: `python3 benchmarks/train_flops.py "
+                                  + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Tensor importance by one probing optimizer step (paper section 3.2, eq. 10).
+
+    I_k = -sum_i dw_i * dL/dw_i      with dw = w(t+1) - w(t) from one real optimizer step and the
+                                      gradient taken at w(t), summed over tensor k's elements
+    Î_k = I_k / max_j |I_j|
+
+Differences from the paper's public code, all deliberate:
+- the gradient is the one at w(t) (it is what the optimizer step consumed), not a second one after
+  the step;
+- the optimizer state (AdamW moments and step counts) of the probed tensors is restored bit-exactly,
+  and tensors that had no state lose the state the probe created, so probing never advances the
+  optimizer; the learning-rate scheduler is not stepped;
+- one host copy of the probed weights and of their optimizer state is kept (not four copies of
+  the whole model), and only of the tensors that the budget can reach: the probing backward is
+  early-stopped at the depth the budget can never reach (eq. 12, ``ModelProfile.reachable``), so
+  deeper tensors get no gradient and cost neither memory nor time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from greentrainer_core.errors import GreenTrainerError
+
+LossFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+def _snapshot_state(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> dict[int, dict | None]:
+    """Host copies of the optimizer state of ``params`` (None where the optimizer holds none)."""
+    saved: dict[int, dict | None] = {}
+    for p in params:
+        state = optimizer.state.get(p)
+        if not state:
+            saved[id(p)] = None
+            continue
+        saved[id(p)] = {
+            k: (v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v) for k, v in state.items()
+        }
+    return saved
+
+
+def _restore_state(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], saved: dict[int, dict | None]) -> None:
+    for p in params:
+        before = saved[id(p)]
+        if before is None:
+            optimizer.state.pop(p, None)
+            continue
+        state = optimizer.state[p]
+        for key in list(state):
+            if key not in before:
+                del state[key]
+        for key, value in before.items():
+            if torch.is_tensor(value) and torch.is_tensor(state.get(key)):
+                state[key].copy_(value)
+            else:
+                state[key] = value.clone() if torch.is_tensor(value) else value
+
+
+def tensor_importance(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[dict[str, torch.Tensor]],
+    loss_fn: LossFn,
+    *,
+    names: Iterable[str] | None = None,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> dict[str, float]:
+    """Importance of every tensor in ``names`` (default: all), scaled by the largest magnitude.
+
+    The gradient is averaged over ``batches`` (several small batches reduce the noise of one).
+    On return the model's weights, the optimizer's state and every parameter's ``requires_grad``
+    flag are exactly as before, and all ``.grad`` fields are None. ``optimizer`` must hold the
+    probed parameters (it is the optimizer the training uses, so the probe step is a real one).
+
+    Raises GreenTrainerError when ``batches`` is empty or a name is not a parameter of the model.
+    """
+    params = dict(model.named_parameters())
+    probe = list(params) if names is None else list(dict.fromkeys(names))
+    unknown = [n for n in probe if n not in params]
+    if unknown:
+        raise GreenTrainerError(f"importance: unknown tensor names {unknown[:5]}")
+    probed = [params[n] for n in probe]
+    flags = {n: p.requires_grad for n, p in params.items()}
+    for n, p in params.items():  # autograd stops below the deepest probed tensor (eq. 12)
+        p.requires_grad_(n in set(probe))
+        p.grad = None
+    try:
+        count = 0
+        for batch in batches:
+            with autocast():
+                loss = loss_fn(batch)
+            loss.backward()
+            count += 1
+        if count == 0:
+            raise GreenTrainerError("importance: no batches to probe with")
+        grads = []
+        for p in probed:
+            if p.grad is not None and count > 1:
+                p.grad.div_(count)
+            grads.append(p.grad)
+        weights = [p.detach().to("cpu", copy=True) for p in probed]
+        state = _snapshot_state(optimizer, probed)
+        with torch.no_grad():
+            optimizer.step()
+            scores: dict[str, float] = {}
+            for name, p, g, w in zip(probe, probed, grads, weights, strict=True):
+                if g is None:  # not on the loss's path (e.g. an unused embedding row set)
+                    scores[name] = 0.0
+                    continue
+                w_t = w.to(p.device)
+                scores[name] = -float(((p.detach().float() - w_t.float()) * g.float()).sum())
+                p.copy_(w_t)
+        _restore_state(optimizer, probed, state)
+    finally:
+        for n, p in params.items():
+            p.grad = None
+            p.requires_grad_(flags[n])
+    scale = max((abs(v) for v in scores.values()), default=0.0)
+    return {n: (v / scale if scale > 0 else 0.0) for n, v in scores.items()}
+

@@ -1,0 +1,75 @@
+"""The probing step (paper 3.2): exact restore of weights and optimizer state, the eq. 10 formula,
+and early stopping of the probing backward."""
+
+import torch
+
+from greentrainer_core.data import collate, tokenize_rows, SummaryRow
+from greentrainer_core.flops import count_step_flops
+from greentrainer_core.importance import tensor_importance
+from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
+
+
+def _batch():
+    tok = tiny_tokenizer()
+    return collate(tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS[:4])], tok), tok.pad_token_id)
+
+
+def _loss(model):
+    return lambda batch: model(**batch).loss
+
+
+def _adamw_with_history(model, steps=2):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    for _ in range(steps):  # real state (moments, step counts) for the layers' tensors only
+        for n, p in model.named_parameters():
+            p.requires_grad_("layers.1" in n)
+        model(**_batch()).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return optimizer
+
+
+def test_probe_restores_weights_and_optimizer_state_bit_exactly():
+    model = tiny_llama()
+    optimizer = _adamw_with_history(model)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    importance = tensor_importance(model, optimizer, [_batch(), _batch()], _loss(model))
+    assert set(importance) == set(weights)
+    assert max(abs(v) for v in importance.values()) == 1.0
+    for n, p in model.named_parameters():
+        assert torch.equal(p, weights[n]), n
+        assert p.grad is None and p.requires_grad == flags[n]
+    assert {id(p) for p in optimizer.state if optimizer.state[p]} == set(state)  # no state created
+    for p, s in optimizer.state.items():
+        for k, v in s.items():
+            assert torch.equal(v, state[id(p)][k]), k
+
+
+def test_importance_is_minus_update_times_gradient_at_w_t():
+    model = tiny_llama()
+    lr = 0.5
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    batch = _batch()
+    model(**batch).loss.backward()
+    raw = {n: lr * float((p.grad.double() ** 2).sum()) for n, p in model.named_parameters()}  # dw = -lr g
+    model.zero_grad(set_to_none=True)
+    importance = tensor_importance(model, optimizer, [batch], _loss(model))
+    scale = max(raw.values())
+    for n, v in raw.items():
+        assert abs(importance[n] - v / scale) < 1e-4, n
+
+
+def test_probing_backward_stops_at_the_deepest_probed_tensor():
+    model = tiny_llama()
+    optimizer = torch.optim.AdamW(model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    top = [n for n in names if "layers.1" in n or "lm_head" in n or n == "model.norm.weight"]
+    _, flops_top = count_step_flops(lambda: tensor_importance(model, optimizer, [_batch()], _loss(model), names=top))
+    _, flops_all = count_step_flops(lambda: tensor_importance(model, optimizer, [_batch()], _loss(model)))
+    importance = tensor_importance(model, optimizer, [_batch()], _loss(model), names=top)
+    assert set(importance) == set(top)
+    assert flops_top < flops_all
