@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -39,7 +40,14 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
         engine.dispose()
         raise
     factory = make_session_factory(engine)
-    app = FastAPI(title="GreenTrainer", version="0.1.0", description=DESCRIPTION)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # close pooled connections when the server stops
+
+    app = FastAPI(title="GreenTrainer", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
     app.state.context = AppContext(
         settings=settings, engine=engine, factory=factory,
         store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
