@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from service import http_errors
-from service.body_limit import MULTIPART_OVERHEAD_BYTES, BodyLimit
 from service.db import check_schema, make_engine, make_session_factory
 from service.deps import AppContext
 from service.dispatch import JobDispatcher, LoggingDispatcher
 from service.jobs import JobCheck
 from service.metrics import HttpMetrics, make_registry
+from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
 from service.routers import datasets, jobs, ops, teams
 from service.settings import Settings, get_settings
 from service.storage import BlobStore, LocalBlobStore
@@ -39,7 +40,14 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
         engine.dispose()
         raise
     factory = make_session_factory(engine)
-    app = FastAPI(title="GreenTrainer", version="0.1.0", description=DESCRIPTION)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # close pooled connections when the server stops
+
+    app = FastAPI(title="GreenTrainer", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
     app.state.context = AppContext(
         settings=settings, engine=engine, factory=factory,
         store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
@@ -52,5 +60,6 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     # Bodies past the upload limit (plus multipart framing) are refused while they stream in,
     # before anything is spooled to disk; `read_limited` then enforces the exact file limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    app.add_middleware(NulGuard)
     app.add_middleware(HttpMetrics, registry=app.state.metrics_registry)
     return app

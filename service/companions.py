@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 
 from greentrainer.cli import COMMANDS
 
@@ -22,10 +23,12 @@ def in_this_build(command: str) -> bool:
         return False
 
 
-def start(database_url: str) -> list[subprocess.Popen[bytes]]:
-    """Start every available companion; print one line per companion (started or missing)."""
+def start(database_url: str, *, settle_seconds: float = 1.0) -> list[subprocess.Popen[bytes]]:
+    """Start every available companion; print one line per companion (started or missing),
+    and after ``settle_seconds`` warn about any that already exited."""
     env = {**os.environ, "GREENTRAINER_DATABASE_URL": database_url}
-    processes = []
+    processes: list[subprocess.Popen[bytes]] = []
+    names: list[str] = []
     for argv in UP_COMPANIONS:
         if not in_this_build(argv[0]):
             print(f"{argv[0] + ':':<19}not in this build (skipped)")
@@ -33,6 +36,14 @@ def start(database_url: str) -> list[subprocess.Popen[bytes]]:
         process = subprocess.Popen([sys.executable, "-m", "greentrainer.cli", *argv], env=env)
         print(f"{argv[0] + ':':<19}started (pid {process.pid})")
         processes.append(process)
+        names.append(" ".join(argv))
+    deadline = time.monotonic() + settle_seconds
+    while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+        time.sleep(0.1)
+    for name, process in zip(names, processes, strict=True):
+        if process.poll() is not None:
+            print(f"greentrainer up: `greentrainer {name}` exited at once with code "
+                  f"{process.returncode}; see its output above", file=sys.stderr)
     return processes
 
 

@@ -67,6 +67,15 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
                         headers=getattr(exc, "headers", None))
 
 
+async def _value_refused(request: Request, exc: Exception) -> JSONResponse:
+    # Last line of defence: the schemas should have refused the value already (and named it).
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path,
+                str(exc).splitlines()[0])
+    return JSONResponse(_body("invalid_value", "a value in the request was refused by the "
+                              "database (too long, out of range or with invalid characters)",
+                              None), status_code=422)
+
+
 async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     # Overload (no free pooled connection) or a database that went away: the client should retry.
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
@@ -86,6 +95,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _value_refused)
     app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_busy)
     app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_busy)
     app.add_exception_handler(Exception, _unexpected)

@@ -38,6 +38,8 @@ def _under(path: Path, roots: list[Path]) -> bool:
 
 def resolve_model(name: str, *, allowed_dirs: list[Path], hf_cache_dir: Path | None) -> ModelRef:
     """The job's model reference; raises `UnknownModel` (field ``model``) for anything else."""
+    if "\x00" in name:
+        raise UnknownModel("model must not contain NUL characters", field="model")
     if name in SHIPPED_MODELS:
         return ModelRef(name=name, source="shipped")
     if _HF_ID.match(name) and not name.startswith((".", "/")):

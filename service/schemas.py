@@ -8,6 +8,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from service.text import NulFree
+
 Rho = Annotated[float, Field(gt=0, le=1, description="Share of full fine-tuning FLOPs, (0, 1].")]
 T = TypeVar("T")
 
@@ -40,7 +42,7 @@ class CarbonAwareRho(_Strict):
     type: Literal["carbon-aware"]
     rho_min: Rho
     rho_max: Rho
-    region: str = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
+    region: NulFree = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
     deadline: Annotated[datetime | None, AfterValidator(_future)] = None
     co2_budget_kg: float | None = Field(default=None, gt=0)
 
@@ -68,16 +70,17 @@ class Hyperparameters(_Strict):
 
 
 class JobCreate(_Strict):
-    model: str = Field(min_length=1, max_length=500,
+    model: NulFree = Field(min_length=1, max_length=500,
                        description="Shipped alias, Hugging Face id in the local cache, or an "
                                    "allowed local path.")
-    training_dataset: str = Field(min_length=1, description="Id of an uploaded data set.")
-    validation_dataset: str | None = None
-    test_dataset: str | None = None
+    training_dataset: NulFree = Field(min_length=1, max_length=40,
+                                      description="Id of an uploaded data set.")
+    validation_dataset: NulFree | None = Field(default=None, max_length=40)
+    test_dataset: NulFree | None = Field(default=None, max_length=40)
     method: Literal["greentrainer", "full", "lora", "top2", "prefix"] = "greentrainer"
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type="fixed", rho=0.6))
-    gpu_class: str = Field(default="any", min_length=1, max_length=32)
+    gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
 
 
 class JobError(BaseModel):
@@ -175,7 +178,7 @@ class DatasetOut(BaseModel):
 
 
 class TeamCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: NulFree = Field(min_length=1, max_length=200)
     max_concurrent_jobs: int = Field(default=2, ge=1, le=10000)
     monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
 

@@ -11,6 +11,7 @@ from service.datasets import create_dataset, list_datasets, read_limited
 from service.deps import Context, CurrentPrincipal, SessionDep, TeamId
 from service.models import Dataset
 from service.schemas import DatasetOut, Page
+from service.text import NulFree
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -20,11 +21,11 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 def upload_dataset(
     response: Response, context: Context, session: SessionDep, team_id: TeamId,
     file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet rows.")],
-    name: Annotated[str | None, Form(max_length=255)] = None,
-    format: Annotated[str | None, Form(description="jsonl | csv | parquet; default: "
-                                                   "from the file name")] = None,
-    source_field: Annotated[str | None, Form(min_length=1, max_length=100)] = None,
-    target_field: Annotated[str | None, Form(min_length=1, max_length=100)] = None,
+    name: Annotated[NulFree | None, Form(max_length=255)] = None,
+    format: Annotated[NulFree | None, Form(description="jsonl | csv | parquet; default: "
+                                                       "from the file name")] = None,
+    source_field: Annotated[NulFree | None, Form(min_length=1, max_length=100)] = None,
+    target_field: Annotated[NulFree | None, Form(min_length=1, max_length=100)] = None,
 ) -> DatasetOut:
     """Validate and store a data set. Errors name the offending line (row for Parquet)."""
     settings = context.settings

@@ -115,7 +115,7 @@ def test_companions_in_the_build_run_with_the_database_and_missing_ones_are_repo
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.chdir(ROOT)
     url = f"sqlite:///{tmp_path / 'companion.sqlite'}"
-    processes = companions.start(url)
+    processes = companions.start(url, settle_seconds=0)
     try:
         assert [p.wait(timeout=60) for p in processes] == [0]
     finally:
@@ -123,6 +123,7 @@ def test_companions_in_the_build_run_with_the_database_and_missing_ones_are_repo
     out = capsys.readouterr().out
     assert "migrate:           started" in out
     assert "no-such-command:   not in this build" in out
+    assert "exited at once" not in out
     engine = make_engine(url)
     try:
         assert current_revision(engine) == head_revision()
@@ -149,3 +150,15 @@ def test_serve_with_two_worker_processes_answers(fresh: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_companion_that_dies_at_once_is_reported(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # `migrate --revision nonsense` is a real command that fails immediately.
+    monkeypatch.setattr(companions, "UP_COMPANIONS", (("migrate", "--revision", "nonsense"),))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(ROOT)
+    processes = companions.start("sqlite:///:memory:", settle_seconds=10)
+    companions.stop(processes, grace_seconds=5)
+    assert "`greentrainer migrate --revision nonsense` exited at once with code 1" in \
+        capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""Refuse request bodies over the limit while they arrive, with the service's 413 error body."""
+"""Guards every request passes before routing, answering with the service's error body:
+`BodyLimit` refuses bodies over the limit while they arrive (413); `NulGuard` refuses URLs
+with NUL characters (422), which no backend can store or compare."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import InvalidInput, PayloadTooLarge, ServiceError
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -45,9 +47,32 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
     async def _refuse(self, send: Send) -> None:
-        from service.http_errors import error_response
+        await _answer(send, _too_large(self.max_bytes))
 
-        response = error_response(_too_large(self.max_bytes))
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+
+class NulGuard:
+    """A path or query string holding a NUL character (``%00``) is answered 422 at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if "\x00" in scope["path"]:
+                await _answer(send, InvalidInput("the URL path must not contain NUL characters",
+                                                 field="path"))
+                return
+            if b"%00" in scope["query_string"].lower():
+                await _answer(send, InvalidInput("query parameters must not contain NUL "
+                                                 "characters", field="query"))
+                return
+        await self.app(scope, receive, send)
+
+
+async def _answer(send: Send, error: ServiceError) -> None:
+    from service.http_errors import error_response
+
+    response = error_response(error)
+    await send({"type": "http.response.start", "status": response.status_code,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
