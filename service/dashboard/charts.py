@@ -160,7 +160,7 @@ def overview_charts(overview: Overview) -> list[Markup]:
                           list(zip(xs, [b.full_ft_flops / f_div for b in buckets])),
                           kind="bar", color=PALETTE[1], raw=[b.full_ft_flops for b in buckets])],
                   _bucket_axis(overview), Axis(f_unit), x_range=_padded(xs, overview.bucket),
-                  bar_step=_width(overview.bucket))
+                  bar_step=_width(overview.bucket), x_ticks=_ticks(xs))
     co2 = chart("chart-overview-co2", "CO2 emitted and saved, energy",
                 [Series("emitted", list(zip(xs, [b.kg_co2 / c_div for b in buckets])),
                         kind="bar", color=PALETTE[4], raw=[b.kg_co2 for b in buckets]),
@@ -176,8 +176,15 @@ def overview_charts(overview: Overview) -> list[Markup]:
                         list(zip(xs, [b.energy_kwh / e_div for b in buckets])), axis="right",
                         color=PALETTE[2], raw=[b.energy_kwh for b in buckets])],
                 _bucket_axis(overview), Axis(c_unit), Axis(f"energy ({e_unit})"),
-                x_range=_padded(xs, overview.bucket), bar_step=_width(overview.bucket))
+                x_range=_padded(xs, overview.bucket), bar_step=_width(overview.bucket),
+                x_ticks=_ticks(xs))
     return [flops, co2]
+
+
+def _ticks(xs: list[float], most: int = 8) -> list[float]:
+    """Bucket starts as x ticks, thinned to at most ``most`` labels."""
+    every = max(1, -(-len(xs) // most))
+    return xs[::every]
 
 
 def _width(bucket: str) -> float:

@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 PALETTE = ("#1b7f4c", "#8a8f98", "#d9822b", "#3465a4", "#b03a2e", "#7b4fa0")
 WIDTH, HEIGHT = 760, 300
-LEFT, RIGHT, TOP, BOTTOM = 78, 78, 40, 52
+LEFT, RIGHT, TOP, BOTTOM = 78, 78, 50, 52
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def _range(values: list[float], axis: Axis) -> tuple[float, float, list[float]]:
 
 def chart(chart_id: str, title: str, series: Sequence[Series], x_axis: Axis, y_axis: Axis,
           y2_axis: Axis | None = None, bands: Sequence[Band] = (),
-          x_range: tuple[float, float] | None = None, bar_step: float = 1.0) -> Markup:
+          x_range: tuple[float, float] | None = None, bar_step: float = 1.0,
+          x_ticks: Sequence[float] | None = None) -> Markup:
     """An SVG chart with one or two y axes; bars of one x share ``bar_step`` x units.
     Returns markup safe to embed in a template."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -122,7 +123,7 @@ def chart(chart_id: str, title: str, series: Sequence[Series], x_axis: Axis, y_a
             y = sy(tick, "right")
             out.append(f'<text class="tick" x="{LEFT + plot_w + 6}" y="{y + 4:.1f}">'
                        f'{escape(y2_axis.fmt(tick))}</text>')
-    for tick in nice_ticks(x_lo, x_hi, count=6, integer=x_axis.integer):
+    for tick in x_ticks or nice_ticks(x_lo, x_hi, count=6, integer=x_axis.integer):
         if x_lo <= tick <= x_hi:
             x = sx(tick)
             out.append(f'<line class="axis-tick" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + plot_h}" '
@@ -176,9 +177,10 @@ def _draw(s: Series, sx: Callable[[float], float], sy: Callable[[float, str], fl
             points = " ".join(f"{px:.1f},{py:.1f}" for px, py in coords_line)
             parts.append(f'<polyline fill="none" stroke="{s.color}" stroke-width="2"{dash} '
                          f'points="{points}"/>')
+        radius = 3.5 if len(coords) <= 30 else 2.0
         for (x, _), (px, py), value in zip(s.points, coords, raw, strict=True):
             parts.append(f'<circle class="pt" data-series="{_attr(s.name)}" data-x="{x:g}" '
-                         f'data-raw="{value!r}" cx="{px:.1f}" cy="{py:.1f}" r="3.5" '
+                         f'data-raw="{value!r}" cx="{px:.1f}" cy="{py:.1f}" r="{radius}" '
                          f'fill="{s.color}"><title>{escape(s.name)}: {value:g}</title></circle>')
     parts.append("</g>")
     return "".join(parts)
@@ -187,11 +189,11 @@ def _draw(s: Series, sx: Callable[[float], float], sy: Callable[[float, str], fl
 def _legend(series: Sequence[Series], bands: Sequence[Band]) -> str:
     items = [(s.name, s.color, str(s.kind)) for s in series]
     items += [(b.label, b.color, "band") for b in bands]
-    parts, x = ['<g class="legend">'], float(LEFT + 220)
+    parts, x = ['<g class="legend">'], float(LEFT)
     for name, color, kind in items:
         opacity = ' fill-opacity="0.25"' if kind == "band" else ""
-        parts.append(f'<rect x="{x:.0f}" y="8" width="12" height="12" fill="{color}"{opacity}/>'
-                     f'<text class="legend-label" x="{x + 16:.0f}" y="18">{escape(name)}</text>')
+        parts.append(f'<rect x="{x:.0f}" y="25" width="12" height="12" fill="{color}"{opacity}/>'
+                     f'<text class="legend-label" x="{x + 16:.0f}" y="35">{escape(name)}</text>')
         x += 28 + 6.5 * len(name)
     parts.append("</g>")
     return "".join(parts)
@@ -201,16 +203,16 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[in
             cells: dict[tuple[str, int], tuple[int, int]], x_title: str, y_title: str) -> Markup:
     """Rows x columns grid; a cell's (selected, total) sets its shade (selected / total).
     Each cell carries ``data-row``, ``data-col``, ``data-selected`` and ``data-total``."""
-    cell_w = max(14.0, min(60.0, (WIDTH - 170) / max(len(columns), 1)))
-    cell_h = max(8.0, min(22.0, 420 / max(len(rows), 1)))
-    left, top = 130, 40
+    cell_w = max(14.0, min(80.0, (WIDTH - 170) / max(len(columns), 1)))
+    cell_h = max(8.0, min(24.0, 420 / max(len(rows), 1)))
+    left, top = 130, 46
     height = top + cell_h * len(rows) + 50
-    width = left + cell_w * len(columns) + 30
+    width = WIDTH
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{_attr(chart_id)}" class="chart '
-           f'heatmap" viewBox="0 0 {max(width, 360):.0f} {height:.0f}" role="img" '
+           f'heatmap" viewBox="0 0 {width} {height:.0f}" role="img" '
            f'aria-label="{_attr(title)}">',
            f'<text x="10" y="18" class="chart-title">{escape(title)}</text>',
-           f'<text class="legend-label" x="{left}" y="32">shade: tensors trained / tensors of '
+           f'<text class="legend-label" x="10" y="35">shade: tensors trained / tensors of '
            f'the layer trained in any epoch (pale 0%, dark 100%)</text>']
     for r, row in enumerate(rows):
         y = top + r * cell_h
@@ -231,6 +233,7 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[in
                    f'y="{bottom + 16:.1f}" text-anchor="middle">{column}</text>')
     out.append(f'<text class="axis-title" x="{left + cell_w * len(columns) / 2:.1f}" '
                f'y="{bottom + 36:.1f}" text-anchor="middle">{escape(x_title)}</text>')
-    out.append(f'<text class="axis-title" x="10" y="{top - 2}">{escape(y_title)}</text>')
+    out.append(f'<text class="axis-title" x="{left - 6}" y="{top - 2}" text-anchor="end">'
+               f'{escape(y_title)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
