@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from service import http_errors
-from service.dashboard import mount as mount_dashboard
 from service.body_limit import MULTIPART_OVERHEAD_BYTES, BodyLimit
+from service.dashboard import mount as mount_dashboard
 from service.db import check_schema, make_engine, make_session_factory
 from service.deps import AppContext
 from service.dispatch import JobDispatcher, LoggingDispatcher

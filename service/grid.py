@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.datastructures import State
 
 from service.scheduler import AllProvidersFailed, ProviderError, build_chain
 from service.scheduler.providers import ProviderChain
@@ -79,11 +80,11 @@ def pool_outlook(chain: ProviderChain, settings: GridSettings) -> PoolOutlook:
         forecast_source=forecast.used if forecast else None, notes=notes)
 
 
-def app_chain(state: object) -> ProviderChain:
+def app_chain(state: State) -> ProviderChain:
     """The app's provider chain (built once from the GREENTRAINER_* scheduler settings, kept on
     ``app.state`` so that its TTL cache spares the public APIs)."""
     chain: ProviderChain | None = getattr(state, "grid_chain", None)
     if chain is None:
         chain = build_chain()
-        setattr(state, "grid_chain", chain)
+        state.grid_chain = chain
     return chain

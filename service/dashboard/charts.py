@@ -80,7 +80,8 @@ def carbon_chart(job: Job, series: JobSeries) -> Markup:
         Series("carbon intensity (g/kWh)",
                [(x(p.started_at), p.carbon_intensity_g_per_kwh or 0.0) for p in with_ci],
                kind="step", color=PALETTE[4],
-               raw=[p.carbon_intensity_g_per_kwh or 0.0 for p in with_ci]),
+               raw=[p.carbon_intensity_g_per_kwh or 0.0 for p in with_ci],
+               end_x=x(with_ci[-1].finished_at) if with_ci else None),
         Series("rho", [(x(p.started_at), p.rho) for p in series.epochs], axis="right",
                kind="dots", color=PALETTE[0], raw=[p.rho for p in series.epochs]),
     ]

@@ -31,11 +31,13 @@ def unit_for(kind: str, values: Iterable[float | None]) -> Scale:
 
 def _number(value: float) -> str:
     magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
     if magnitude >= 100:
         return f"{value:,.0f}"
     if magnitude >= 10:
         return f"{value:.1f}"
-    if magnitude >= 0.01 or magnitude == 0:
+    if magnitude >= 0.01:
         return f"{value:.2f}"
     return f"{value:.2g}"
 

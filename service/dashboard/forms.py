@@ -107,7 +107,7 @@ def submit_form(session: Session, context: AppContext, team_id: str, form: Mappi
     errors = FormErrors()
     dataset_id = _text(form, "training_dataset")
     upload = form.get("dataset_file")
-    if upload is not None and not isinstance(upload, str) and getattr(upload, "filename", ""):
+    if upload is not None and not isinstance(upload, str) and upload.filename:
         dataset_id = _upload(session, context, team_id, upload, errors)
         if dataset_id is None:
             return None, errors

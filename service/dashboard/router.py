@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -31,7 +31,7 @@ from service.dashboard.sessions import (
 from service.dashboard.settings import DashboardSettings, session_secret
 from service.deps import AppContext
 from service.dispatch import notify
-from service.errors import NotAuthenticated, NotFound, ServiceError
+from service.errors import NotAuthenticated, NotFound
 from service.grid import GridSettings, app_chain, pool_outlook
 from service.jobs import cancel_job, list_jobs
 from service.models import Artifact, Dataset, Job, Team
@@ -42,7 +42,7 @@ from service.stats import job_series, overview
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/dashboard"
-METHODS = JobCreate.model_fields["method"].annotation.__args__  # type: ignore[union-attr]
+METHODS = get_args(JobCreate.model_fields["method"].annotation)
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -83,6 +83,11 @@ def _signed_in(request: Request, session: Session) -> tuple[WebSession, Principa
 def _render(request: Request, web: WebSession, name: str, status_code: int = 200,
             **values: Any) -> HTMLResponse:
     settings: DashboardSettings = request.app.state.dashboard_settings
+    principal = values.get("principal")
+    if isinstance(principal, Principal) and principal.team_id and "team_name" not in values:
+        with _context(request).factory() as session:
+            values["team_name"] = session.scalar(select(Team.name).where(
+                Team.id == principal.team_id))
     response = templates.TemplateResponse(request, name, {
         "csrf_field": CSRF_FIELD, "csrf_token": web.csrf, "prefix": PREFIX,
         "poll_ms": int(settings.poll_seconds * 1000), **values}, status_code=status_code)
@@ -92,8 +97,8 @@ def _render(request: Request, web: WebSession, name: str, status_code: int = 200
 
 async def _form(request: Request, web: WebSession) -> Any:
     form = await request.form()
-    check_csrf(web, form.get(CSRF_FIELD) if isinstance(form.get(CSRF_FIELD), str) else
-               request.headers.get(CSRF_HEADER))
+    token = form.get(CSRF_FIELD)
+    check_csrf(web, token if isinstance(token, str) else request.headers.get(CSRF_HEADER))
     return form
 
 
@@ -140,9 +145,8 @@ def overview_page(request: Request) -> HTMLResponse:
     with context.factory() as session:
         web, principal = _signed_in(request, session)
         figures = overview(session, None if principal.is_admin else principal.team_id)
-        team = session.get(Team, principal.team_id) if principal.team_id else None
     carbon = pool_outlook(app_chain(request.app.state), GridSettings())
-    return _render(request, web, "overview.html", principal=principal, team=team,
+    return _render(request, web, "overview.html", principal=principal,
                    figures=figures, charts=charts.overview_charts(figures), carbon=carbon,
                    carbon_chart=charts.forecast_chart(carbon))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -27,15 +28,21 @@ class DashboardSettings(BaseSettings):
 
 
 def session_secret(settings: DashboardSettings, data_dir: Path) -> str:
-    """The configured secret, else the one in ``<data_dir>/session.key`` (created 0600)."""
+    """The configured secret, else the one in ``<data_dir>/session.key`` (created 0600).
+    Several processes starting at once agree: the file appears complete (written aside, then
+    hard-linked into place) and the first link wins."""
     if settings.session_secret is not None:
         return settings.session_secret.get_secret_value()
     path = Path(data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(path, "x", encoding="ascii") as handle:  # first process wins the race
-            path.chmod(0o600)
-            handle.write(secrets.token_urlsafe(32))
-    except FileExistsError:
-        pass
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".{SECRET_FILE}.{secrets.token_hex(6)}")
+        aside.touch(mode=0o600)
+        aside.write_text(secrets.token_urlsafe(32), encoding="ascii")
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink()
     return path.read_text(encoding="ascii").strip()

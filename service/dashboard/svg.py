@@ -30,6 +30,7 @@ class Series:
     kind: Literal["line", "step", "dashed", "bar", "dots"] = "line"
     color: str = PALETTE[0]
     raw: Sequence[float] | None = None
+    end_x: float | None = None  # a step line holds its last value until here
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ def _draw(s: Series, sx: Callable[[float], float], sy: Callable[[float, str], fl
             path = [coords[0]]
             for px, py in coords[1:]:
                 path += [(px, path[-1][1]), (px, py)]
+            if s.end_x is not None:
+                path.append((sx(s.end_x), path[-1][1]))
             coords_line = path
         else:
             coords_line = coords
@@ -203,8 +206,8 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[in
             cells: dict[tuple[str, int], tuple[int, int]], x_title: str, y_title: str) -> Markup:
     """Rows x columns grid; a cell's (selected, total) sets its shade (selected / total).
     Each cell carries ``data-row``, ``data-col``, ``data-selected`` and ``data-total``."""
-    cell_w = max(14.0, min(80.0, (WIDTH - 170) / max(len(columns), 1)))
-    cell_h = max(8.0, min(24.0, 420 / max(len(rows), 1)))
+    cell_w = max(14.0, min(110.0, (WIDTH - 170) / max(len(columns), 1)))
+    cell_h = max(8.0, min(30.0, 480 / max(len(rows), 1)))
     left, top = 130, 46
     height = top + cell_h * len(rows) + 50
     width = WIDTH
@@ -212,8 +215,8 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[in
            f'heatmap" viewBox="0 0 {width} {height:.0f}" role="img" '
            f'aria-label="{_attr(title)}">',
            f'<text x="10" y="18" class="chart-title">{escape(title)}</text>',
-           f'<text class="legend-label" x="10" y="35">shade: tensors trained / tensors of '
-           f'the layer trained in any epoch (pale 0%, dark 100%)</text>']
+           '<text class="legend-label" x="10" y="35">shade: tensors trained / tensors of '
+           'the layer trained in any epoch (pale 0%, dark 100%)</text>']
     for r, row in enumerate(rows):
         y = top + r * cell_h
         out.append(f'<text class="tick" x="{left - 6}" y="{y + cell_h * 0.72:.1f}" '

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
@@ -60,7 +61,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     else:
         url = request.getfixturevalue("postgres").create()
     upgrade(url)
-    settings = Settings(database_url=url, data_dir=root / "data", admin_key=ADMIN_KEY,
+    settings = Settings(database_url=url, data_dir=root / "data", admin_key=SecretStr(ADMIN_KEY),
                         hf_cache_dir=root / "hf-cache")
     app = create_app(settings)
     app.state.dashboard_settings = DashboardSettings(poll_seconds=0.3)

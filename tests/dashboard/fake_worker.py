@@ -12,6 +12,7 @@ import json
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from service.db import session_scope
 from service.job_events import append_event
 from service.job_records import EpochRecord, record_epoch, register_artifact
 from service.jobs import transition
-from service.models import Job
+from service.models import Job, utcnow
 from service.savings import SUBMISSION_EVENT
 from service.states import JobStatus
 from service.storage import BlobStore
@@ -57,13 +58,15 @@ def planned_epochs(epochs: int, submitted_g_per_kwh: float) -> list[EpochRecord]
 
 @dataclass
 class FakeWorker:
-    """Runs one job in a thread: queued -> running -> (epochs) -> succeeded."""
+    """Runs one job in a thread: queued -> waiting_for_green -> running -> (epochs) ->
+    succeeded."""
 
     factory: sessionmaker[Session]
     store: BlobStore
     epochs: int = 3
     epoch_delay_s: float = 0.6
     submitted_g_per_kwh: float = 240.0
+    wait_s: float = 0.6
     result: dict[str, object] = field(default_factory=lambda: {
         "rouge": {"rouge1": 0.4213, "rouge2": 0.1875, "rougeL": 0.3991}})
     error: BaseException | None = None
@@ -80,12 +83,20 @@ class FakeWorker:
             self.error = exc
 
     def run(self, job_id: str) -> list[EpochRecord]:
+        """Wait for a green window of ``wait_s``, then run and record every epoch."""
         records = planned_epochs(self.epochs, self.submitted_g_per_kwh)
         with session_scope(self.factory) as session:
             job = session.get_one(Job, job_id)
             append_event(session, job.id, SUBMISSION_EVENT, "grid intensity at submission",
                          data={"carbon_intensity_g_per_kwh": self.submitted_g_per_kwh})
-            transition(session, job, JobStatus.RUNNING, message="started on cpu0")
+            # What the scheduler writes when it plans a later, cleaner start.
+            job.planned_start_at = utcnow() + timedelta(seconds=self.wait_s)
+            transition(session, job, JobStatus.WAITING_FOR_GREEN,
+                       message="waiting for a green window")
+        time.sleep(self.wait_s)
+        with session_scope(self.factory) as session:
+            transition(session, session.get_one(Job, job_id), JobStatus.RUNNING,
+                       message="started on cpu0")
         for record in records:
             time.sleep(self.epoch_delay_s)
             with session_scope(self.factory) as session:

@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
@@ -16,7 +15,6 @@ from playwright.sync_api import expect
 from tests.dashboard.conftest import ARTIFACTS, Site, screenshot
 from tests.dashboard.helpers import api_job
 
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 ROWS = [{"source": f"Summarise: dialogue number {i}", "target": f"summary {i}"} for i in range(6)]
 
 
@@ -69,6 +67,7 @@ def test_submit_watch_and_read_a_job_in_the_browser(site: Site, page: Any) -> No
     expect(status).to_have_text("queued")
     worker = site.worker()
     thread = worker.start(job_id)
+    expect(status).to_have_text("waiting_for_green", timeout=15_000)
     expect(status).to_have_text("running", timeout=15_000)
     expect(status).to_have_text("succeeded", timeout=30_000)
     thread.join(timeout=10)
@@ -84,7 +83,9 @@ def test_submit_watch_and_read_a_job_in_the_browser(site: Site, page: Any) -> No
     assert raws(page, '#chart-carbon .pt[data-series="rho"]') == [e["rho"] for e in epochs]
     assert raws(page, '#chart-carbon .pt[data-series="carbon intensity (g/kWh)"]') == [
         e["carbon_intensity_g_per_kwh"] for e in epochs]
-    assert page.locator("#chart-carbon rect.band").count() == 1
+    planned = api(site, key, f"/jobs/{job_id}")["planned_start_at"]
+    band = page.locator("#chart-carbon rect.band")
+    assert band.count() == 1 and planned[11:16] in band.get_attribute("data-label")
     assert raws(page, '#chart-flops .pt[data-series="executed"]') == [
         e["executed_flops"] for e in epochs]
     assert raws(page, '#chart-flops .pt[data-series="full fine-tuning"]') == [
@@ -115,7 +116,6 @@ def test_submit_watch_and_read_a_job_in_the_browser(site: Site, page: Any) -> No
     expect(page.locator("#offline-label")).to_contain_text("offline fallback")
     overview_shot = screenshot(page, f"overview-{site.backend}")
     if site.backend == "sqlite":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copy(job_shot, ARTIFACTS / "dashboard-job.png")
         shutil.copy(overview_shot, ARTIFACTS / "dashboard-overview.png")
 
@@ -170,3 +170,22 @@ def test_cancel_button_cancels_the_job(site: Site, page: Any) -> None:
     page.click("#cancel-job")
     expect(page.locator("#job-status")).to_have_text("cancelled")
     assert api(site, key, f"/jobs/{job_id}")["status"] == "cancelled"
+
+
+def test_the_admin_sees_every_team(site: Site, page: Any) -> None:
+    teams = [site.new_team() for _ in range(2)]
+    for index, (_, key) in enumerate(teams):
+        site.worker(epoch_delay_s=0.0, wait_s=0.0, epochs=2 + index).run(api_job(site, key))
+    sign_in(page, site, site.admin_headers["Authorization"].removeprefix("Bearer "))
+    admin = site.client.get("/stats/overview", headers=site.admin_headers).json()
+    for team_id, _ in teams:
+        row = page.locator(f'#teams tr[data-team-id="{team_id}"]')
+        expect(row).to_have_count(1)
+        figures = next(t for t in admin["teams"] if t["team_id"] == team_id)
+        expect(row.locator("td").nth(1)).to_have_text(str(figures["jobs"]))
+    shot = screenshot(page, f"overview-admin-{site.backend}")
+    if site.backend == "sqlite":
+        shutil.copy(shot, ARTIFACTS / "dashboard-overview-admin.png")
+    page.goto(f"{site.base_url}/dashboard/jobs")
+    expect(page.locator("#jobs-table th", has_text="Team")).to_have_count(1)
+    expect(page.locator("#submit-form")).to_have_count(0)
