@@ -33,6 +33,7 @@ from service.deps import AppContext
 from service.dispatch import notify
 from service.errors import NotAuthenticated, NotFound
 from service.grid import GridSettings, app_chain, pool_outlook
+from service.job_events import list_events
 from service.jobs import cancel_job, list_jobs
 from service.models import Artifact, Dataset, Job, Team
 from service.routers.jobs import job_out
@@ -42,6 +43,7 @@ from service.stats import job_series, overview
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/dashboard"
+EVENTS_SHOWN = 200  # the job page lists this many events (the API pages through all)
 METHODS = get_args(JobCreate.model_fields["method"].annotation)
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
@@ -145,9 +147,20 @@ def overview_page(request: Request) -> HTMLResponse:
     with context.factory() as session:
         web, principal = _signed_in(request, session)
         figures = overview(session, None if principal.is_admin else principal.team_id)
-    carbon = pool_outlook(app_chain(request.app.state), GridSettings())
     return _render(request, web, "overview.html", principal=principal,
-                   figures=figures, charts=charts.overview_charts(figures), carbon=carbon,
+                   figures=figures, charts=charts.overview_charts(figures))
+
+
+@router.get("/grid", response_class=HTMLResponse)
+def grid_fragment(request: Request) -> HTMLResponse:
+    """The overview's "grid now" section, fetched after the page so that a slow carbon API
+    never delays the page's own figures."""
+    with _context(request).factory() as session:
+        web, principal = _who(request, session)
+    if principal is None:
+        raise NotAuthenticated("sign in with your team's API key", field="session")
+    carbon = pool_outlook(app_chain(request.app.state), GridSettings())
+    return _render(request, web, "_grid.html", carbon=carbon,
                    carbon_chart=charts.forecast_chart(carbon))
 
 
@@ -216,6 +229,7 @@ def _job_view(request: Request, session: Session, principal: Principal,
                                      .order_by(Artifact.created_at, Artifact.id)))
     return {"job": job, "series": series, "artifacts": artifacts, "principal": principal,
             "metrics": numeric_metrics(job.result),
+            "events": list_events(session, job.id, after=None, limit=EVENTS_SHOWN),
             "terminal": JobStatus(job.status) in TERMINAL,
             "carbon_chart": charts.carbon_chart(job, series) if series.epochs else None,
             "flops_chart": charts.flops_chart(series) if series.epochs else None,

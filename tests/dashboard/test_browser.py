@@ -98,6 +98,7 @@ def test_submit_watch_and_read_a_job_in_the_browser(site: Site, page: Any) -> No
             "cells => cells.reduce((n, c) => n + Number(c.dataset.selected), 0)")
         assert trained == epoch["selected_tensor_count"]
     expect(page.locator('[data-metric="rouge.rouge1"]')).to_have_text("0.4213")
+    expect(page.locator("#events")).to_contain_text("waiting for a green window")
     link = page.locator("#artifacts a")
     download = page.request.get(site.base_url + link.get_attribute("href"))
     assert download.status == 200 and json.loads(download.body()) == worker.result

@@ -88,3 +88,14 @@ def test_a_team_cannot_see_another_teams_job(site: Site) -> None:
         assert job_a not in [j["id"] for j in listed]
     with signed_in_client(site, key_a) as (client_a, _):
         assert client_a.get(f"/dashboard/jobs/{job_a}").status_code == 200
+
+
+def test_user_text_is_escaped_in_pages(site: Site) -> None:
+    _, key = site.new_team()
+    hostile = "<img src=x onerror=alert(1)>"
+    r = site.client.post("/datasets", files={"file": ("d.jsonl", b'{"source": "a", "target": "b"}')},
+                         data={"name": hostile}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 201, r.text
+    with signed_in_client(site, key) as (client, _):
+        html = client.get("/dashboard/jobs").text
+        assert hostile not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

@@ -83,6 +83,13 @@
     if (table) pollJobs(table);
     const holder = document.getElementById("job-body");
     if (holder) pollJob(holder);
+    const grid = document.getElementById("grid-now");
+    if (grid) {
+      fetch(grid.dataset.fragment, {credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (html) { grid.innerHTML = html; })
+        .catch(function (status) { grid.querySelector(".note").textContent = "Grid data unavailable (" + status + ")."; });
+    }
     const rhoType = document.getElementById("rho_type");
     if (rhoType) policyFields(rhoType);
   });
