@@ -25,12 +25,18 @@ figures: nothing is invented. ``c_ref`` comes from the job's `carbon_at_submissi
 (data ``carbon_intensity_g_per_kwh``), written by whoever submits or plans the job; when that
 event is missing the first epoch's intensity is used, so the cleaner-times saving then counts
 only the within-run rho adaptation, never the delay of the start (a conservative figure).
+`record_submission_intensity` writes that event (the dispatcher or the worker calls it once,
+with the reading the scheduler had when the job was accepted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from service.job_events import append_event
 
 G_PER_KG = 1000.0
 SUBMISSION_EVENT = "carbon_at_submission"
@@ -113,3 +119,13 @@ def reference_intensity(submitted_g_per_kwh: float | None,
         if epoch.carbon_intensity_g_per_kwh is not None:
             return epoch.carbon_intensity_g_per_kwh
     return None
+
+
+def record_submission_intensity(session: Session, job_id: str, carbon_intensity_g_per_kwh: float,
+                                source: str) -> None:
+    """Store c_ref for ``job_id`` as a `carbon_at_submission` event in the caller's transaction
+    (the latest such event wins if it is written again)."""
+    append_event(session, job_id, SUBMISSION_EVENT,
+                 f"grid intensity at submission: {carbon_intensity_g_per_kwh:.0f} g/kWh "
+                 f"({source})", data={"carbon_intensity_g_per_kwh": carbon_intensity_g_per_kwh,
+                                      "source": source})

@@ -1,6 +1,6 @@
 """A stand-in worker for the dashboard's browser tests: it drives a job through its lifecycle
 with the service's own domain functions (`transition`, `record_epoch`, `register_artifact`,
-`append_event`), in a background thread, exactly as the real worker records a run.
+`record_submission_intensity`, which appends an event), in a background thread, exactly as the real worker records a run.
 
 The real Celery worker (`worker/`) is built in parallel; once both have landed the lead replaces
 this helper with the real worker (an embedded CPU worker on the test's database).
@@ -19,11 +19,10 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
-from service.job_events import append_event
 from service.job_records import EpochRecord, record_epoch, register_artifact
 from service.jobs import transition
 from service.models import Job, utcnow
-from service.savings import SUBMISSION_EVENT
+from service.savings import record_submission_intensity
 from service.states import JobStatus
 from service.storage import BlobStore
 
@@ -87,8 +86,8 @@ class FakeWorker:
         records = planned_epochs(self.epochs, self.submitted_g_per_kwh)
         with session_scope(self.factory) as session:
             job = session.get_one(Job, job_id)
-            append_event(session, job.id, SUBMISSION_EVENT, "grid intensity at submission",
-                         data={"carbon_intensity_g_per_kwh": self.submitted_g_per_kwh})
+            record_submission_intensity(session, job.id, self.submitted_g_per_kwh,
+                                        "trace:gb-2020")
             # What the scheduler writes when it plans a later, cleaner start.
             job.planned_start_at = utcnow() + timedelta(seconds=self.wait_s)
             transition(session, job, JobStatus.WAITING_FOR_GREEN,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import Site
-from tests.dashboard.helpers import api_job
+from tests.dashboard.helpers import api_job, signed_in_client
 
 
 def get(site: Site, key: str | None, path: str, status: int = 200) -> Any:
@@ -72,3 +72,13 @@ def test_grid_outlook_offline_is_labelled_a_fallback(site: Site) -> None:
     assert carbon["offline_fallback"] is True
     assert carbon["source"].startswith("codecarbon-static")
     assert carbon["current"]["carbon_intensity_g_per_kwh"] > 0 and carbon["forecast"]
+
+
+def test_the_live_list_serves_the_api_job_list(site: Site) -> None:
+    _, key = site.new_team()
+    jobs = [api_job(site, key) for _ in range(2)]
+    site.worker(epoch_delay_s=0.0, wait_s=0.0).run(jobs[0])
+    listed = get(site, key, "/jobs")["data"]
+    with signed_in_client(site, key) as (client, _):
+        live = client.get("/dashboard/api/jobs").json()["data"]
+    assert live == listed and {j["id"] for j in live} == set(jobs)
