@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.auth import Principal, owned
 from service.dashboard import charts
@@ -120,11 +121,14 @@ async def login(request: Request) -> Response:
     web = _codec(request).read(request)
     form = await _form(request, web)
     key = form.get("api_key")
+    return await run_in_threadpool(_login, request, web, key if isinstance(key, str) else "")
+
+
+def _login(request: Request, web: WebSession, key: str) -> Response:
     context = _context(request)
     with context.factory() as session:
         try:
-            new_web, _ = sign_in(session, _codec(request), key if isinstance(key, str) else "",
-                                 admin_key=_admin_key(context))
+            new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context))
         except NotAuthenticated as exc:
             return _render(request, web, "login.html", 401, error=exc.message)
     response = _redirect(PREFIX)
@@ -186,12 +190,17 @@ def jobs_page(request: Request) -> HTMLResponse:
 
 @router.post("/jobs")
 async def submit(request: Request) -> Response:
+    # The upload is read (and the CSRF token checked) before any database connection is taken;
+    # the database work runs in the thread pool, like the API's own routes.
+    form = await _form(request, _codec(request).read(request))
+    return await run_in_threadpool(_submit, request, form)
+
+
+def _submit(request: Request, form: Any) -> Response:
     context = _context(request)
     with context.factory() as session:
         web, principal = _signed_in(request, session)
-        form = await _form(request, web)
-        team_id = principal.require_team()
-        job, errors = submit_form(session, context, team_id, form)
+        job, errors = submit_form(session, context, principal.require_team(), form)
         if job is None:
             values = {k: v for k, v in form.items() if isinstance(v, str)}
             return _jobs_page(request, web, principal, session, 422, errors, values)
@@ -262,10 +271,14 @@ def job_fragment(request: Request, job_id: str) -> HTMLResponse:
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(request: Request, job_id: str) -> Response:
+    await _form(request, _codec(request).read(request))
+    return await run_in_threadpool(_cancel, request, job_id)
+
+
+def _cancel(request: Request, job_id: str) -> Response:
     context = _context(request)
     with context.factory() as session:
-        web, principal = _signed_in(request, session)
-        await _form(request, web)
+        _, principal = _signed_in(request, session)
         job, changed = cancel_job(session, owned(session, Job, job_id, principal))
         session.commit()
     if changed:
