@@ -190,3 +190,17 @@ def test_the_admin_sees_every_team(site: Site, page: Any) -> None:
     page.goto(f"{site.base_url}/dashboard/jobs")
     expect(page.locator("#jobs-table th", has_text="Team")).to_have_count(1)
     expect(page.locator("#submit-form")).to_have_count(0)
+
+
+def test_the_live_list_adds_a_job_submitted_elsewhere(site: Site, page: Any) -> None:
+    _, key = site.new_team()
+    sign_in(page, site, key)
+    page.goto(f"{site.base_url}/dashboard/jobs")
+    expect(page.locator("#jobs-table tbody tr.empty")).to_have_count(1)
+    page.evaluate("window.__sameDocument = 'yes'")
+    job_id = api_job(site, key)  # e.g. from a script using the API
+    row = page.locator(f'tr[data-job-id="{job_id}"]')
+    expect(row.locator('[data-role="status"]')).to_have_text("queued")
+    expect(row.locator("a")).to_have_attribute("href", f"/dashboard/jobs/{job_id}")
+    expect(page.locator("#jobs-table tbody tr.empty")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument") == "yes"
