@@ -102,25 +102,26 @@ def _upload(session: Session, context: AppContext, team_id: str, upload: Any,
 
 
 def submit_form(session: Session, context: AppContext, team_id: str, form: Mapping[str, Any],
-                ) -> tuple[Job | None, FormErrors]:
-    """Upload the data set (if a file was given) and submit the job; returns (job, errors)."""
+                ) -> tuple[Job | None, FormErrors, str | None]:
+    """Upload the data set (if a file was given) and submit the job; returns (job, errors,
+    training data set id). A refused job keeps its uploaded data set, offered again by id."""
     errors = FormErrors()
     dataset_id = _text(form, "training_dataset")
     upload = form.get("dataset_file")
     if upload is not None and not isinstance(upload, str) and upload.filename:
         dataset_id = _upload(session, context, team_id, upload, errors)
         if dataset_id is None:
-            return None, errors
+            return None, errors, None
     if dataset_id is None:
         errors.add("training_dataset", "training_dataset: upload a data set file or pick one "
                    "already uploaded")
-        return None, errors
+        return None, errors, None
     try:
         request = JobCreate.model_validate(job_payload(form, dataset_id))
     except ValidationError as exc:
         for detail in validation_details(exc.errors()):
             errors.add(detail["field"], detail["message"])
-        return None, errors
+        return None, errors, dataset_id
     try:
         job, created = submit_job(session, team_id, request, context.settings,
                                   idempotency_key=_text(form, "idempotency_key"),
@@ -128,8 +129,8 @@ def submit_form(session: Session, context: AppContext, team_id: str, form: Mappi
     except ServiceError as exc:
         session.rollback()
         errors.add(exc.field, exc.message)
-        return None, errors
+        return None, errors, dataset_id
     session.commit()
     if created:
         notify(context.dispatcher, "queued", job.id)
-    return job, errors
+    return job, errors, dataset_id

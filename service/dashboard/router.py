@@ -200,9 +200,10 @@ def _submit(request: Request, form: Any) -> Response:
     context = _context(request)
     with context.factory() as session:
         web, principal = _signed_in(request, session)
-        job, errors = submit_form(session, context, principal.require_team(), form)
+        job, errors, dataset_id = submit_form(session, context, principal.require_team(), form)
         if job is None:
             values = {k: v for k, v in form.items() if isinstance(v, str)}
+            values["training_dataset"] = dataset_id or values.get("training_dataset", "")
             return _jobs_page(request, web, principal, session, 422, errors, values)
     return _redirect(f"{PREFIX}/jobs/{job.id}")
 

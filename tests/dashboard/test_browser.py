@@ -155,6 +155,7 @@ def test_the_form_shows_the_apis_validation_messages(site: Site, page: Any) -> N
     message = expected.json()["error"]["message"]
     expect(page.locator("#form-errors")).to_contain_text(message)
     expect(page.locator('.field-error[data-field="rho_policy.rho_max"]')).to_have_text(message)
+    screenshot(page, f"form-errors-{site.backend}")
     page.fill("#model", "no-such-model")
     page.fill("#rho_max", "1.0")
     page.click("#submit-job")
@@ -204,3 +205,26 @@ def test_the_live_list_adds_a_job_submitted_elsewhere(site: Site, page: Any) -> 
     expect(row.locator("a")).to_have_attribute("href", f"/dashboard/jobs/{job_id}")
     expect(page.locator("#jobs-table tbody tr.empty")).to_have_count(0)
     assert page.evaluate("window.__sameDocument") == "yes"
+
+
+def test_a_bad_upload_names_its_line_and_a_refused_job_keeps_its_data_set(site: Site,
+                                                                          page: Any) -> None:
+    _, key = site.new_team()
+    sign_in(page, site, key)
+    page.goto(f"{site.base_url}/dashboard/jobs")
+    page.set_input_files("#dataset_file", files=[{
+        "name": "bad.jsonl", "mimeType": "application/json",
+        "buffer": b'{"source": "a", "target": "b"}\n{"source": "c"}\n'}])
+    page.click("#submit-job")
+    expect(page.locator('.field-error[data-field="dataset_file"]')).to_have_text(
+        "line 2: missing field 'target'")
+    page.set_input_files("#dataset_file", files=[{
+        "name": "good.jsonl", "mimeType": "application/json",
+        "buffer": "\n".join(json.dumps(r) for r in ROWS).encode()}])
+    page.fill("#rho", "1.5")
+    page.click("#submit-job")
+    expect(page.locator('.field-error[data-field="rho_policy.rho"]')).to_contain_text(
+        "rho_policy.rho: Input should be less than or equal to 1")
+    stored = api(site, key, "/datasets")["data"]
+    assert len(stored) == 1
+    expect(page.locator("#training_dataset")).to_have_value(stored[0]["id"])
