@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.datastructures import State
 
-from service.scheduler import AllProvidersFailed, ProviderError, build_chain
+from service.scheduler import AllProvidersFailed, ProviderError, SchedulerSettings, build_chain
 from service.scheduler.providers import ProviderChain
 
 OFFLINE_SOURCES = ("codecarbon-static", "trace")
@@ -80,11 +80,21 @@ def pool_outlook(chain: ProviderChain, settings: GridSettings) -> PoolOutlook:
         forecast_source=forecast.used if forecast else None, notes=notes)
 
 
-def app_chain(state: State) -> ProviderChain:
-    """The app's provider chain (built once from the GREENTRAINER_* scheduler settings, kept on
-    ``app.state`` so that its TTL cache spares the public APIs)."""
+def app_outlook(state: State, settings: GridSettings | None = None) -> PoolOutlook:
+    """`pool_outlook` with the app's provider chain (built once from the GREENTRAINER_*
+    scheduler settings and kept on ``app.state`` so that its TTL cache spares the public APIs).
+    Misconfigured providers (e.g. a token missing) fall back to the static average, noted."""
+    settings = settings or GridSettings()
     chain: ProviderChain | None = getattr(state, "grid_chain", None)
+    problem: str | None = getattr(state, "grid_chain_problem", None)
     if chain is None:
-        chain = build_chain()
-        state.grid_chain = chain
-    return chain
+        try:
+            chain = build_chain()
+        except ValueError as exc:
+            problem = f"carbon providers misconfigured ({exc}); showing the static average"
+            chain = build_chain(SchedulerSettings(carbon_providers="static"))
+        state.grid_chain, state.grid_chain_problem = chain, problem
+    outlook = pool_outlook(chain, settings)
+    if problem:
+        outlook.notes.insert(0, problem)
+    return outlook

@@ -33,7 +33,7 @@ from service.dashboard.settings import DashboardSettings, session_secret
 from service.deps import AppContext
 from service.dispatch import notify
 from service.errors import NotAuthenticated, NotFound
-from service.grid import GridSettings, app_chain, pool_outlook
+from service.grid import app_outlook
 from service.job_events import list_events
 from service.jobs import cancel_job, list_jobs
 from service.models import Artifact, Dataset, Job, Team
@@ -163,7 +163,7 @@ def grid_fragment(request: Request) -> HTMLResponse:
         web, principal = _who(request, session)
     if principal is None:
         raise NotAuthenticated("sign in with your team's API key", field="session")
-    carbon = pool_outlook(app_chain(request.app.state), GridSettings())
+    carbon = app_outlook(request.app.state)
     return _render(request, web, "_grid.html", carbon=carbon,
                    carbon_chart=charts.forecast_chart(carbon))
 

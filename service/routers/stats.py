@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from service.auth import owned
 from service.deps import CurrentPrincipal, OwnedJob, SessionDep
-from service.grid import GridSettings, PoolOutlook, app_chain, pool_outlook
+from service.grid import PoolOutlook, app_outlook
 from service.models import Team
 from service.stats import JobSeries, Overview, job_series, overview
 
@@ -37,4 +37,4 @@ def get_series(job: OwnedJob, session: SessionDep) -> JobSeries:
 def get_carbon(request: Request, _principal: CurrentPrincipal) -> PoolOutlook:
     """The grid's intensity now and its forecast for the pool's region (GREENTRAINER_POOL_REGION);
     `offline_fallback` is true when the answer is a static average or a recorded trace."""
-    return pool_outlook(app_chain(request.app.state), GridSettings())
+    return app_outlook(request.app.state)

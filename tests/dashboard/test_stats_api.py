@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from starlette.datastructures import State
 
+from service.grid import app_outlook
 from tests.dashboard.conftest import Site
 from tests.dashboard.helpers import api_job, signed_in_client
 
@@ -82,3 +84,12 @@ def test_the_live_list_serves_the_api_job_list(site: Site) -> None:
     with signed_in_client(site, key) as (client, _):
         live = client.get("/dashboard/api/jobs").json()["data"]
     assert live == listed and {j["id"] for j in live} == set(jobs)
+
+
+def test_misconfigured_providers_fall_back_to_the_static_average_with_a_note(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "electricitymaps")
+    monkeypatch.delenv("GREENTRAINER_ELECTRICITYMAPS_TOKEN", raising=False)
+    outlook = app_outlook(State())
+    assert outlook.offline_fallback and outlook.current is not None
+    assert "GREENTRAINER_ELECTRICITYMAPS_TOKEN" in outlook.notes[0]
