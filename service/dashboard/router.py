@@ -220,6 +220,17 @@ def jobs_json(request: Request) -> JSONResponse:
         return JSONResponse({"data": [job_out(j).model_dump(mode="json") for j in rows]})
 
 
+@router.get("/api/jobs/{job_id}")
+def job_json(request: Request, job_id: str) -> JSONResponse:
+    """One job as `GET /jobs/{id}` returns it; the job page re-draws when ``updated_at`` moves."""
+    with _context(request).factory() as session:
+        _, principal = _who(request, session)
+        if principal is None:
+            raise NotAuthenticated("sign in with your team's API key", field="session")
+        job = owned(session, Job, job_id, principal)
+        return JSONResponse(job_out(job).model_dump(mode="json"))
+
+
 def numeric_metrics(result: dict[str, Any] | None, prefix: str = "") -> dict[str, float]:
     """The numbers of a job's result (e.g. ROUGE), nested keys joined with '.'."""
     found: dict[str, float] = {}
@@ -238,6 +249,7 @@ def _job_view(request: Request, session: Session, principal: Principal,
     artifacts = list(session.scalars(select(Artifact).where(Artifact.job_id == job.id)
                                      .order_by(Artifact.created_at, Artifact.id)))
     return {"job": job, "series": series, "artifacts": artifacts, "principal": principal,
+            "job_json_updated_at": job_out(job).model_dump(mode="json")["updated_at"],
             "metrics": numeric_metrics(job.result),
             "events": list_events(session, job.id, after=None, limit=EVENTS_SHOWN),
             "terminal": JobStatus(job.status) in TERMINAL,

@@ -228,3 +228,21 @@ def test_a_bad_upload_names_its_line_and_a_refused_job_keeps_its_data_set(site: 
     stored = api(site, key, "/datasets")["data"]
     assert len(stored) == 1
     expect(page.locator("#training_dataset")).to_have_value(stored[0]["id"])
+
+
+def test_the_job_page_draws_new_epochs_without_a_reload(site: Site, page: Any) -> None:
+    _, key = site.new_team()
+    job_id = api_job(site, key)
+    sign_in(page, site, key)
+    page.goto(f"{site.base_url}/dashboard/jobs/{job_id}")
+    page.evaluate("window.__sameDocument = 'yes'")
+    worker = site.worker(epochs=2, epoch_delay_s=0.8, wait_s=0.2)
+    thread = worker.start(job_id)
+    expect(page.locator("#job-status")).to_have_text("running", timeout=15_000)
+    expect(page.locator('#chart-flops .pt[data-series="executed"]')).to_have_count(
+        1, timeout=15_000)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=15_000)
+    expect(page.locator('#chart-flops .pt[data-series="executed"]')).to_have_count(2)
+    expect(page.locator("#cancel-job")).to_have_count(0)
+    thread.join(timeout=10)
+    assert worker.error is None and page.evaluate("window.__sameDocument") == "yes"

@@ -56,13 +56,20 @@
       .finally(function () { setTimeout(function () { pollJobs(table); }, pollMs); });
   }
 
+  // A running job's page asks for the job (one small JSON) and re-draws only when the job's
+  // updated_at moves (a status change or a new epoch).
   function pollJob(holder) {
     const head = holder.querySelector(".job-head");
     if (head && head.dataset.terminal === "true") return;
     setTimeout(function () {
-      fetch(holder.dataset.fragment, {credentials: "same-origin"})
-        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
-        .then(function (html) { holder.innerHTML = html; })
+      fetch(holder.dataset.source, {credentials: "same-origin", headers: {Accept: "application/json"}})
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (job) {
+          if (job.updated_at === holder.dataset.updatedAt) return null;
+          return fetch(holder.dataset.fragment, {credentials: "same-origin"})
+            .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+            .then(function (html) { holder.innerHTML = html; holder.dataset.updatedAt = job.updated_at; });
+        })
         .catch(function () {})
         .finally(function () { pollJob(holder); });
     }, pollMs);
