@@ -164,11 +164,17 @@ def test_the_form_shows_the_apis_validation_messages(site: Site, page: Any) -> N
     expect(page.locator("#form-errors")).to_contain_text(unknown.json()["error"]["message"])
 
 
-def test_cancel_button_cancels_the_job(site: Site, page: Any) -> None:
+def open_new_job(page: Any, site: Site) -> tuple[str, str]:
+    """Sign in as a new team with one queued job and open the job's page; (key, job id)."""
     _, key = site.new_team()
     job_id = api_job(site, key)
     sign_in(page, site, key)
     page.goto(f"{site.base_url}/dashboard/jobs/{job_id}")
+    return key, job_id
+
+
+def test_cancel_button_cancels_the_job(site: Site, page: Any) -> None:
+    key, job_id = open_new_job(page, site)
     page.click("#cancel-job")
     expect(page.locator("#job-status")).to_have_text("cancelled")
     assert api(site, key, f"/jobs/{job_id}")["status"] == "cancelled"
@@ -231,10 +237,7 @@ def test_a_bad_upload_names_its_line_and_a_refused_job_keeps_its_data_set(site: 
 
 
 def test_the_job_page_draws_new_epochs_without_a_reload(site: Site, page: Any) -> None:
-    _, key = site.new_team()
-    job_id = api_job(site, key)
-    sign_in(page, site, key)
-    page.goto(f"{site.base_url}/dashboard/jobs/{job_id}")
+    _, job_id = open_new_job(page, site)
     page.evaluate("window.__sameDocument = 'yes'")
     worker = site.worker(epochs=2, epoch_delay_s=0.8, wait_s=0.2)
     thread = worker.start(job_id)
