@@ -3,12 +3,16 @@ dashboard draws, scoped like every other API read (a team sees its own, an admin
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from starlette.datastructures import State
 
+from service.db import session_scope
 from service.grid import app_outlook
+from service.models import JobEpoch, utcnow
 from tests.dashboard.conftest import Site
 from tests.dashboard.helpers import api_job, signed_in_client
 
@@ -93,3 +97,23 @@ def test_misconfigured_providers_fall_back_to_the_static_average_with_a_note(
     outlook = app_outlook(State())
     assert outlook.offline_fallback and outlook.current is not None
     assert "GREENTRAINER_ELECTRICITYMAPS_TOKEN" in outlook.notes[0]
+
+
+def test_series_buckets_are_hourly_up_to_two_days_then_daily(site: Site) -> None:
+    _, key = site.new_team()
+    job = api_job(site, key)
+    site.worker(epoch_delay_s=0.0, wait_s=0.0, epochs=3).run(job)
+    hourly = get(site, key, "/stats/overview")
+    assert hourly["bucket"] == "hour" and sum(b["epochs"] for b in hourly["series"]) == 3
+    start = utcnow().replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=5)
+    with session_scope(site.factory) as session:
+        for index in range(3):  # epochs on day 0, day 2 and day 4
+            session.execute(update(JobEpoch).where(JobEpoch.job_id == job,
+                                                   JobEpoch.epoch_index == index)
+                            .values(created_at=start + timedelta(days=2 * index)))
+    daily = get(site, key, "/stats/overview")
+    assert daily["bucket"] == "day"
+    assert [b["start"][:10] for b in daily["series"]] == [
+        (start + timedelta(days=2 * i)).date().isoformat() for i in range(3)]
+    assert [b["epochs"] for b in daily["series"]] == [1, 1, 1]
+    assert sum(b["kg_co2"] for b in daily["series"]) == pytest.approx(daily["totals"]["kg_co2"])
