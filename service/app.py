@@ -9,13 +9,14 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from service import http_errors
+from service.dashboard import mount as mount_dashboard
 from service.db import check_schema, make_engine, make_session_factory
 from service.deps import AppContext
 from service.dispatch import JobDispatcher, LoggingDispatcher
 from service.jobs import JobCheck
 from service.metrics import HttpMetrics, make_registry
 from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
-from service.routers import datasets, jobs, ops, teams
+from service.routers import datasets, jobs, ops, stats, teams
 from service.settings import Settings, get_settings
 from service.storage import BlobStore, LocalBlobStore
 
@@ -55,8 +56,9 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     )
     app.state.metrics_registry = make_registry(factory)
     http_errors.install(app)
-    for module in (ops, teams, datasets, jobs):
+    for module in (ops, teams, datasets, jobs, stats):
         app.include_router(module.router)
+    mount_dashboard(app, Path(settings.data_dir))
     # Bodies past the upload limit (plus multipart framing) are refused while they stream in,
     # before anything is spooled to disk; `read_limited` then enforces the exact file limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)

@@ -32,6 +32,17 @@ def field_name(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
+def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """``{"field", "message"}`` for each pydantic error (the API's 422 details; the dashboard's
+    forms show the same messages)."""
+    details = []
+    for error in errors:
+        field = field_name(error.get("loc", ()))
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        details.append({"field": field, "message": f"{field}: {message}" if field else message})
+    return details
+
+
 def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field, **extra}}
 
@@ -49,11 +60,7 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = []
-    for error in exc.errors():
-        field = field_name(error.get("loc", ()))
-        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"field": field, "message": f"{field}: {message}" if field else message})
+    details = validation_details(exc.errors())
     first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid"}
     return JSONResponse(_body("invalid_request", first["message"], first["field"] or None,
                               details=details), status_code=422)

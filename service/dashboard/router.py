@@ -1,0 +1,329 @@
+"""The dashboard's pages under /dashboard: sign-in, overview, jobs (live list and submit form),
+job detail (charts, cancel, artifacts). Pages read the same domain functions and `service.stats`
+queries as the API; access to a job goes through `service.auth.owned` like every API route."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, get_args
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.auth import Principal, owned
+from service.dashboard import charts
+from service.dashboard.format import FILTERS
+from service.dashboard.forms import RHO_TYPES, FormErrors, submit_form
+from service.dashboard.sessions import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SessionCodec,
+    WebSession,
+    check_csrf,
+    principal_of,
+    sign_in,
+)
+from service.dashboard.settings import DashboardSettings, session_secret
+from service.deps import AppContext
+from service.dispatch import notify
+from service.errors import NotAuthenticated, NotFound
+from service.grid import app_outlook
+from service.job_events import list_events
+from service.jobs import cancel_job, list_jobs
+from service.models import Artifact, Dataset, Job, Team
+from service.routers.jobs import job_out
+from service.schemas import JobCreate
+from service.states import TERMINAL, JobStatus
+from service.stats import job_series, overview
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/dashboard"
+EVENTS_SHOWN = 200  # the job page lists this many events (the API pages through all)
+METHODS = get_args(JobCreate.model_fields["method"].annotation)
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(FILTERS)
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+class SignInRequired(Exception):
+    """A page was asked for without a valid session: answered by a redirect to the sign-in."""
+
+
+def _context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+def _codec(request: Request) -> SessionCodec:
+    codec: SessionCodec = request.app.state.dashboard_codec
+    return codec
+
+
+def _admin_key(context: AppContext) -> str | None:
+    key = context.settings.admin_key
+    return key.get_secret_value() if key else None
+
+
+def _who(request: Request, session: Session) -> tuple[WebSession, Principal | None]:
+    web = _codec(request).read(request)
+    return web, principal_of(session, _codec(request), web,
+                             admin_key=_admin_key(_context(request)))
+
+
+def _signed_in(request: Request, session: Session) -> tuple[WebSession, Principal]:
+    web, principal = _who(request, session)
+    if principal is None:
+        raise SignInRequired()
+    return web, principal
+
+
+def _render(request: Request, web: WebSession, name: str, status_code: int = 200,
+            **values: Any) -> HTMLResponse:
+    settings: DashboardSettings = request.app.state.dashboard_settings
+    principal = values.get("principal")
+    if isinstance(principal, Principal) and principal.team_id and "team_name" not in values:
+        with _context(request).factory() as session:
+            values["team_name"] = session.scalar(select(Team.name).where(
+                Team.id == principal.team_id))
+    response = templates.TemplateResponse(request, name, {
+        "csrf_field": CSRF_FIELD, "csrf_token": web.csrf, "prefix": PREFIX,
+        "poll_ms": int(settings.poll_seconds * 1000), **values}, status_code=status_code)
+    _codec(request).write(response, web)
+    return response
+
+
+async def _form(request: Request, web: WebSession) -> Any:
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    check_csrf(web, token if isinstance(token, str) else request.headers.get(CSRF_HEADER))
+    return form
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    with _context(request).factory() as session:
+        web, _ = _who(request, session)
+    return _render(request, web, "login.html")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    web = _codec(request).read(request)
+    form = await _form(request, web)
+    key = form.get("api_key")
+    return await run_in_threadpool(_login, request, web, key if isinstance(key, str) else "")
+
+
+def _login(request: Request, web: WebSession, key: str) -> Response:
+    context = _context(request)
+    with context.factory() as session:
+        try:
+            new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context))
+        except NotAuthenticated as exc:
+            return _render(request, web, "login.html", 401, error=exc.message)
+    response = _redirect(PREFIX)
+    _codec(request).write(response, new_web)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    web = _codec(request).read(request)
+    await _form(request, web)
+    response = _redirect(f"{PREFIX}/login")
+    _codec(request).write(response, WebSession())  # a fresh, signed-out session
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+def overview_page(request: Request) -> HTMLResponse:
+    context = _context(request)
+    with context.factory() as session:
+        web, principal = _signed_in(request, session)
+        figures = overview(session, None if principal.is_admin else principal.team_id)
+    return _render(request, web, "overview.html", principal=principal,
+                   figures=figures, charts=charts.overview_charts(figures))
+
+
+@router.get("/grid", response_class=HTMLResponse)
+def grid_fragment(request: Request) -> HTMLResponse:
+    """The overview's "grid now" section, fetched after the page so that a slow carbon API
+    never delays the page's own figures."""
+    with _context(request).factory() as session:
+        web, principal = _who(request, session)
+    if principal is None:
+        raise NotAuthenticated("sign in with your team's API key", field="session")
+    carbon = app_outlook(request.app.state)
+    return _render(request, web, "_grid.html", carbon=carbon,
+                   carbon_chart=charts.forecast_chart(carbon))
+
+
+def _jobs_page(request: Request, web: WebSession, principal: Principal, session: Session,
+               status_code: int = 200, errors: FormErrors | None = None,
+               form: Any = None) -> HTMLResponse:
+    scope = None if principal.is_admin else principal.team_id
+    rows, _ = list_jobs(session, scope, after=None, limit=50)
+    datasets = [] if scope is None else list(session.scalars(
+        select(Dataset).where(Dataset.team_id == scope).order_by(Dataset.id.desc()).limit(50)))
+    return _render(request, web, "jobs.html", status_code, principal=principal, jobs=rows,
+                   datasets=datasets, errors=errors or FormErrors(), form=form or {},
+                   methods=METHODS, rho_types=RHO_TYPES, terminal=[s.value for s in TERMINAL],
+                   idempotency_key=secrets.token_urlsafe(16))
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request) -> HTMLResponse:
+    with _context(request).factory() as session:
+        web, principal = _signed_in(request, session)
+        return _jobs_page(request, web, principal, session)
+
+
+@router.post("/jobs")
+async def submit(request: Request) -> Response:
+    # The upload is read (and the CSRF token checked) before any database connection is taken;
+    # the database work runs in the thread pool, like the API's own routes.
+    form = await _form(request, _codec(request).read(request))
+    return await run_in_threadpool(_submit, request, form)
+
+
+def _submit(request: Request, form: Any) -> Response:
+    context = _context(request)
+    with context.factory() as session:
+        web, principal = _signed_in(request, session)
+        job, errors, dataset_id = submit_form(session, context, principal.require_team(), form)
+        if job is None:
+            values = {k: v for k, v in form.items() if isinstance(v, str)}
+            values["training_dataset"] = dataset_id or values.get("training_dataset", "")
+            return _jobs_page(request, web, principal, session, 422, errors, values)
+    return _redirect(f"{PREFIX}/jobs/{job.id}")
+
+
+@router.get("/api/jobs")
+def jobs_json(request: Request) -> JSONResponse:
+    """The live list's data: the same rows and fields as `GET /jobs` for the session's caller."""
+    with _context(request).factory() as session:
+        _, principal = _who(request, session)
+        if principal is None:
+            raise NotAuthenticated("sign in with your team's API key", field="session")
+        rows, _ = list_jobs(session, None if principal.is_admin else principal.team_id,
+                            after=None, limit=50)
+        return JSONResponse({"data": [job_out(j).model_dump(mode="json") for j in rows]})
+
+
+@router.get("/api/jobs/{job_id}")
+def job_json(request: Request, job_id: str) -> JSONResponse:
+    """One job as `GET /jobs/{id}` returns it; the job page re-draws when ``updated_at`` moves."""
+    with _context(request).factory() as session:
+        _, principal = _who(request, session)
+        if principal is None:
+            raise NotAuthenticated("sign in with your team's API key", field="session")
+        job = owned(session, Job, job_id, principal)
+        return JSONResponse(job_out(job).model_dump(mode="json"))
+
+
+def numeric_metrics(result: dict[str, Any] | None, prefix: str = "") -> dict[str, float]:
+    """The numbers of a job's result (e.g. ROUGE), nested keys joined with '.'."""
+    found: dict[str, float] = {}
+    for key, value in (result or {}).items():
+        if isinstance(value, dict):
+            found.update(numeric_metrics(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[f"{prefix}{key}"] = float(value)
+    return found
+
+
+def _job_view(request: Request, session: Session, principal: Principal,
+              job_id: str) -> dict[str, Any]:
+    job = owned(session, Job, job_id, principal)
+    series = job_series(session, job)
+    artifacts = list(session.scalars(select(Artifact).where(Artifact.job_id == job.id)
+                                     .order_by(Artifact.created_at, Artifact.id)))
+    return {"job": job, "series": series, "artifacts": artifacts, "principal": principal,
+            "job_json_updated_at": job_out(job).model_dump(mode="json")["updated_at"],
+            "metrics": numeric_metrics(job.result),
+            "events": list_events(session, job.id, after=None, limit=EVENTS_SHOWN),
+            "terminal": JobStatus(job.status) in TERMINAL,
+            "carbon_chart": charts.carbon_chart(job, series) if series.epochs else None,
+            "flops_chart": charts.flops_chart(series) if series.epochs else None,
+            "energy_chart": charts.energy_chart(series) if series.epochs else None,
+            "loss_chart": charts.loss_chart(series), "tensor_map": charts.tensor_heatmap(series)}
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    with _context(request).factory() as session:
+        web, principal = _signed_in(request, session)
+        try:
+            view = _job_view(request, session, principal, job_id)
+        except NotFound as exc:
+            return _render(request, web, "not_found.html", 404, message=exc.message,
+                           principal=principal)
+        return _render(request, web, "job.html", **view)
+
+
+@router.get("/jobs/{job_id}/fragment", response_class=HTMLResponse)
+def job_fragment(request: Request, job_id: str) -> HTMLResponse:
+    """The job page's body, re-fetched by the page while the job runs."""
+    with _context(request).factory() as session:
+        web, principal = _who(request, session)
+        if principal is None:
+            raise NotAuthenticated("sign in with your team's API key", field="session")
+        return _render(request, web, "_job_body.html",
+                       **_job_view(request, session, principal, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(request: Request, job_id: str) -> Response:
+    await _form(request, _codec(request).read(request))
+    return await run_in_threadpool(_cancel, request, job_id)
+
+
+def _cancel(request: Request, job_id: str) -> Response:
+    context = _context(request)
+    with context.factory() as session:
+        _, principal = _signed_in(request, session)
+        job, changed = cancel_job(session, owned(session, Job, job_id, principal))
+        session.commit()
+    if changed:
+        notify(context.dispatcher, "cancelled", job.id)
+    return _redirect(f"{PREFIX}/jobs/{job_id}")
+
+
+@router.get("/jobs/{job_id}/artifacts/{artifact_id}")
+def download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
+    context = _context(request)
+    with context.factory() as session:
+        _, principal = _signed_in(request, session)
+        job = owned(session, Job, job_id, principal)
+        artifact = session.get(Artifact, artifact_id)
+        if artifact is None or artifact.job_id != job.id:
+            raise NotFound(f"no artifact with id {artifact_id!r}", field="artifact_id")
+    return FileResponse(context.store.local_path(artifact.storage_key),
+                        filename=artifact.filename, media_type="application/octet-stream")
+
+
+async def _sign_in_redirect(request: Request, _exc: Exception) -> Response:
+    return _redirect(f"{PREFIX}/login")
+
+
+def mount(app: FastAPI, data_dir: Path) -> None:
+    """Add the dashboard to ``app``: pages, static files, the session codec."""
+    settings = DashboardSettings()
+    app.state.dashboard_settings = settings
+    app.state.dashboard_codec = SessionCodec(session_secret(settings, data_dir),
+                                             max_age_s=settings.session_max_age_s,
+                                             secure=settings.cookie_secure)
+    app.include_router(router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    app.add_exception_handler(SignInRequired, _sign_in_redirect)
+    app.add_api_route("/", lambda: _redirect(PREFIX), include_in_schema=False)

@@ -1,0 +1,47 @@
+"""Pages render whatever a worker recorded: epochs without energy, intensity, loss or tensor
+names, failed jobs with their error, and teams with no data at all."""
+
+from __future__ import annotations
+
+from service.db import session_scope
+from service.job_records import EpochRecord, record_epoch
+from service.jobs import transition
+from service.models import Job
+from service.states import JobStatus
+from tests.dashboard.conftest import Site
+from tests.dashboard.helpers import api_job, signed_in_client
+
+
+def test_a_job_with_sparse_epochs_and_an_error_renders(site: Site) -> None:
+    _, key = site.new_team()
+    job_id = api_job(site, key)
+    with session_scope(site.factory) as session:
+        job = session.get_one(Job, job_id)
+        transition(session, job, JobStatus.RUNNING)
+        for index in range(2):
+            record_epoch(session, job, EpochRecord(
+                epoch_index=index, rho=0.5, selected_tensor_count=0, predicted_flops=1e12,
+                executed_flops=1e12, full_ft_flops=2e12, wall_seconds=1.0))
+        transition(session, job, JobStatus.FAILED, error_code="worker_lost",
+                   error_message="the worker died 3 times")
+    with signed_in_client(site, key) as (client, _):
+        page = client.get(f"/dashboard/jobs/{job_id}")
+        assert page.status_code == 200
+        assert "worker_lost: the worker died 3 times" in page.text
+        assert 'id="chart-flops"' in page.text and 'id="chart-loss"' not in page.text
+        assert 'id="chart-tensors"' not in page.text
+        assert client.get("/dashboard").status_code == 200
+    series = site.client.get(f"/jobs/{job_id}/series",
+                             headers={"Authorization": f"Bearer {key}"}).json()
+    assert series["totals"]["kg_co2"] == 0 and series["reference_source"] is None
+    assert series["totals"]["executed_flops"] == 2e12
+
+
+def test_an_empty_team_gets_pages_without_charts(site: Site) -> None:
+    _, key = site.new_team()
+    with signed_in_client(site, key) as (client, _):
+        overview = client.get("/dashboard")
+        assert overview.status_code == 200 and "No finished epochs yet" in overview.text
+        grid = client.get("/dashboard/grid")
+        assert grid.status_code == 200 and "offline fallback" in grid.text
+        assert "No jobs yet." in client.get("/dashboard/jobs").text
