@@ -21,19 +21,21 @@ DELTA_FILE = "delta.safetensors"
 def save_model(model: torch.nn.Module, tokenizer, directory: str | Path) -> Path:
     """Save a loadable model directory. peft LoRA adapters are merged into the weights first (so a
     plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters."""
-    from peft import PeftModel
+    from peft import LoraConfig, PeftModel
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if isinstance(model, PeftModel):
-        if model.peft_config[model.active_adapter].peft_type.value == "LORA":
+        if isinstance(model.peft_config[model.active_adapter], LoraConfig):
             model = model.merge_and_unload()
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
 
-def save_delta(model: torch.nn.Module, names: Iterable[str], directory: str | Path, *, base_model: str = "") -> Path:
+def save_delta(
+    model: torch.nn.Module, names: Iterable[str], directory: str | Path, *, base_model: str = ""
+) -> Path:
     """Write the tensors ``names`` of ``model`` to ``directory/delta.safetensors``.
 
     Raises GreenTrainerError for names that are not parameters of the model."""
@@ -69,7 +71,9 @@ def apply_delta(model: torch.nn.Module, path: str | Path) -> list[str]:
         for name in delta.keys():
             tensor = delta.get_tensor(name)
             if name not in params or params[name].shape != tensor.shape:
-                raise GreenTrainerError(f"delta tensor {name!r} {tuple(tensor.shape)} does not match the model")
+                raise GreenTrainerError(
+                    f"delta tensor {name!r} {tuple(tensor.shape)} does not match the model"
+                )
             params[name].copy_(tensor)
             applied.append(name)
     return applied

@@ -14,8 +14,16 @@ from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
 def _trained(method="greentrainer", rho=0.5):
     tok = tiny_tokenizer()
-    examples = tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32)
-    trainer = Trainer(tiny_llama(seed=3), tok, examples, TrainConfig(method=method, batch_size=4, max_length=32, lr=1e-2), rho=rho)
+    examples = tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32
+    )
+    trainer = Trainer(
+        tiny_llama(seed=3),
+        tok,
+        examples,
+        TrainConfig(method=method, batch_size=4, max_length=32, lr=1e-2),
+        rho=rho,
+    )
     trainer.run()
     return trainer, tok
 
@@ -52,4 +60,6 @@ def test_saved_model_directory_loads_with_from_pretrained(tmp_path, method):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     batch = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():
-        torch.testing.assert_close(loaded(batch).logits, trainer.model(batch).logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            loaded(batch).logits, trainer.model(batch).logits, rtol=1e-5, atol=1e-5
+        )
