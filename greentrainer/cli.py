@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "scheduler": ("service.scheduler.cli", "scheduler_main", "run the carbon-aware dispatcher"),
     "simulate": ("service.scheduler.cli", "simulate_main", "replay a carbon-intensity trace against the policies"),
     "train": ("greentrainer_core.cli", "train_main", "fine-tune a model with GreenTrainer from the command line"),
-    "profile": ("greentrainer_core.cli", "profile_main", "print a model's tensor FLOPs profile and a selection at rho"),
+    "profile": ("greentrainer_core.profile_cli", "profile_main", "print a model's tensor FLOPs profile and a selection at rho"),
 }
 
 

@@ -58,7 +58,7 @@ def resolve_model_source(model: str) -> ModelSource:
     return ModelSource(str(path) if path.is_dir() else model)
 
 
-def load_causal_lm(model: str, *, dtype: "str | None" = None):  # -> (PreTrainedModel, tokenizer)
+def load_causal_lm(model: str, *, dtype: str | None = None):  # -> (PreTrainedModel, tokenizer)
     """Load a model and its tokenizer offline. Encoder-decoder models (T5) load as seq2seq LMs.
 
     Returns (model, tokenizer). Raises ModelLoadError naming the model when it cannot be found

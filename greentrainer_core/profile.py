@@ -71,6 +71,7 @@ class ModelProfile:
         if forward_flops < 0:
             raise ProfilingError("forward_flops must be >= 0")
         self.tensors = list(tensors)
+        self._names = names
         self.forward_flops = float(forward_flops)
         self.graph = graph
         self.shape = dict(shape or {})
@@ -87,7 +88,8 @@ class ModelProfile:
 
     @property
     def names(self) -> list[str]:
-        return [t.name for t in self.tensors]
+        """Tensor names, output first (do not modify the returned list)."""
+        return self._names
 
     def __len__(self) -> int:
         return len(self.tensors)
@@ -168,16 +170,19 @@ def profile_model(
     *,
     target_len: int | None = None,
     inputs: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> ModelProfile:
     """Profile every trainable tensor of a Hugging Face model for one step of this batch shape.
 
     Traces forward + backward once on fake tensors (no memory or arithmetic, seconds for a 135M
     model), on the device the model's parameters are on, so the kernels match a real step there.
     `inputs` overrides the dummy batch (it must contain `labels`). Seq2seq models take
-    `target_len` (default: seq_len). Raises ProfilingError when nothing is trainable.
+    `target_len` (default: seq_len). `device` profiles for another device's kernels (default: the
+    parameters' device; a model on the meta device profiles as CPU).
+    Raises ProfilingError when nothing is trainable.
     """
     batch = dict(inputs) if inputs is not None else _dummy_inputs(model, batch_size, seq_len, target_len)
-    graph = trace_training_step(model, batch)
+    graph = trace_training_step(model, batch, device)
     n = len(graph.names)
     # Backprop order: the later a tensor is first read in the forward pass, the closer it is to
     # the output. Tensors read by the same op keep their registration order reversed; unused

@@ -89,6 +89,10 @@ def select_tensors(
         raise SelectionError("no tensor has positive importance: there is nothing worth training")
 
     budget = rho * profile.full_flops
+    names = profile.names
+    positive = np.flatnonzero(gain > 0)
+    if profile.predict_linear([names[k] for k in positive]) <= budget:
+        return _selection(profile, gain, list(positive), rho, budget)  # everything worth training fits
     t_bp = max(profile.backward_flops, 1.0)
     scale = resolution / t_bp
     capacity = math.floor((budget - profile.forward_flops) * scale * (1 + 1e-12))
@@ -96,7 +100,7 @@ def select_tensors(
     d = np.ceil(profile.dy_to * scale).astype(np.int64)
 
     knap = np.zeros(capacity + 1)  # knap[c]: best importance above the current tensor within c units
-    took: list[np.ndarray | None] = []  # took[k][c]: tensor k is in the solution behind knap[c]
+    took: list[np.ndarray | bool | None] = []  # took[k][c]: tensor k is in the solution behind knap[c]
     best = (-math.inf, -1, -1)  # (objective, deepest tensor, capacity left for those above it)
     for k in range(len(profile)):
         limit = capacity - d[k]  # d is non-decreasing: deeper candidates never need more
@@ -105,10 +109,10 @@ def select_tensors(
         knap = knap[: limit + 1]
         if gain[k] > 0 and w[k] <= limit and gain[k] + knap[limit - w[k]] > best[0]:
             best = (gain[k] + knap[limit - w[k]], k, limit - w[k])
-        row = None
+        row: np.ndarray | bool | None = None
         if gain[k] > 0 and w[k] == 0:
             knap = knap + gain[k]
-            row = np.ones(limit + 1, dtype=bool)
+            row = True  # free: taken at every capacity
         elif gain[k] > 0 and w[k] <= limit:
             shifted = knap[: limit + 1 - w[k]] + gain[k]
             row = np.zeros(limit + 1, dtype=bool)
@@ -123,11 +127,14 @@ def select_tensors(
     chosen = [deepest]
     for j in range(deepest - 1, -1, -1):
         row = took[j]
-        if row is not None and row[left]:
+        if row is True or (row is not None and row[left]):
             chosen.append(j)
             left -= w[j]
-    chosen = _fill(profile, gain, chosen, budget)
-    chosen.sort()
+    return _selection(profile, gain, _fill(profile, gain, chosen, budget), rho, budget)
+
+
+def _selection(profile: ModelProfile, gain: np.ndarray, chosen: list[int], rho: float, budget: float) -> Selection:
+    chosen = sorted(int(k) for k in chosen)
     names = [profile.names[k] for k in chosen]
     return Selection(
         names=names,

@@ -158,21 +158,38 @@ def _backward_cost_table(func: Any, args: tuple, kwargs: dict, live_positions: l
     return tuple(costs)
 
 
-def trace_training_step(model: torch.nn.Module, inputs: Mapping[str, Any]) -> StepGraph:
+def _fake_like(value: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=device)
+
+
+def trace_device(model: torch.nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """The device whose kernels a trace should follow: `device`, else the parameters' (meta -> CPU)."""
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "meta" else device
+
+
+def trace_training_step(
+    model: torch.nn.Module, inputs: Mapping[str, Any], device: str | torch.device | None = None
+) -> StepGraph:
     """Trace forward + backward of `model(**inputs).loss` on fake tensors; see the module docstring.
 
-    `inputs` are real or fake tensors of the batch shape to profile (they are faked here).
+    `inputs` give the batch shape (their values are never read). The trace follows the kernels
+    of `device` (default: see `trace_device`), so a model built on the meta device can be profiled.
     Raises ProfilingError when no parameter requires grad or the model returns no loss.
     """
     named = list(model.named_parameters())
     trainable = [(name, p) for name, p in named if p.requires_grad]
     if not trainable:
         raise ProfilingError("the model has no trainable tensors (no parameter requires grad)")
+    device = trace_device(model, device)
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     with fake_mode:
-        fake_params = {name: fake_mode.from_tensor(p.detach()).requires_grad_(p.requires_grad) for name, p in named}
-        fake_buffers = {name: fake_mode.from_tensor(b) for name, b in model.named_buffers()}
-        fake_inputs = {k: fake_mode.from_tensor(v) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        fake_params = {name: _fake_like(p, device).requires_grad_(p.requires_grad) for name, p in named}
+        fake_buffers = {name: _fake_like(b, device) for name, b in model.named_buffers()}
+        fake_inputs = {k: _fake_like(v, device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     names = tuple(name for name, _ in trainable)
     param_bits = {id(fake_params[name]): i for i, name in enumerate(names)}
     recorder = _Recorder(param_bits)

@@ -1,0 +1,1 @@
+"""GreenTrainer service: API, database, scheduler, dashboard."""

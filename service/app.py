@@ -1,0 +1,65 @@
+"""The FastAPI application factory. It refuses to start on a database that is not migrated."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from service import http_errors
+from service.db import check_schema, make_engine, make_session_factory
+from service.deps import AppContext
+from service.dispatch import JobDispatcher, LoggingDispatcher
+from service.jobs import JobCheck
+from service.metrics import HttpMetrics, make_registry
+from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
+from service.routers import datasets, jobs, ops, teams
+from service.settings import Settings, get_settings
+from service.storage import BlobStore, LocalBlobStore
+
+DESCRIPTION = """Carbon-aware fine-tuning jobs for teams sharing a GPU pool.
+
+Authenticate with `Authorization: Bearer <api key>`. Upload a data set (`POST /datasets`),
+submit a job (`POST /jobs`), follow it (`GET /jobs/{id}/events?stream=true`), and read the
+energy, CO2 and FLOPs of each epoch (`GET /jobs/{id}/epochs`)."""
+
+
+def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | None = None,
+               store: BlobStore | None = None, job_checks: Sequence[JobCheck] = ()) -> FastAPI:
+    """Build the app. ``dispatcher`` is told about queued and cancelled jobs after each commit;
+    ``job_checks`` run on every submission after the built-in validation. Raises
+    `SchemaNotMigrated` (naming `greentrainer migrate`) when the database is not migrated."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                         pool_timeout=settings.db_pool_timeout_seconds)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # close pooled connections when the server stops
+
+    app = FastAPI(title="GreenTrainer", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.context = AppContext(
+        settings=settings, engine=engine, factory=factory,
+        store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
+        dispatcher=dispatcher or LoggingDispatcher(), job_checks=tuple(job_checks),
+    )
+    app.state.metrics_registry = make_registry(factory)
+    http_errors.install(app)
+    for module in (ops, teams, datasets, jobs):
+        app.include_router(module.router)
+    # Bodies past the upload limit (plus multipart framing) are refused while they stream in,
+    # before anything is spooled to disk; `read_limited` then enforces the exact file limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    app.add_middleware(NulGuard)
+    app.add_middleware(HttpMetrics, registry=app.state.metrics_registry)
+    return app

@@ -1,0 +1,94 @@
+"""First-run setup for `greentrainer up`: an admin key, and with ``--demo`` a demo team, the
+shipped sample data set and a short job on the shipped SmolLM2."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.auth import create_api_key, hash_key
+from service.datasets import create_dataset
+from service.errors import InvalidInput
+from service.jobs import submit_job
+from service.model_ref import DEFAULT_MODEL
+from service.models import ApiKey, Team
+from service.schemas import FixedRho, Hyperparameters, JobCreate, TeamCreate
+from service.settings import Settings
+from service.storage import BlobStore
+from service.teams import create_team
+
+# The sample data set `up --demo` uploads (shipped by the core; its licence and source are noted
+# next to it). The one place that names it.
+DEMO_DATASET_PATH = Path(__file__).resolve().parent.parent / "greentrainer_core" / "data" / \
+    "sample_summaries.jsonl"
+DEMO_TEAM = "demo"
+ADMIN_KEY_FILE = "admin.key"
+DEMO_KEY_FILE = "demo.key"
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    team_id: str
+    team_key: str
+    dataset_id: str
+    job_id: str
+    job_created: bool
+
+
+def _read_key(session: Session, path: Path) -> str | None:
+    """The key saved at ``path`` if it is still a live key in this database."""
+    if not path.is_file():
+        return None
+    key = path.read_text().strip()
+    row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == hash_key(key)))
+    return key if row is not None and row.revoked_at is None else None
+
+
+def _save_key(path: Path, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+
+
+def ensure_admin_key(session: Session, data_dir: Path) -> str:
+    """The embedded admin key: reused from ``<data_dir>/admin.key`` (mode 0600) if it is still
+    valid, else a new one is stored (hashed) and saved there."""
+    path = data_dir / ADMIN_KEY_FILE
+    key = _read_key(session, path)
+    if key is None:
+        _, key = create_api_key(session, team_id=None, is_admin=True)
+        _save_key(path, key)
+    return key
+
+
+def ensure_demo(session: Session, store: BlobStore, settings: Settings,
+                dataset_path: Path = DEMO_DATASET_PATH) -> DemoSetup:
+    """Create (or reuse) the demo team, upload the sample data set, submit a short job."""
+    if not dataset_path.is_file():
+        raise InvalidInput(f"the demo data set {dataset_path} is missing from this install",
+                           field="demo_dataset")
+    team = session.scalar(select(Team).where(Team.name == DEMO_TEAM))
+    key_path = Path(settings.data_dir) / DEMO_KEY_FILE
+    key = _read_key(session, key_path) if team is not None else None
+    if team is None:
+        team, _, key = create_team(session, TeamCreate(name=DEMO_TEAM, max_concurrent_jobs=1))
+        _save_key(key_path, key)
+    elif key is None:
+        _, key = create_api_key(session, team_id=team.id)
+        _save_key(key_path, key)
+    dataset, _ = create_dataset(
+        session, store, team_id=team.id, data=dataset_path.read_bytes(),
+        filename=dataset_path.name, declared_format=None, name="demo sample",
+        source_field=settings.dataset_source_field, target_field=settings.dataset_target_field,
+        max_rows=settings.max_dataset_rows)
+    request = JobCreate(model=DEFAULT_MODEL, training_dataset=dataset.id, method="greentrainer",
+                        hyperparameters=Hyperparameters(epochs=2, batch_size=4, max_length=256),
+                        rho_policy=FixedRho(type="fixed", rho=0.6))
+    job, created = submit_job(session, team.id, request, settings, idempotency_key="up-demo")
+    return DemoSetup(team_id=team.id, team_key=key, dataset_id=dataset.id, job_id=job.id,
+                     job_created=created)

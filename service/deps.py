@@ -1,0 +1,85 @@
+"""FastAPI dependencies: the app's context, a DB session per request, the caller, and the one
+reusable access rule (`OwnedJob`: the job if the caller may see it, else 404)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth import Principal, authenticate, owned
+from service.dispatch import JobDispatcher
+from service.errors import NotAuthenticated
+from service.jobs import JobCheck
+from service.models import Job
+from service.settings import Settings
+from service.storage import BlobStore
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    store: BlobStore
+    dispatcher: JobDispatcher
+    job_checks: Sequence[JobCheck] = ()
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def get_session(context: Context) -> Iterator[Session]:
+    with context.factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="A team or admin API key.")
+
+
+def current_principal(context: Context, session: SessionDep,
+                      credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                             Depends(_bearer)]) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated("missing API key: send `Authorization: Bearer <api key>`",
+                               field="Authorization")
+    admin_key = context.settings.admin_key
+    return authenticate(session, credentials.credentials,
+                        admin_key=admin_key.get_secret_value() if admin_key else None)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def team_id_of(principal: CurrentPrincipal) -> str:
+    return principal.require_team()
+
+
+TeamId = Annotated[str, Depends(team_id_of)]
+
+
+def admin_only(principal: CurrentPrincipal) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+Admin = Annotated[Principal, Depends(admin_only)]
+
+
+def owned_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Job:
+    return owned(session, Job, job_id, principal)
+
+
+OwnedJob = Annotated[Job, Depends(owned_job)]

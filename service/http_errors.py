@@ -1,0 +1,101 @@
+"""The one place where errors become HTTP responses.
+
+Every error body has the same shape: ``{"error": {"code", "message", "field"}}``; a request
+validation error also lists every problem under ``error.details``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import ServiceError
+
+log = logging.getLogger("service.http")
+
+# Discriminator tags pydantic puts in an error location: rho_policy.fixed.rho -> rho_policy.rho.
+_UNION_TAGS = {"fixed", "schedule", "carbon-aware"}
+_SOURCES = {"body", "query", "path", "header", "cookie"}
+
+
+def field_name(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)]
+    if parts and parts[0] in _SOURCES and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field, **extra}}
+
+
+def error_response(exc: ServiceError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status_code,
+                        headers=headers)
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for error in exc.errors():
+        field = field_name(error.get("loc", ()))
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        details.append({"field": field, "message": f"{field}: {message}" if field else message})
+    first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid"}
+    return JSONResponse(_body("invalid_request", first["message"], first["field"] or None,
+                              details=details), status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ServiceError):  # FastAPI wraps errors raised while parsing
+        return error_response(exc.__cause__)     # the body (e.g. `BodyLimit`) in a 400
+    return JSONResponse(_body("http_error", str(exc.detail), None), status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _value_refused(request: Request, exc: Exception) -> JSONResponse:
+    # Last line of defence: the schemas should have refused the value already (and named it).
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path,
+                str(exc).splitlines()[0])
+    return JSONResponse(_body("invalid_value", "a value in the request was refused by the "
+                              "database (too long, out of range or with invalid characters)",
+                              None), status_code=422)
+
+
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    # Overload (no free pooled connection) or a database that went away: the client should retry.
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                type(exc).__name__)
+    return JSONResponse(_body("database_unavailable", "the database is busy or unreachable; "
+                              "retry shortly (with the same Idempotency-Key)", None),
+                        status_code=503, headers={"Retry-After": "1"})
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(_body("internal_error", "internal server error; see the server log", None),
+                        status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sqlalchemy.exc.DataError, _value_refused)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_busy)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_busy)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,71 @@
+"""A job's event log: stored rows, read as a page or followed live as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.models import Job, JobEvent, utcnow
+from service.states import TERMINAL, JobStatus
+
+
+def append_event(session: Session, job_id: str, type_: str, message: str, *,
+                 level: str = "info", data: dict[str, Any] | None = None) -> JobEvent:
+    """Add an event to the job's log in the caller's transaction."""
+    event = JobEvent(job_id=job_id, type=type_, message=message, level=level, data=data,
+                     created_at=utcnow())
+    session.add(event)
+    return event
+
+
+def list_events(session: Session, job_id: str, *, after: int | None,
+                limit: int) -> list[JobEvent]:
+    """Events of a job in order; ``after`` is the id of the last event already seen."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id).limit(limit)
+    if after is not None:
+        query = query.where(JobEvent.id > after)
+    return list(session.scalars(query))
+
+
+def event_json(event: JobEvent) -> dict[str, Any]:
+    return {"id": event.id, "job_id": event.job_id, "created_at": event.created_at.isoformat(),
+            "level": event.level, "type": event.type, "message": event.message,
+            "data": event.data}
+
+
+def sse_frame(event: JobEvent) -> str:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(event_json(event))}\n\n"
+
+
+async def follow_events(factory: sessionmaker[Session], job_id: str, *, after: int | None,
+                        poll_seconds: float,
+                        disconnected: Callable[[], Any] | None = None) -> AsyncIterator[str]:
+    """SSE frames for every event after ``after``, polling the database, until the job is in
+    a terminal status and its last event has been sent (or the client goes away). A comment
+    line is sent on every empty poll so that proxies keep the connection open."""
+
+    def poll(last: int | None) -> tuple[list[JobEvent], bool]:
+        with factory() as session:
+            events = list_events(session, job_id, after=last, limit=500)
+            status = session.scalar(select(Job.status).where(Job.id == job_id))
+            return events, status is None or JobStatus(status) in TERMINAL
+
+    last = after
+    while True:
+        events, finished = await asyncio.to_thread(poll, last)
+        for event in events:
+            last = event.id
+            yield sse_frame(event)
+        if finished and not events:
+            yield "event: end\ndata: {}\n\n"
+            return
+        if disconnected is not None and await disconnected():
+            return
+        if not events:
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(poll_seconds)

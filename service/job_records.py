@@ -1,0 +1,75 @@
+"""What the worker records for a job: per-epoch measurements and artifacts.
+
+`record_epoch` writes the epoch row and advances ``jobs.last_finished_epoch`` in the caller's
+transaction; replaying an epoch already recorded (a task re-delivered after a crash) changes
+nothing, so no epoch is ever counted twice in FLOPs or CO2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.job_events import append_event
+from service.models import Artifact, Job, JobEpoch, new_id, utcnow
+from service.storage import BlobStore
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch, as measured by the worker (units in the names)."""
+
+    epoch_index: int
+    rho: float
+    selected_tensor_count: int
+    predicted_flops: float
+    executed_flops: float
+    full_ft_flops: float
+    wall_seconds: float
+    selected_tensor_names: list[str] = field(default_factory=list)
+    carbon_intensity_g_per_kwh: float | None = None
+    carbon_intensity_source: str | None = None
+    loss: float | None = None
+    energy_kwh: float | None = None
+    kg_co2: float | None = None
+    energy_is_estimate: bool = True
+
+
+def record_epoch(session: Session, job: Job, record: EpochRecord) -> tuple[JobEpoch, bool]:
+    """Store ``record`` for ``job``; returns (row, created). An existing row for the same epoch
+    index is returned unchanged (``created=False``)."""
+    existing = session.scalar(select(JobEpoch).where(JobEpoch.job_id == job.id,
+                                                     JobEpoch.epoch_index == record.epoch_index))
+    if existing is not None:
+        return existing, False
+    row = JobEpoch(job_id=job.id, created_at=utcnow(), **asdict(record))
+    session.add(row)
+    if job.last_finished_epoch is None or record.epoch_index > job.last_finished_epoch:
+        job.last_finished_epoch = record.epoch_index
+    job.updated_at = utcnow()
+    append_event(session, job.id, "epoch", f"epoch {record.epoch_index} done at rho "
+                 f"{record.rho:.2f}", data={"epoch_index": record.epoch_index, "rho": record.rho})
+    session.flush()
+    return row, True
+
+
+def register_artifact(session: Session, store: BlobStore, job: Job, path: Path, *, kind: str,
+                      filename: str | None = None) -> Artifact:
+    """Copy the file at ``path`` into ``store`` and record it as an artifact of ``job``
+    (kind: "model", "delta", "checkpoint", "metrics", ...). Registering the same file name
+    again replaces the earlier artifact's content."""
+    name = filename or Path(path).name
+    key, digest, size = store.put_file(f"artifacts/{job.id}", Path(path), suffix=Path(name).suffix)
+    row = session.scalar(select(Artifact).where(Artifact.job_id == job.id,
+                                                Artifact.filename == name))
+    if row is None:
+        row = Artifact(id=new_id("art"), job_id=job.id, filename=name, created_at=utcnow(),
+                       kind=kind, storage_key=key, sha256=digest, size_bytes=size)
+        session.add(row)
+    else:
+        row.kind, row.storage_key, row.sha256, row.size_bytes = kind, key, digest, size
+    session.flush()
+    return row

@@ -1,0 +1,197 @@
+"""Job domain logic: submit (idempotent), status changes through the state machine, cancel,
+list. Routers and the worker call these; none of them talk HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
+from service.job_events import append_event
+from service.model_ref import ModelRef, resolve_model
+from service.models import Dataset, Job, new_id, utcnow
+from service.schemas import CarbonAwareRho, JobCreate, ScheduleRho
+from service.settings import Settings
+from service.states import TERMINAL, JobStatus, check_transition
+
+
+def transition(session: Session, job: Job, target: JobStatus, *, message: str | None = None,
+               error_code: str | None = None, error_message: str | None = None,
+               result: dict[str, Any] | None = None) -> Job:
+    """Move ``job`` to ``target`` if the state machine allows it, as a compare-and-set on the
+    current status (a concurrent change makes this raise `IllegalTransition`, never overwrite),
+    and record a ``status`` event in the same transaction."""
+    current = JobStatus(job.status)
+    check_transition(current, target)
+    now = utcnow()
+    values: dict[str, Any] = {"status": target.value, "updated_at": now}
+    if target is JobStatus.RUNNING and job.started_at is None:
+        values["started_at"] = now
+    if target in TERMINAL:
+        values["finished_at"] = now
+    if error_code is not None:
+        values.update(error_code=error_code, error_message=error_message)
+    if result is not None:
+        values["result"] = result
+    outcome = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == current.value).values(**values)
+    )
+    if outcome.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(job)
+        raise IllegalTransition(
+            f"job changed from {current.value} to {job.status} concurrently; "
+            f"it was not made {target.value}", field="status")
+    # The ORM UPDATE has already synchronised ``job`` (it is in this session's identity map).
+    append_event(session, job.id, "status", message or f"{current.value} -> {target.value}",
+                 level="error" if target is JobStatus.FAILED else "info",
+                 data={"from": current.value, "to": target.value})
+    return job
+
+
+def request_fingerprint(request: JobCreate) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _find_by_key(session: Session, team_id: str, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
+
+
+def _replay(existing: Job, fingerprint: str) -> Job:
+    if existing.request_sha256 != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was already used with a different request "
+                                  f"(job {existing.id}); use a new key", field="Idempotency-Key")
+    return existing
+
+
+def _team_dataset(session: Session, team_id: str, dataset_id: str, field: str) -> str:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.team_id != team_id:
+        raise UnknownDataset(f"{field}: no data set with id {dataset_id!r}", field=field)
+    return dataset.id
+
+
+def _check_policy(request: JobCreate) -> None:
+    policy, epochs = request.rho_policy, request.hyperparameters.epochs
+    if isinstance(policy, ScheduleRho) and len(policy.rhos) != epochs:
+        raise InvalidInput(f"rho_policy.rhos has {len(policy.rhos)} values but "
+                           f"hyperparameters.epochs is {epochs}: give one rho per epoch",
+                           field="rho_policy.rhos")
+
+
+class JobCheck(Protocol):
+    """An extra submission check, run after the built-in ones (e.g. the scheduler refusing a
+    CO2 budget that cannot be met even at rho_min). Raises an `InvalidInput` naming the field."""
+
+    def __call__(self, session: Session, team_id: str, request: JobCreate) -> None: ...
+
+
+def _validate(session: Session, team_id: str, request: JobCreate, settings: Settings,
+              checks: Sequence[JobCheck]) -> tuple[ModelRef, str, str | None, str | None]:
+    """(model, training, validation, test data set ids), or `InvalidInput` naming the field."""
+    model = resolve_model(request.model, allowed_dirs=settings.allowed_model_dirs,
+                          hf_cache_dir=settings.hf_cache_dir)
+    training = _team_dataset(session, team_id, request.training_dataset, "training_dataset")
+    validation = test = None
+    if request.validation_dataset is not None:
+        validation = _team_dataset(session, team_id, request.validation_dataset,
+                                   "validation_dataset")
+    if request.test_dataset is not None:
+        test = _team_dataset(session, team_id, request.test_dataset, "test_dataset")
+    _check_policy(request)
+    for check in checks:
+        check(session, team_id, request)
+    return model, training, validation, test
+
+
+def submit_job(session: Session, team_id: str, request: JobCreate, settings: Settings, *,
+               idempotency_key: str | None = None,
+               checks: Sequence[JobCheck] = ()) -> tuple[Job, bool]:
+    """Record a new job as `queued` (through `validating`); returns (job, created).
+
+    With an ``idempotency_key`` already used by this team for the same request, returns the
+    existing job and ``created=False``; for a different request raises `IdempotencyConflict`.
+    Raises `InvalidInput` subclasses naming the field for an unknown model or data set.
+    The caller commits, then tells the dispatcher (only when ``created``).
+    """
+    fingerprint = request_fingerprint(request)
+    try:
+        model, training, validation, test = _validate(session, team_id, request, settings,
+                                                      checks)
+    except InvalidInput:
+        # A retry of a request that was accepted earlier gets its job back even if it would
+        # not pass today (a data set deleted since, a forecast that changed).
+        existing = _find_by_key(session, team_id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint), False
+    # Validation passed: the job is recorded directly as queued, and its log shows both steps.
+    check_transition(JobStatus.VALIDATING, JobStatus.QUEUED)
+    policy = request.rho_policy
+    carbon = policy if isinstance(policy, CarbonAwareRho) else None
+    now = utcnow()
+    job = _insert_unless_key_taken(session, dict(
+        id=new_id("job"), team_id=team_id, status=JobStatus.QUEUED.value,
+        model=model.name, model_source=model.source, method=request.method,
+        hyperparameters=request.hyperparameters.model_dump(mode="json"),
+        rho_policy=policy.model_dump(mode="json"),
+        region=carbon.region if carbon else None,
+        deadline=carbon.deadline if carbon else None,
+        co2_budget_kg=carbon.co2_budget_kg if carbon else None,
+        gpu_class=request.gpu_class, training_dataset_id=training,
+        validation_dataset_id=validation, test_dataset_id=test,
+        idempotency_key=idempotency_key, request_sha256=fingerprint,
+        created_at=now, updated_at=now, attempts=0,
+    ))
+    if job is None:  # this team already used the key: a retry (or a misuse) of that request
+        assert idempotency_key is not None  # only the key's unique constraint can conflict
+        existing = _find_by_key(session, team_id, idempotency_key)
+        if existing is None:
+            raise IdempotencyConflict("the job for this Idempotency-Key is being created by "
+                                      "another request; retry", field="Idempotency-Key")
+        return _replay(existing, fingerprint), False
+    append_event(session, job.id, "created", f"job submitted: {request.method} on {model.name}",
+                 data={"model_source": model.source})
+    append_event(session, job.id, "status", "validated; waiting for a GPU",
+                 data={"from": JobStatus.VALIDATING.value, "to": JobStatus.QUEUED.value})
+    return job, True
+
+
+def _insert_unless_key_taken(session: Session, values: dict[str, Any]) -> Job | None:
+    """INSERT ... ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING the job: one
+    round trip, no savepoint, and a racing retry never raises. None when the key is taken."""
+    dialect = session.get_bind().dialect.name
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (insert_(Job).values(**values)
+                 .on_conflict_do_nothing(index_elements=["team_id", "idempotency_key"])
+                 .returning(Job))
+    return session.scalars(statement).first()
+
+
+def cancel_job(session: Session, job: Job) -> tuple[Job, bool]:
+    """Cancel a non-terminal job; returns (job, changed). Cancelling a cancelled job is a no-op
+    (safe retries); a succeeded or failed job raises `IllegalTransition`."""
+    if job.status == JobStatus.CANCELLED.value:
+        return job, False
+    return transition(session, job, JobStatus.CANCELLED, message="cancelled by the team"), True
+
+
+def list_jobs(session: Session, team_id: str | None, *, after: str | None, limit: int,
+              status: JobStatus | None = None) -> tuple[list[Job], bool]:
+    """Newest first; ``after`` is the last id of the previous page. ``team_id=None`` = all teams."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    if team_id is not None:
+        query = query.where(Job.team_id == team_id)
+    if after is not None:
+        query = query.where(Job.id < after)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+    rows = list(session.scalars(query))
+    return rows[:limit], len(rows) > limit
+

@@ -1,0 +1,44 @@
+"""A team's use of its quotas: active jobs (against ``max_concurrent_jobs``) and CO2 emitted this
+calendar month, UTC (against ``monthly_co2_budget_kg``). The API reports it; the scheduler
+enforces the quotas with the same numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.models import Job, JobEpoch
+from service.states import ACTIVE
+
+
+@dataclass(frozen=True)
+class TeamUsage:
+    active_jobs: int = 0
+    co2_kg_this_month: float = 0.0
+
+
+def month_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def usage_by_team(session: Session, team_ids: Iterable[str], *,
+                  now: datetime | None = None) -> dict[str, TeamUsage]:
+    """Usage of each team in ``team_ids`` (two grouped queries, whatever the number of teams)."""
+    ids = list(team_ids)
+    since = month_start(now or datetime.now(UTC))
+    active = dict(session.execute(
+        select(Job.team_id, func.count()).where(
+            Job.team_id.in_(ids), Job.status.in_([s.value for s in ACTIVE]))
+        .group_by(Job.team_id)).all())
+    co2 = dict(session.execute(
+        select(Job.team_id, func.coalesce(func.sum(JobEpoch.kg_co2), 0.0))
+        .join(JobEpoch, JobEpoch.job_id == Job.id)
+        .where(Job.team_id.in_(ids), JobEpoch.created_at >= since)
+        .group_by(Job.team_id)).all())
+    return {team_id: TeamUsage(active_jobs=int(active.get(team_id, 0)),
+                               co2_kg_this_month=float(co2.get(team_id) or 0.0))
+            for team_id in ids}

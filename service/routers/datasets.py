@@ -1,0 +1,57 @@
+"""/datasets: multipart upload (JSONL, CSV, Parquet), list, read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+
+from service.auth import owned
+from service.datasets import create_dataset, list_datasets, read_limited
+from service.deps import Context, CurrentPrincipal, SessionDep, TeamId
+from service.models import Dataset
+from service.schemas import DatasetOut, Page
+from service.text import NulFree
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut,
+             responses={200: {"model": DatasetOut, "description": "Same bytes already uploaded."}})
+def upload_dataset(
+    response: Response, context: Context, session: SessionDep, team_id: TeamId,
+    file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet rows.")],
+    name: Annotated[NulFree | None, Form(max_length=255)] = None,
+    format: Annotated[NulFree | None, Form(description="jsonl | csv | parquet; default: "
+                                                       "from the file name")] = None,
+    source_field: Annotated[NulFree | None, Form(min_length=1, max_length=100)] = None,
+    target_field: Annotated[NulFree | None, Form(min_length=1, max_length=100)] = None,
+) -> DatasetOut:
+    """Validate and store a data set. Errors name the offending line (row for Parquet)."""
+    settings = context.settings
+    data = read_limited(file.file, settings.max_upload_bytes)
+    dataset, created = create_dataset(
+        session, context.store, team_id=team_id, data=data, filename=file.filename,
+        declared_format=format, name=name,
+        source_field=source_field or settings.dataset_source_field,
+        target_field=target_field or settings.dataset_target_field,
+        max_rows=settings.max_dataset_rows)
+    session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return DatasetOut.model_validate(dataset)
+
+
+@router.get("", response_model=Page[DatasetOut])
+def get_datasets(session: SessionDep, principal: CurrentPrincipal,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 after: str | None = None) -> Page[DatasetOut]:
+    rows, has_more = list_datasets(session, None if principal.is_admin else principal.team_id,
+                                   after=after, limit=limit)
+    return Page[DatasetOut](data=[DatasetOut.model_validate(d) for d in rows],
+                            has_more=has_more, last_id=rows[-1].id if rows else None)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetOut:
+    return DatasetOut.model_validate(owned(session, Dataset, dataset_id, principal))

@@ -1,0 +1,148 @@
+"""/jobs: submit, list, read, cancel, events (stored and live), epochs, artifacts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy import select
+
+from service.auth import Principal
+from service.deps import Context, CurrentPrincipal, OwnedJob, SessionDep, TeamId
+from service.dispatch import notify
+from service.errors import NotFound
+from service.job_events import follow_events, list_events
+from service.jobs import cancel_job, list_jobs, submit_job
+from service.models import Artifact, Job, JobEpoch
+from service.schemas import (
+    ArtifactOut,
+    EpochOut,
+    EventOut,
+    JobCreate,
+    JobError,
+    JobOut,
+    Page,
+)
+from service.states import JobStatus
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+
+
+def job_out(job: Job) -> JobOut:
+    error = None
+    if job.error_code:
+        error = JobError(code=job.error_code, message=job.error_message or "")
+    return JobOut(
+        id=job.id, team_id=job.team_id, status=job.status, model=job.model,
+        model_source=job.model_source, method=job.method, hyperparameters=job.hyperparameters,
+        rho_policy=job.rho_policy, gpu_class=job.gpu_class,
+        training_dataset=job.training_dataset_id, validation_dataset=job.validation_dataset_id,
+        test_dataset=job.test_dataset_id, created_at=job.created_at, updated_at=job.updated_at,
+        started_at=job.started_at, finished_at=job.finished_at,
+        planned_start_at=job.planned_start_at, last_finished_epoch=job.last_finished_epoch,
+        error=error, result=job.result,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "Replay of an Idempotency-Key."}})
+def create_job(body: JobCreate, response: Response, context: Context, session: SessionDep,
+               team_id: TeamId,
+               idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JobOut:
+    """Submit a job. Retrying with the same `Idempotency-Key` returns the first job (200)."""
+    job, created = submit_job(session, team_id, body, context.settings,
+                              idempotency_key=idempotency_key, checks=context.job_checks)
+    session.commit()
+    if created:
+        notify(context.dispatcher, "queued", job.id)
+    else:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_out(job)
+
+
+@router.get("", response_model=Page[JobOut])
+def get_jobs(session: SessionDep, principal: CurrentPrincipal, limit: Limit = 20,
+             after: str | None = None,
+             status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+             team_id: Annotated[str | None, Query(description="Admin only: one team's jobs.")]
+             = None) -> Page[JobOut]:
+    """The caller's jobs, newest first (an admin sees every team's, or one with `team_id`)."""
+    scope = team_id if principal.is_admin and team_id else _scope(principal)
+    rows, has_more = list_jobs(session, scope, after=after, limit=limit, status=status_)
+    return Page[JobOut](data=[job_out(j) for j in rows], has_more=has_more,
+                        last_id=rows[-1].id if rows else None)
+
+
+def _scope(principal: Principal) -> str | None:
+    return None if principal.is_admin else principal.team_id
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job: OwnedJob) -> JobOut:
+    return job_out(job)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
+    """Cancel a job in any non-terminal status; cancelling a cancelled job changes nothing."""
+    job, changed = cancel_job(session, job)
+    session.commit()
+    if changed:
+        notify(context.dispatcher, "cancelled", job.id)
+    return job_out(job)
+
+
+@router.get("/{job_id}/events", response_model=Page[EventOut],
+            responses={200: {"content": {"text/event-stream": {}}}})
+def get_events(job: OwnedJob, request: Request, context: Context, session: SessionDep,
+               after: int | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               stream: bool = False,
+               last_event_id: Annotated[int | None, Header()] = None,
+               ) -> Page[EventOut] | StreamingResponse:
+    """Stored events (JSON page), or with `stream=true` / `Accept: text/event-stream` a live
+    Server-Sent Events stream that ends after the job's last event in a terminal status."""
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        session.close()  # a stream may last hours: it must not hold a pooled connection
+        frames = follow_events(context.factory, job.id,
+                               after=last_event_id if last_event_id is not None else after,
+                               poll_seconds=context.settings.sse_poll_seconds,
+                               disconnected=request.is_disconnected)
+        return StreamingResponse(frames, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    rows = list_events(session, job.id, after=after, limit=limit + 1)
+    page = rows[:limit]
+    return Page[EventOut](
+        data=[EventOut(id=e.id, job_id=e.job_id, created_at=e.created_at, level=e.level,
+                       type=e.type, message=e.message, data=e.data) for e in page],
+        has_more=len(rows) > limit, last_id=str(page[-1].id) if page else None)
+
+
+@router.get("/{job_id}/epochs", response_model=list[EpochOut])
+def get_epochs(job: OwnedJob, session: SessionDep) -> list[EpochOut]:
+    """Per-epoch rho, carbon intensity, selected tensors, FLOPs, energy and CO2."""
+    rows = session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
+                           .order_by(JobEpoch.epoch_index))
+    return [EpochOut.model_validate(row) for row in rows]
+
+
+@router.get("/{job_id}/artifacts", response_model=list[ArtifactOut])
+def get_artifacts(job: OwnedJob, session: SessionDep) -> list[ArtifactOut]:
+    rows = session.scalars(select(Artifact).where(Artifact.job_id == job.id)
+                           .order_by(Artifact.created_at, Artifact.id))
+    return [ArtifactOut.model_validate(row) for row in rows]
+
+
+@router.get("/{job_id}/artifacts/{artifact_id}/content", response_class=FileResponse)
+def download_artifact(job: OwnedJob, artifact_id: str, context: Context,
+                      session: SessionDep) -> FileResponse:
+    """The artifact's bytes (fine-tuned model, delta checkpoint, metrics)."""
+    artifact = session.get(Artifact, artifact_id)
+    if artifact is None or artifact.job_id != job.id:
+        raise NotFound(f"no artifact with id {artifact_id!r}", field="artifact_id")
+    session.close()  # release the connection before a long download
+    return FileResponse(context.store.local_path(artifact.storage_key),
+                        filename=artifact.filename, media_type="application/octet-stream")

@@ -1,0 +1,1 @@
+"""Recorded grid carbon-intensity traces shipped as package data (see README.md)."""

@@ -1,0 +1,223 @@
+"""Request and response bodies of the API (pydantic). Field constraints here are the API's
+input validation; their error locations become the ``field`` of a 422 response."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from service.text import NulFree
+
+Rho = Annotated[float, Field(gt=0, le=1, description="Share of full fine-tuning FLOPs, (0, 1].")]
+T = TypeVar("T")
+
+
+def _future(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value <= datetime.now(UTC):
+        raise ValueError("deadline must be in the future")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FixedRho(_Strict):
+    type: Literal["fixed"]
+    rho: Rho
+
+
+class ScheduleRho(_Strict):
+    type: Literal["schedule"]
+    rhos: list[Rho] = Field(min_length=1, description="One rho per epoch.")
+
+
+class CarbonAwareRho(_Strict):
+    type: Literal["carbon-aware"]
+    rho_min: Rho
+    rho_max: Rho
+    region: NulFree = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
+    deadline: Annotated[datetime | None, AfterValidator(_future)] = None
+    co2_budget_kg: float | None = Field(default=None, gt=0)
+
+    @field_validator("rho_max")
+    @classmethod
+    def _bounds(cls, rho_max: float, info: ValidationInfo) -> float:
+        rho_min = info.data.get("rho_min")
+        if rho_min is not None and rho_min > rho_max:
+            raise ValueError(f"rho_min ({rho_min}) must not exceed rho_max ({rho_max})")
+        return rho_max
+
+
+RhoPolicy = Annotated[FixedRho | ScheduleRho | CarbonAwareRho, Field(discriminator="type")]
+
+
+class Hyperparameters(_Strict):
+    epochs: int = Field(default=3, ge=1, le=1000)
+    batch_size: int = Field(default=4, ge=1, le=4096)
+    learning_rate: float = Field(default=2e-5, gt=0, le=1)
+    max_length: int = Field(default=512, ge=8, le=131072)
+    seed: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+
+
+class JobCreate(_Strict):
+    model: NulFree = Field(min_length=1, max_length=500,
+                       description="Shipped alias, Hugging Face id in the local cache, or an "
+                                   "allowed local path.")
+    training_dataset: NulFree = Field(min_length=1, max_length=40,
+                                      description="Id of an uploaded data set.")
+    validation_dataset: NulFree | None = Field(default=None, max_length=40)
+    test_dataset: NulFree | None = Field(default=None, max_length=40)
+    method: Literal["greentrainer", "full", "lora", "top2", "prefix"] = "greentrainer"
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type="fixed", rho=0.6))
+    gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    object: Literal["job"] = "job"
+    id: str
+    team_id: str
+    status: str
+    model: str
+    model_source: str
+    method: str
+    hyperparameters: dict[str, Any]
+    rho_policy: dict[str, Any]
+    gpu_class: str
+    training_dataset: str
+    validation_dataset: str | None
+    test_dataset: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    planned_start_at: datetime | None
+    last_finished_epoch: int | None
+    error: JobError | None
+    result: dict[str, Any] | None
+
+
+class Page(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool
+    last_id: str | None = Field(default=None, description="Pass as `after` to get the next page.")
+
+
+class EventOut(BaseModel):
+    id: int
+    job_id: str
+    created_at: datetime
+    level: str
+    type: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class EpochOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    epoch_index: int
+    rho: float
+    carbon_intensity_g_per_kwh: float | None
+    carbon_intensity_source: str | None
+    selected_tensor_count: int
+    selected_tensor_names: list[str]
+    predicted_flops: float
+    executed_flops: float
+    full_ft_flops: float
+    wall_seconds: float
+    loss: float | None
+    energy_kwh: float | None
+    kg_co2: float | None
+    energy_is_estimate: bool
+    created_at: datetime
+
+
+class ArtifactOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    job_id: str
+    kind: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    object: Literal["dataset"] = "dataset"
+    id: str
+    team_id: str
+    name: str
+    format: str
+    sha256: str
+    size_bytes: int
+    row_count: int
+    source_field: str
+    target_field: str
+    created_at: datetime
+
+
+class TeamCreate(_Strict):
+    name: NulFree = Field(min_length=1, max_length=200)
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=10000)
+    monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
+
+
+class TeamUpdate(_Strict):
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=10000)
+    monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
+
+
+class TeamUsageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    active_jobs: int = Field(description="Jobs not yet finished (against max_concurrent_jobs).")
+    co2_kg_this_month: float = Field(description="CO2 of epochs recorded this calendar month "
+                                                 "(UTC), against monthly_co2_budget_kg.")
+
+
+class TeamOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    max_concurrent_jobs: int
+    monthly_co2_budget_kg: float | None
+    created_at: datetime
+    usage: TeamUsageOut | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    team_id: str | None
+    prefix: str
+    key: str = Field(description="The key itself: shown once, store it now.")
+
+
+class TeamWithKey(TeamOut):
+    api_key: ApiKeyOut
+
+
+class Me(BaseModel):
+    team_id: str | None
+    is_admin: bool

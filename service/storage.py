@@ -1,0 +1,78 @@
+"""Where uploaded data sets and job artifacts live: one small interface, a local-disk backend.
+
+Keys are content-addressed (``<namespace>/<sha256>[suffix]``) so that the same bytes are stored
+once. An object-storage backend implements the same four methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class BlobStore(Protocol):
+    def put(self, namespace: str, data: bytes, *, suffix: str = "") -> tuple[str, str]:
+        """Store ``data``; return (key, sha256 hex)."""
+        ...
+
+    def put_file(self, namespace: str, path: Path, *, suffix: str = "") -> tuple[str, str, int]:
+        """Store a file's bytes; return (key, sha256 hex, size in bytes)."""
+        ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def local_path(self, key: str) -> Path:
+        """A filesystem path to the object (the worker reads data sets from it)."""
+        ...
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"storage key {key!r} escapes the storage root")
+        return path
+
+    def _commit(self, tmp: Path, key: str) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+
+    def put(self, namespace: str, data: bytes, *, suffix: str = "") -> tuple[str, str]:
+        digest = hashlib.sha256(data).hexdigest()
+        key = f"{namespace}/{digest}{suffix}"
+        if not self._path(key).exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            self._commit(Path(tmp), key)
+        return key, digest
+
+    def put_file(self, namespace: str, path: Path, *, suffix: str = "") -> tuple[str, str, int]:
+        digest = hashlib.sha256()
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        size = 0
+        with open(path, "rb") as source, os.fdopen(fd, "wb") as handle:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                handle.write(chunk)
+                size += len(chunk)
+        key = f"{namespace}/{digest.hexdigest()}{suffix}"
+        self._commit(Path(tmp), key)
+        return key, digest.hexdigest(), size
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)

@@ -1,0 +1,66 @@
+"""The job request schema, property-tested: every rho in (0, 1] is accepted and every other
+value is refused with an error located at the offending field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from service.http_errors import field_name
+from service.schemas import JobCreate
+
+IN_RANGE = st.floats(min_value=0, max_value=1, exclude_min=True)
+OUT_OF_RANGE = st.one_of(st.floats(max_value=0), st.floats(min_value=1, exclude_min=True),
+                         st.just(float("nan")))
+
+
+def _job(policy: dict[str, object]) -> JobCreate:
+    return JobCreate.model_validate({"model": "m", "training_dataset": "ds", "rho_policy": policy})
+
+
+def _error_fields(policy: dict[str, object]) -> set[str]:
+    with pytest.raises(ValidationError) as info:
+        _job(policy)
+    return {field_name(error["loc"]) for error in info.value.errors()}
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(IN_RANGE)
+def test_any_rho_in_range_is_accepted(rho: float) -> None:
+    assert _job({"type": "fixed", "rho": rho}).rho_policy.rho == rho  # type: ignore[union-attr]
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(OUT_OF_RANGE)
+def test_any_rho_out_of_range_is_refused_at_its_field(rho: float) -> None:
+    assert _error_fields({"type": "fixed", "rho": rho}) == {"rho_policy.rho"}
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(IN_RANGE, IN_RANGE)
+def test_carbon_aware_bounds_are_accepted_exactly_when_ordered(low: float, high: float) -> None:
+    policy = {"type": "carbon-aware", "rho_min": low, "rho_max": high, "region": "GB"}
+    if low <= high:
+        _job(policy)
+    else:
+        assert _error_fields(policy) == {"rho_policy.rho_max"}
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(st.integers(min_value=-10**6, max_value=-1))
+def test_any_past_deadline_is_refused(seconds_ago: int) -> None:
+    deadline = (datetime.now(UTC) + timedelta(seconds=seconds_ago)).isoformat()
+    policy = {"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
+              "deadline": deadline}
+    assert _error_fields(policy) == {"rho_policy.deadline"}
+
+
+def test_a_naive_deadline_is_read_as_utc() -> None:
+    deadline = (datetime.now(UTC) + timedelta(hours=2)).replace(tzinfo=None).isoformat()
+    job = _job({"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
+                "deadline": deadline})
+    assert job.rho_policy.deadline.tzinfo is not None  # type: ignore[union-attr]
