@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         executed, full = sum(r.executed_flops for r in history), sum(r.full_flops for r in history)
         results.append((label, scores, executed, full, train_s))
         print(
-            f"{label}: ROUGE {scores} executed {executed / 1e15:.3f} PFLOPs ({executed / full:.3f} of full) "
+            f"{label}: ROUGE {scores} executed {executed / 1e12:.1f} TFLOPs ({executed / full:.3f} of full) "
             f"train {train_s:.0f}s",
             flush=True,
         )
@@ -98,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{args.steps} micro-batches of {args.batch_size}, max length {args.max_length}, greedy decoding",
         "",
-        "| method | ROUGE-1/2/L | PFLOPs | FLOPs vs full | train time s | time vs full |",
+        "| method | ROUGE-1/2/L | TFLOPs | FLOPs vs full | train time s | time vs full |",
         "|---|---|---|---|---|---|",
     ]
     for label, scores, executed, full, train_s in results:
         lines.append(
-            f"| {label} | {scores} | {executed / 1e15:.3f} | {executed / full:.3f} | {train_s:.0f} | "
+            f"| {label} | {scores} | {executed / 1e12:.1f} | {executed / full:.3f} | {train_s:.0f} | "
             f"{train_s / base[4]:.3f} |"
         )
     table = "\n".join(lines)
