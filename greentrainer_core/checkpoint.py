@@ -8,7 +8,8 @@ a fraction of the model's size; ``apply_delta`` writes it into a freshly loaded 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,9 +19,30 @@ from greentrainer_core.errors import GreenTrainerError
 DELTA_FILE = "delta.safetensors"
 
 
+@contextmanager
+def _as_plain_weights(model: torch.nn.Module) -> Iterator[None]:
+    """A model loaded from a GGUF file holds dequantized float weights but still carries the GGUF
+    quantizer, which `save_pretrained` refuses to serialize; hide it while saving."""
+    config = getattr(model, "config", None)
+    quantization = getattr(config, "quantization_config", None)
+    method = getattr(quantization, "quant_method", None)
+    if getattr(method, "value", method) != "gguf":
+        yield
+        return
+    quantizer = getattr(model, "hf_quantizer", None)
+    model.hf_quantizer = None
+    del config.quantization_config
+    try:
+        yield
+    finally:
+        model.hf_quantizer = quantizer
+        config.quantization_config = quantization
+
+
 def save_model(model: torch.nn.Module, tokenizer, directory: str | Path) -> Path:
     """Save a loadable model directory. peft LoRA adapters are merged into the weights first (so a
-    plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters."""
+    plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters.
+    Models loaded from GGUF files are saved with their (dequantized) float weights."""
     from peft import LoraConfig, PeftModel
 
     directory = Path(directory)
@@ -28,7 +50,8 @@ def save_model(model: torch.nn.Module, tokenizer, directory: str | Path) -> Path
     if isinstance(model, PeftModel):
         if isinstance(model.peft_config[model.active_adapter], LoraConfig):
             model = model.merge_and_unload()
-    model.save_pretrained(directory)
+    with _as_plain_weights(model):
+        model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
