@@ -29,7 +29,12 @@ from greentrainer_core.evaluate import evaluate_rouge  # noqa: E402
 from greentrainer_core.models import SHIPPED_MODEL, load_causal_lm  # noqa: E402
 from greentrainer_core.train import Trainer  # noqa: E402
 
-METHODS = {"full": ("full", 1.0), "lora": ("lora", 1.0), "GT-0.5": ("greentrainer", 0.5), "GT-0.7": ("greentrainer", 0.7)}
+METHODS = {
+    "full": ("full", 1.0),
+    "lora": ("lora", 1.0),
+    "GT-0.5": ("greentrainer", 0.5),
+    "GT-0.7": ("greentrainer", 0.7),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,27 +65,47 @@ def main(argv: list[str] | None = None) -> int:
         fresh, _ = (model, None) if method != "lora" else load_causal_lm(args.model)
         fresh.load_state_dict(base_state)
         epochs = -(-args.steps * args.batch_size // len(examples))
-        config = TrainConfig(method=method, epochs=epochs, batch_size=args.batch_size, max_length=args.max_length,
-                             lr=args.lora_lr if method == "lora" else args.lr,
-                             max_steps_per_epoch=min(args.steps, -(-len(examples) // args.batch_size)))
+        config = TrainConfig(
+            method=method,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            lr=args.lora_lr if method == "lora" else args.lr,
+            max_steps_per_epoch=min(args.steps, -(-len(examples) // args.batch_size)),
+        )
         torch.manual_seed(0)
         trainer = Trainer(fresh, tokenizer, examples, config, rho=rho)
         started = time.perf_counter()
         history = trainer.run(lambda e: None)
         train_s = time.perf_counter() - started
-        scores = evaluate_rouge(trainer.model, tokenizer, test_rows, max_length=args.max_length,
-                                max_new_tokens=args.max_new_tokens)
+        scores = evaluate_rouge(
+            trainer.model,
+            tokenizer,
+            test_rows,
+            max_length=args.max_length,
+            max_new_tokens=args.max_new_tokens,
+        )
         executed, full = sum(r.executed_flops for r in history), sum(r.full_flops for r in history)
         results.append((label, scores, executed, full, train_s))
-        print(f"{label}: ROUGE {scores} executed {executed / 1e15:.3f} PFLOPs ({executed / full:.3f} of full) "
-              f"train {train_s:.0f}s", flush=True)
+        print(
+            f"{label}: ROUGE {scores} executed {executed / 1e12:.1f} TFLOPs ({executed / full:.3f} of full) "
+            f"train {train_s:.0f}s",
+            flush=True,
+        )
     base = next((r for r in results if r[0] == "full"), results[0])
-    lines = [f"# Accuracy: {args.model}, {len(examples)} train rows ({args.train}), {len(test_rows)} test rows",
-             "", f"{args.steps} micro-batches of {args.batch_size}, max length {args.max_length}, greedy decoding",
-             "", "| method | ROUGE-1/2/L | PFLOPs | FLOPs vs full | train time s | time vs full |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Accuracy: {args.model}, {len(examples)} train rows ({args.train}), {len(test_rows)} test rows",
+        "",
+        f"{args.steps} micro-batches of {args.batch_size}, max length {args.max_length}, greedy decoding",
+        "",
+        "| method | ROUGE-1/2/L | TFLOPs | FLOPs vs full | train time s | time vs full |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, scores, executed, full, train_s in results:
-        lines.append(f"| {label} | {scores} | {executed / 1e15:.3f} | {executed / full:.3f} | {train_s:.0f} | "
-                     f"{train_s / base[4]:.3f} |")
+        lines.append(
+            f"| {label} | {scores} | {executed / 1e12:.1f} | {executed / full:.3f} | {train_s:.0f} | "
+            f"{train_s / base[4]:.3f} |"
+        )
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -8,7 +8,8 @@ a fraction of the model's size; ``apply_delta`` writes it into a freshly loaded 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,22 +19,46 @@ from greentrainer_core.errors import GreenTrainerError
 DELTA_FILE = "delta.safetensors"
 
 
+@contextmanager
+def _as_plain_weights(model: torch.nn.Module) -> Iterator[None]:
+    """A model loaded from a GGUF file holds dequantized float weights but still carries the GGUF
+    quantizer, which `save_pretrained` refuses to serialize; hide it while saving."""
+    config = getattr(model, "config", None)
+    quantization = getattr(config, "quantization_config", None)
+    method = getattr(quantization, "quant_method", None)
+    if getattr(method, "value", method) != "gguf":
+        yield
+        return
+    quantizer = getattr(model, "hf_quantizer", None)
+    model.hf_quantizer = None
+    del config.quantization_config
+    try:
+        yield
+    finally:
+        model.hf_quantizer = quantizer
+        config.quantization_config = quantization
+
+
 def save_model(model: torch.nn.Module, tokenizer, directory: str | Path) -> Path:
     """Save a loadable model directory. peft LoRA adapters are merged into the weights first (so a
-    plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters."""
-    from peft import PeftModel
+    plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters.
+    Models loaded from GGUF files are saved with their (dequantized) float weights."""
+    from peft import LoraConfig, PeftModel
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if isinstance(model, PeftModel):
-        if model.peft_config[model.active_adapter].peft_type.value == "LORA":
+        if isinstance(model.peft_config[model.active_adapter], LoraConfig):
             model = model.merge_and_unload()
-    model.save_pretrained(directory)
+    with _as_plain_weights(model):
+        model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
 
-def save_delta(model: torch.nn.Module, names: Iterable[str], directory: str | Path, *, base_model: str = "") -> Path:
+def save_delta(
+    model: torch.nn.Module, names: Iterable[str], directory: str | Path, *, base_model: str = ""
+) -> Path:
     """Write the tensors ``names`` of ``model`` to ``directory/delta.safetensors``.
 
     Raises GreenTrainerError for names that are not parameters of the model."""
@@ -69,7 +94,9 @@ def apply_delta(model: torch.nn.Module, path: str | Path) -> list[str]:
         for name in delta.keys():
             tensor = delta.get_tensor(name)
             if name not in params or params[name].shape != tensor.shape:
-                raise GreenTrainerError(f"delta tensor {name!r} {tuple(tensor.shape)} does not match the model")
+                raise GreenTrainerError(
+                    f"delta tensor {name!r} {tuple(tensor.shape)} does not match the model"
+                )
             params[name].copy_(tensor)
             applied.append(name)
     return applied

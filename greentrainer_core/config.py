@@ -21,18 +21,36 @@ class TrainConfig:
     epochs: int = field(default=1, metadata={"help": "passes over the training data"})
     batch_size: int = field(default=4, metadata={"help": "examples per micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    lr: float = field(default=1e-4, metadata={"help": "AdamW peak learning rate (linear decay to 0)"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay (2-D tensors only)"})
+    lr: float = field(
+        default=1e-4, metadata={"help": "AdamW peak learning rate (linear decay to 0)"}
+    )
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW decoupled weight decay (2-D tensors only)"}
+    )
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up optimizer steps"})
-    max_length: int = field(default=512, metadata={"help": "max tokens of prompt+target (decoder) or source (seq2seq)"})
+    max_length: int = field(
+        default=512, metadata={"help": "max tokens of prompt+target (decoder) or source (seq2seq)"}
+    )
     max_target_length: int = field(default=128, metadata={"help": "max target tokens"})
-    max_steps_per_epoch: int | None = field(default=None, metadata={"help": "cap micro-batches per epoch (benchmarks)"})
-    pad_to_multiple_of: int = field(default=64, metadata={"help": "round batch lengths up (fewer profiled shapes)"})
-    pad_to_max_length: bool = field(default=False, metadata={"help": "pad every batch to max_length (one shape)"})
-    importance_batches: int = field(default=1, metadata={"help": "batches whose gradients the probe averages"})
-    importance_every_steps: int | None = field(default=None, metadata={"help": "also refresh the selection every N optimizer steps"})
+    max_steps_per_epoch: int | None = field(
+        default=None, metadata={"help": "cap micro-batches per epoch (benchmarks)"}
+    )
+    pad_to_multiple_of: int = field(
+        default=64, metadata={"help": "round batch lengths up (fewer profiled shapes)"}
+    )
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "pad every batch to max_length (one shape)"}
+    )
+    importance_batches: int = field(
+        default=1, metadata={"help": "batches whose gradients the probe averages"}
+    )
+    importance_every_steps: int | None = field(
+        default=None, metadata={"help": "also refresh the selection every N optimizer steps"}
+    )
     resolution: int = field(default=10_000, metadata={"help": "FLOPs quantisation of the selector"})
-    mixed_precision: str = field(default="auto", metadata={"help": "'auto' (bf16 autocast on CUDA), 'bf16' or 'no'"})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "'auto' (bf16 autocast on CUDA), 'bf16' or 'no'"}
+    )
     count_flops: bool = field(default=True, metadata={"help": "count executed FLOPs of every step"})
     seed: int = field(default=0, metadata={"help": "data order and dropout seed"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
@@ -43,8 +61,18 @@ class TrainConfig:
         problems = []
         if self.method not in METHODS:
             problems.append(f"method={self.method!r} is not one of {METHODS}")
-        for name in ("epochs", "batch_size", "grad_accum", "max_length", "max_target_length",
-                     "pad_to_multiple_of", "importance_batches", "resolution", "lora_r", "prefix_tokens"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "max_length",
+            "max_target_length",
+            "pad_to_multiple_of",
+            "importance_batches",
+            "resolution",
+            "lora_r",
+            "prefix_tokens",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)!r} must be an integer >= 1")
         for name in ("max_steps_per_epoch", "importance_every_steps"):
@@ -56,7 +84,9 @@ class TrainConfig:
         if self.weight_decay < 0 or self.warmup_steps < 0:
             problems.append("weight_decay and warmup_steps must be >= 0")
         if self.mixed_precision not in ("auto", "bf16", "no"):
-            problems.append(f"mixed_precision={self.mixed_precision!r} must be 'auto', 'bf16' or 'no'")
+            problems.append(
+                f"mixed_precision={self.mixed_precision!r} must be 'auto', 'bf16' or 'no'"
+            )
         if problems:
             raise TrainingConfigError("invalid training options: " + "; ".join(problems))
 
@@ -74,7 +104,9 @@ def rho_for_epoch(schedule: RhoSchedule, epoch: int) -> float:
         rho = schedule
     else:
         if epoch >= len(schedule):
-            raise TrainingConfigError(f"rho schedule has {len(schedule)} values but epoch {epoch} was reached")
+            raise TrainingConfigError(
+                f"rho schedule has {len(schedule)} values but epoch {epoch} was reached"
+            )
         rho = schedule[epoch]
     if not isinstance(rho, int | float) or not 0 < rho <= 1:
         raise TrainingConfigError(f"rho for epoch {epoch} is {rho!r}; it must be in (0, 1]")

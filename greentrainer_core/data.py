@@ -42,7 +42,9 @@ class Example:
     labels: list[int]
 
 
-def load_rows(path: str | Path, source_field: str = "source", target_field: str = "target") -> list[SummaryRow]:
+def load_rows(
+    path: str | Path, source_field: str = "source", target_field: str = "target"
+) -> list[SummaryRow]:
     """Read a JSONL/JSON/CSV/Parquet file with the `datasets` library.
 
     Raises DataError when the file is missing, has an unsupported suffix, is empty or unreadable,
@@ -53,7 +55,9 @@ def load_rows(path: str | Path, source_field: str = "source", target_field: str 
     file = Path(path)
     builder = _BUILDERS.get(file.suffix.lower())
     if builder is None:
-        raise DataError(f"data file {str(file)!r}: unsupported format {file.suffix!r} (use one of {sorted(_BUILDERS)})")
+        raise DataError(
+            f"data file {str(file)!r}: unsupported format {file.suffix!r} (use one of {sorted(_BUILDERS)})"
+        )
     if not file.is_file():
         raise DataError(f"data file {str(file)!r} does not exist")
     if file.stat().st_size == 0:
@@ -71,8 +75,14 @@ def load_rows(path: str | Path, source_field: str = "source", target_field: str 
         )
     rows: list[SummaryRow] = []
     problems: list[str] = []
-    for i, (source, target) in enumerate(zip(table[source_field], table[target_field], strict=True)):
-        bad = [f for f, v in ((source_field, source), (target_field, target)) if not isinstance(v, str) or not v.strip()]
+    for i, (source, target) in enumerate(
+        zip(table[source_field], table[target_field], strict=True)
+    ):
+        bad = [
+            f
+            for f, v in ((source_field, source), (target_field, target))
+            if not isinstance(v, str) or not v.strip()
+        ]
         if bad:
             problems.append(f"row {i}: field(s) {bad} missing or blank")
         else:
@@ -85,7 +95,11 @@ def _raise_problems(file: str | Path, problems: list[str]) -> None:
     if not problems:
         return
     shown = "; ".join(problems[:_MAX_REPORTED_ROWS])
-    more = f" (and {len(problems) - _MAX_REPORTED_ROWS} more)" if len(problems) > _MAX_REPORTED_ROWS else ""
+    more = (
+        f" (and {len(problems) - _MAX_REPORTED_ROWS} more)"
+        if len(problems) > _MAX_REPORTED_ROWS
+        else ""
+    )
     raise DataError(f"data file {str(file)!r}: {len(problems)} unusable row(s): {shown}{more}")
 
 
@@ -111,7 +125,9 @@ def tokenize_rows(
     target (plus the prompt's fixed tokens and at least one source token) cannot fit ``max_length``.
     """
     if max_length < 2 or max_target_length < 1:
-        raise DataError(f"max_length={max_length} and max_target_length={max_target_length} are too small")
+        raise DataError(
+            f"max_length={max_length} and max_target_length={max_target_length} are too small"
+        )
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     fixed = len(decoder_prompt_ids(tokenizer, []))
     examples: list[Example] = []
@@ -119,7 +135,9 @@ def tokenize_rows(
     for row in rows:
         prefix = T5_PROMPT_PREFIX if is_encoder_decoder else ""
         source_ids = tokenizer(prefix + row.source, add_special_tokens=False)["input_ids"]
-        target_ids = tokenizer((" " if not is_encoder_decoder else "") + row.target, add_special_tokens=False)["input_ids"]
+        target_ids = tokenizer(
+            (" " if not is_encoder_decoder else "") + row.target, add_special_tokens=False
+        )["input_ids"]
         if len(source_ids) <= len(tokenizer(prefix, add_special_tokens=False)["input_ids"]):
             problems.append(f"row {row.index}: source tokenizes to nothing")
             continue
@@ -156,13 +174,24 @@ def load_examples(
     """`load_rows` then `tokenize_rows`: the training examples of one file."""
     rows = load_rows(path, source_field, target_field)
     return tokenize_rows(
-        rows, tokenizer, is_encoder_decoder=is_encoder_decoder, max_length=max_length,
-        max_target_length=max_target_length, file=path,
+        rows,
+        tokenizer,
+        is_encoder_decoder=is_encoder_decoder,
+        max_length=max_length,
+        max_target_length=max_target_length,
+        file=path,
     )
 
 
-def collate(examples: Sequence[Example], pad_token_id: int, *, pad_to: int | None = None, multiple_of: int = 1,
-            max_width: int | None = None, max_label_width: int | None = None) -> dict[str, torch.Tensor]:
+def collate(
+    examples: Sequence[Example],
+    pad_token_id: int,
+    *,
+    pad_to: int | None = None,
+    multiple_of: int = 1,
+    max_width: int | None = None,
+    max_label_width: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Right-pad a batch. Returns input_ids, attention_mask and labels of shape [batch, length]
     (seq2seq: labels have their own length). ``pad_to`` fixes the length; otherwise the longest
     example, rounded up to ``multiple_of`` (fewer distinct shapes means fewer FLOPs profiles) but
@@ -177,8 +206,14 @@ def collate(examples: Sequence[Example], pad_token_id: int, *, pad_to: int | Non
     n = width([len(e.input_ids) for e in examples], max_width, pad_to)
     input_ids = torch.full((len(examples), n), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), n), dtype=torch.long)
-    fixed_labels = max_label_width if pad_to else None  # fixed shapes: labels padded to their max too
-    m = n if decoder_only else width([len(e.labels) for e in examples], max_label_width, fixed_labels)
+    fixed_labels = (
+        max_label_width if pad_to else None
+    )  # fixed shapes: labels padded to their max too
+    m = (
+        n
+        if decoder_only
+        else width([len(e.labels) for e in examples], max_label_width, fixed_labels)
+    )
     labels = torch.full((len(examples), m), IGNORE_INDEX, dtype=torch.long)
     for i, e in enumerate(examples):
         input_ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
@@ -195,13 +230,27 @@ def epoch_order(n_examples: int, epoch: int, seed: int) -> list[int]:
 
 
 def iter_batches(
-    examples: Sequence[Example], batch_size: int, epoch: int, seed: int, pad_token_id: int, *,
-    start_batch: int = 0, pad_to: int | None = None, multiple_of: int = 1, max_width: int | None = None,
+    examples: Sequence[Example],
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    pad_token_id: int,
+    *,
+    start_batch: int = 0,
+    pad_to: int | None = None,
+    multiple_of: int = 1,
+    max_width: int | None = None,
     max_label_width: int | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield the epoch's collated batches from ``start_batch`` on (the last batch may be smaller)."""
     order = epoch_order(len(examples), epoch, seed)
     for b in range(start_batch, -(-len(order) // batch_size)):
         chunk = [examples[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-        yield collate(chunk, pad_token_id, pad_to=pad_to, multiple_of=multiple_of, max_width=max_width,
-                      max_label_width=max_label_width)
+        yield collate(
+            chunk,
+            pad_token_id,
+            pad_to=pad_to,
+            multiple_of=multiple_of,
+            max_width=max_width,
+            max_label_width=max_label_width,
+        )

@@ -39,12 +39,22 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> RougeScores:
         for key, score in scorer.score(reference, prediction).items():
             totals[key] += score.fmeasure
     n = len(references)
-    return RougeScores(100 * totals["rouge1"] / n, 100 * totals["rouge2"] / n, 100 * totals["rougeL"] / n, n)
+    return RougeScores(
+        100 * totals["rouge1"] / n, 100 * totals["rouge2"] / n, 100 * totals["rougeL"] / n, n
+    )
 
 
 @torch.no_grad()
-def generate_summaries(model: torch.nn.Module, tokenizer, rows: Sequence[SummaryRow], *, max_length: int = 512,
-                       max_new_tokens: int = 64, num_beams: int = 1, batch_size: int = 8) -> list[str]:
+def generate_summaries(
+    model: torch.nn.Module,
+    tokenizer,
+    rows: Sequence[SummaryRow],
+    *,
+    max_length: int = 512,
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    batch_size: int = 8,
+) -> list[str]:
     """Generate one summary per row (greedy when ``num_beams`` is 1). Sources are truncated so that
     prompt + ``max_new_tokens`` fits ``max_length``."""
     was_training = model.training
@@ -58,7 +68,9 @@ def generate_summaries(model: torch.nn.Module, tokenizer, rows: Sequence[Summary
         prompts = []
         for row in chunk:
             if encoder_decoder:
-                ids = tokenizer(T5_PROMPT_PREFIX + row.source, add_special_tokens=True)["input_ids"][:max_length]
+                ids = tokenizer(T5_PROMPT_PREFIX + row.source, add_special_tokens=True)[
+                    "input_ids"
+                ][:max_length]
             else:
                 source = tokenizer(row.source, add_special_tokens=False)["input_ids"]
                 room = max(1, max_length - max_new_tokens - len(decoder_prompt_ids(tokenizer, [])))
@@ -72,16 +84,24 @@ def generate_summaries(model: torch.nn.Module, tokenizer, rows: Sequence[Summary
                 input_ids[i, : len(p)], mask[i, : len(p)] = torch.tensor(p), 1
             else:
                 input_ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
-        generated = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                                   max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                                   pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        generated = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+        )
         new = generated if encoder_decoder else generated[:, width:]
         outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     model.train(was_training)
     return outputs
 
 
-def evaluate_rouge(model: torch.nn.Module, tokenizer, rows: Sequence[SummaryRow], **generate_kwargs) -> RougeScores:
+def evaluate_rouge(
+    model: torch.nn.Module, tokenizer, rows: Sequence[SummaryRow], **generate_kwargs
+) -> RougeScores:
     """Generate for ``rows`` (see ``generate_summaries`` for the options) and score against targets."""
     if not rows:
         raise DataError("evaluation needs at least one test row")

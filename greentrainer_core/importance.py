@@ -28,7 +28,9 @@ from greentrainer_core.errors import GreenTrainerError
 LossFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
-def _snapshot_state(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> dict[int, dict | None]:
+def _snapshot_state(
+    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]
+) -> dict[int, dict | None]:
     """Host copies of the optimizer state of ``params`` (None where the optimizer holds none)."""
     saved: dict[int, dict | None] = {}
     for p in params:
@@ -37,12 +39,17 @@ def _snapshot_state(optimizer: torch.optim.Optimizer, params: list[torch.nn.Para
             saved[id(p)] = None
             continue
         saved[id(p)] = {
-            k: (v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v) for k, v in state.items()
+            k: (v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v)
+            for k, v in state.items()
         }
     return saved
 
 
-def _restore_state(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], saved: dict[int, dict | None]) -> None:
+def _restore_state(
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    saved: dict[int, dict | None],
+) -> None:
     for p in params:
         before = saved[id(p)]
         if before is None:
@@ -120,4 +127,3 @@ def tensor_importance(
             p.requires_grad_(flags[n])
     scale = max((abs(v) for v in scores.values()), default=0.0)
     return {n: (v / scale if scale > 0 else 0.0) for n, v in scores.items()}
-

@@ -57,28 +57,43 @@ def top2_names(model: torch.nn.Module) -> list[str]:
     for name, p in model.named_parameters():
         in_blocks = name.startswith(f"{stack}.")
         seen_blocks = seen_blocks or in_blocks
-        if name.startswith(last_two) or (seen_blocks and not in_blocks and p.ndim == 1 and p is not embeddings):
+        if name.startswith(last_two) or (
+            seen_blocks and not in_blocks and p.ndim == 1 and p is not embeddings
+        ):
             names.append(name)
     return names
 
 
-def wrap_peft(model: torch.nn.Module, method: str, *, lora_r: int = 8, lora_alpha: int = 16,
-              prefix_tokens: int = 16) -> torch.nn.Module:
+def wrap_peft(
+    model: torch.nn.Module,
+    method: str,
+    *,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    prefix_tokens: int = 16,
+) -> torch.nn.Module:
     """Wrap ``model`` with peft for 'lora' or 'prefix'; only the adapter tensors stay trainable.
 
     Raises TrainingConfigError when LoRA has no target table entry for the model's architecture."""
     from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
-    task = TaskType.SEQ_2_SEQ_LM if model.config.is_encoder_decoder else TaskType.CAUSAL_LM
+    config = model.config
+    task = TaskType.SEQ_2_SEQ_LM if config.is_encoder_decoder else TaskType.CAUSAL_LM
+    peft_config: LoraConfig | PrefixTuningConfig
     if method == "lora":
-        model_type = model.config.model_type
+        model_type = str(config.model_type)
         if model_type not in LORA_TARGETS:
             raise TrainingConfigError(
                 f"method 'lora' has no query/value projection names for model_type {model_type!r}; "
                 f"known: {sorted(LORA_TARGETS)}"
             )
-        peft_config = LoraConfig(task_type=task, r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
-                                 target_modules=LORA_TARGETS[model_type])
+        peft_config = LoraConfig(
+            task_type=task,
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=0.0,
+            target_modules=LORA_TARGETS[model_type],
+        )
     elif method == "prefix":
         peft_config = PrefixTuningConfig(task_type=task, num_virtual_tokens=prefix_tokens)
     else:

@@ -27,7 +27,15 @@ import numpy as np
 import torch
 
 from greentrainer_core import apply_selection, profile_model, select_tensors
-from greentrainer_core.config import EpochRecord, EpochStart, Event, RhoSchedule, StepEvent, TrainConfig, rho_for_epoch
+from greentrainer_core.config import (
+    EpochRecord,
+    EpochStart,
+    Event,
+    RhoSchedule,
+    StepEvent,
+    TrainConfig,
+    rho_for_epoch,
+)
 from greentrainer_core.data import Example, iter_batches
 from greentrainer_core.errors import TrainingConfigError
 from greentrainer_core.flops import count_step_flops
@@ -45,11 +53,22 @@ class Trainer:
     arguments and ``load_checkpoint(path)`` continues with the next epoch.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, examples: Sequence[Example], config: TrainConfig,
-                 rho: RhoSchedule = 1.0) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        examples: Sequence[Example],
+        config: TrainConfig,
+        rho: RhoSchedule = 1.0,
+    ) -> None:
         if not examples:
             raise TrainingConfigError("no training examples")
-        self.config, self.rho_schedule, self.examples, self.tokenizer = config, rho, list(examples), tokenizer
+        self.config, self.rho_schedule, self.examples, self.tokenizer = (
+            config,
+            rho,
+            list(examples),
+            tokenizer,
+        )
         if not callable(rho):  # a constant or a list is checked before any work starts
             for epoch in range(config.epochs):
                 rho_for_epoch(rho, epoch)
@@ -62,14 +81,30 @@ class Trainer:
             with torch.device("meta"):
                 twin = type(model)(copy.deepcopy(model.config))
             self._profiler_model = twin.to_empty(device=self.device)
-            model = wrap_peft(model, config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                              prefix_tokens=config.prefix_tokens)
+            model = wrap_peft(
+                model,
+                config.method,
+                lora_r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                prefix_tokens=config.prefix_tokens,
+            )
         self.model = model
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        params = [(n, p) for n, p in model.named_parameters() if config.method not in PEFT_METHODS or p.requires_grad]
+        params = [
+            (n, p)
+            for n, p in model.named_parameters()
+            if config.method not in PEFT_METHODS or p.requires_grad
+        ]
         self.optimizer = torch.optim.AdamW(
-            [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-             {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}], lr=config.lr)
+            [
+                {
+                    "params": [p for _, p in params if p.ndim >= 2],
+                    "weight_decay": config.weight_decay,
+                },
+                {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0},
+            ],
+            lr=config.lr,
+        )
         total = max(1, config.epochs * -(-self.micro_batches_per_epoch() // config.grad_accum))
         warmup = config.warmup_steps
 
@@ -112,8 +147,16 @@ class Trainer:
             if len(self._profiles) >= _PROFILE_CACHE_SIZE:
                 self._profiles.pop(next(iter(self._profiles)))
             input_ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device=self.device)
-            labels = input_ids if target_len is None else torch.zeros((batch_size, target_len), dtype=torch.long, device=self.device)
-            inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+            labels = (
+                input_ids
+                if target_len is None
+                else torch.zeros((batch_size, target_len), dtype=torch.long, device=self.device)
+            )
+            inputs = {
+                "input_ids": input_ids,
+                "attention_mask": torch.ones_like(input_ids),
+                "labels": labels,
+            }
             params = list(self._profiler_model.parameters())
             flags = [p.requires_grad for p in params]
             for p in params:  # the profile covers the tensors trainable while tracing: all of them
@@ -127,10 +170,17 @@ class Trainer:
 
     def _batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         c = self.config
-        batches = iter_batches(self.examples, c.batch_size, epoch, c.seed, self.pad_id,
-                               pad_to=c.max_length if c.pad_to_max_length else None,
-                               multiple_of=c.pad_to_multiple_of, max_width=c.max_length,
-                               max_label_width=c.max_target_length)
+        batches = iter_batches(
+            self.examples,
+            c.batch_size,
+            epoch,
+            c.seed,
+            self.pad_id,
+            pad_to=c.max_length if c.pad_to_max_length else None,
+            multiple_of=c.pad_to_multiple_of,
+            max_width=c.max_length,
+            max_label_width=c.max_target_length,
+        )
         for i, batch in enumerate(batches):
             if i >= self.micro_batches_per_epoch():
                 return
@@ -150,11 +200,24 @@ class Trainer:
             return top2_names(self.model), 0.0, 0.0
         t0 = time.perf_counter()
         reference = self.profile(self.config.batch_size, self.config.max_length)
-        probe_batches = [b for _, b in zip(range(self.config.importance_batches), self._batches(epoch), strict=False)]
-        importance = tensor_importance(self.model, self.optimizer, probe_batches, self._loss,
-                                       names=reference.reachable(rho), autocast=self._autocast)
+        probe_batches = [
+            b
+            for _, b in zip(
+                range(self.config.importance_batches), self._batches(epoch), strict=False
+            )
+        ]
+        importance = tensor_importance(
+            self.model,
+            self.optimizer,
+            probe_batches,
+            self._loss,
+            names=reference.reachable(rho),
+            autocast=self._autocast,
+        )
         t1 = time.perf_counter()
-        selection = select_tensors(reference, importance, rho=rho, resolution=self.config.resolution)
+        selection = select_tensors(
+            reference, importance, rho=rho, resolution=self.config.resolution
+        )
         return list(selection.names), t1 - t0, time.perf_counter() - t1
 
     def _predicted(self, prof) -> int | None:
@@ -173,26 +236,45 @@ class Trainer:
                 apply_selection(self.model, self._selected)
             self.ever_trained.update(self._selected)
             reference = self.profile(c.batch_size, c.max_length)
-            yield EpochStart(epoch, rho, tuple(self._selected), self._predicted(reference) or 0,
-                             int(reference.full_flops), importance_s, selection_s)
-            record = EpochRecord(epoch, rho, list(self._selected), overhead_s=importance_s + selection_s)
+            yield EpochStart(
+                epoch,
+                rho,
+                tuple(self._selected),
+                self._predicted(reference) or 0,
+                int(reference.full_flops),
+                importance_s,
+                selection_s,
+            )
+            record = EpochRecord(
+                epoch, rho, list(self._selected), overhead_s=importance_s + selection_s
+            )
             n = self.micro_batches_per_epoch()
             for i, batch in enumerate(self._batches(epoch)):
                 yield self._step(record, i, batch, last=(i == n - 1))
                 refresh = c.importance_every_steps
-                if (c.method == "greentrainer" and refresh and (i + 1) % c.grad_accum == 0
-                        and self.global_step % refresh == 0 and i < n - 1):
+                if (
+                    c.method == "greentrainer"
+                    and refresh
+                    and (i + 1) % c.grad_accum == 0
+                    and self.global_step % refresh == 0
+                    and i < n - 1
+                ):
                     self._selected, imp_s, sel_s = self._select(epoch, rho)
                     apply_selection(self.model, self._selected)
                     self.ever_trained.update(self._selected)
-                    record.selected, record.overhead_s = list(self._selected), record.overhead_s + imp_s + sel_s
+                    record.selected, record.overhead_s = (
+                        list(self._selected),
+                        record.overhead_s + imp_s + sel_s,
+                    )
             record.loss /= max(record.steps, 1)
             record.wall_s = time.perf_counter() - epoch_t0
             self.history.append(record)
             self.epoch += 1
             yield record
 
-    def _step(self, record: EpochRecord, i: int, batch: dict[str, torch.Tensor], last: bool) -> StepEvent:
+    def _step(
+        self, record: EpochRecord, i: int, batch: dict[str, torch.Tensor], last: bool
+    ) -> StepEvent:
         c, t0 = self.config, time.perf_counter()
 
         def forward_backward() -> torch.Tensor:
@@ -212,7 +294,8 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.global_step += 1
-        prof = self.profile(*batch["input_ids"].shape, batch["labels"].shape[1])
+        batch_size, length = batch["input_ids"].shape
+        prof = self.profile(batch_size, length, batch["labels"].shape[1])
         predicted, full = self._predicted(prof), int(prof.full_flops)
         wall = time.perf_counter() - t0
         record.steps += 1
@@ -220,7 +303,9 @@ class Trainer:
         record.executed_flops += int(executed)
         record.predicted_flops += predicted or 0
         record.full_flops += full
-        return StepEvent(record.epoch, i, float(loss), int(executed), predicted, full, wall, stepped)
+        return StepEvent(
+            record.epoch, i, float(loss), int(executed), predicted, full, wall, stepped
+        )
 
     def run(self, callback: Callable[[Event], None] | None = None) -> list[EpochRecord]:
         """Train to the end, passing every event to ``callback``; returns the per-epoch records."""
@@ -236,11 +321,17 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch, "global_step": self.global_step, "next_batch": 0,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "next_batch": 0,
             "history": [vars(r).copy() for r in self.history],
             "ever_trained": sorted(self.ever_trained),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -16,12 +16,18 @@ from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 @pytest.mark.parametrize("method", ["full", "top2", "lora", "prefix", "greentrainer"])
 def test_every_method_trains_and_reports_counted_flops_against_the_same_full_counterfactual(method):
     tok = tiny_tokenizer()
-    examples = tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32)
-    config = TrainConfig(method=method, epochs=1, batch_size=4, max_length=32, pad_to_multiple_of=32, lr=1e-2)
+    examples = tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32
+    )
+    config = TrainConfig(
+        method=method, epochs=1, batch_size=4, max_length=32, pad_to_multiple_of=32, lr=1e-2
+    )
     trainer = Trainer(tiny_llama(tie=True), tok, examples, config, rho=0.6)
     [record] = [e for e in trainer.events() if isinstance(e, EpochRecord)]
     assert math.isfinite(record.loss) and record.steps == 2
-    reference = Trainer(tiny_llama(tie=True), tok, examples, TrainConfig(method="full", max_length=32)).profile(4, 32)
+    reference = Trainer(
+        tiny_llama(tie=True), tok, examples, TrainConfig(method="full", max_length=32)
+    ).profile(4, 32)
     assert record.full_flops == 2 * int(reference.full_flops)
     assert 0 < record.executed_flops <= record.full_flops
 
@@ -48,10 +54,14 @@ def test_lora_on_an_unknown_architecture_is_a_clear_error():
 
 def test_frozen_base_weights_of_lora_stay_bit_identical():
     tok = tiny_tokenizer()
-    examples = tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32)
+    examples = tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32
+    )
     model = tiny_llama()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = Trainer(model, tok, examples, TrainConfig(method="lora", batch_size=4, max_length=32, lr=1e-2))
+    trainer = Trainer(
+        model, tok, examples, TrainConfig(method="lora", batch_size=4, max_length=32, lr=1e-2)
+    )
     trainer.run()
     for n, p in trainer.model.named_parameters():
         if "lora_" not in n:

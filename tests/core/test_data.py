@@ -5,7 +5,15 @@ import json
 import pandas as pd
 import pytest
 
-from greentrainer_core.data import IGNORE_INDEX, SummaryRow, collate, epoch_order, load_examples, load_rows, tokenize_rows
+from greentrainer_core.data import (
+    IGNORE_INDEX,
+    SummaryRow,
+    collate,
+    epoch_order,
+    load_examples,
+    load_rows,
+    tokenize_rows,
+)
 from greentrainer_core.errors import DataError
 from tests.core.tiny import ROWS, tiny_tokenizer, write_jsonl
 
@@ -15,14 +23,18 @@ def test_decoder_prompt_is_source_tldr_then_target_and_loss_covers_only_target(t
     [example] = load_examples(write_jsonl(tmp_path / "d.jsonl", ROWS[:1]), tok, max_length=64)
     text = tok.decode(example.input_ids)
     assert text == "<s> the cat sat on the mat all day TL ; DR : cat sat on mat </s>"
-    target = [t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX]
+    target = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
     assert tok.decode(target) == "cat sat on mat </s>"
 
 
 def test_t5_format_prefixes_summarize_and_labels_are_the_target():
     tok = tiny_tokenizer()
-    [example] = tokenize_rows([SummaryRow(0, "the cat sat", "cat sat")], tok, is_encoder_decoder=True)
-    assert tok.decode(example.input_ids).startswith("<unk> : the cat sat")  # "summarize" is not in the vocab
+    [example] = tokenize_rows(
+        [SummaryRow(0, "the cat sat", "cat sat")], tok, is_encoder_decoder=True
+    )
+    assert tok.decode(example.input_ids).startswith(
+        "<unk> : the cat sat"
+    )  # "summarize" is not in the vocab
     assert tok.decode(example.labels) == "cat sat </s>"
 
 
@@ -31,7 +43,10 @@ def test_long_source_is_truncated_to_fit_max_length():
     row = SummaryRow(0, " ".join(["the cat sat"] * 50), "cat sat")
     [example] = tokenize_rows([row], tok, max_length=20)
     assert len(example.input_ids) == 20
-    assert tok.decode([t for t, l in zip(example.input_ids, example.labels) if l != IGNORE_INDEX]) == "cat sat </s>"
+    assert (
+        tok.decode([t for t, l in zip(example.input_ids, example.labels) if l != IGNORE_INDEX])
+        == "cat sat </s>"
+    )
 
 
 def test_csv_and_parquet_load_like_jsonl(tmp_path):
@@ -64,9 +79,15 @@ def test_empty_file_missing_file_and_unsupported_suffix_are_clear_errors(tmp_pat
 
 def test_blank_rows_are_reported_with_their_row_numbers(tmp_path):
     path = tmp_path / "d.jsonl"
-    lines = [{"source": "the cat", "target": "cat"}, {"source": "  ", "target": "x"}, {"source": "a", "target": None}]
+    lines = [
+        {"source": "the cat", "target": "cat"},
+        {"source": "  ", "target": "x"},
+        {"source": "a", "target": None},
+    ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    with pytest.raises(DataError, match=r"2 unusable row\(s\): row 1: .*\['source'\].*; row 2: .*\['target'\]"):
+    with pytest.raises(
+        DataError, match=r"2 unusable row\(s\): row 1: .*\['source'\].*; row 2: .*\['target'\]"
+    ):
         load_rows(path)
 
 

@@ -19,10 +19,14 @@ def test_rouge_is_100_for_identical_text_and_0_for_disjoint_text():
 def test_generation_returns_one_summary_per_row_within_max_new_tokens():
     tok = tiny_tokenizer()
     rows = [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS[:5])]
-    outputs = generate_summaries(tiny_llama(), tok, rows, max_new_tokens=3, batch_size=2, max_length=32)
+    outputs = generate_summaries(
+        tiny_llama(), tok, rows, max_new_tokens=3, batch_size=2, max_length=32
+    )
     assert len(outputs) == 5
     assert all(len(o.split()) <= 3 for o in outputs)
-    beams = generate_summaries(tiny_llama(), tok, rows[:2], max_new_tokens=3, num_beams=2, max_length=32)
+    beams = generate_summaries(
+        tiny_llama(), tok, rows[:2], max_new_tokens=3, num_beams=2, max_length=32
+    )
     assert len(beams) == 2
 
 

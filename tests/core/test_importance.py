@@ -3,7 +3,7 @@ and early stopping of the probing backward."""
 
 import torch
 
-from greentrainer_core.data import collate, tokenize_rows, SummaryRow
+from greentrainer_core.data import SummaryRow, collate, tokenize_rows
 from greentrainer_core.flops import count_step_flops
 from greentrainer_core.importance import tensor_importance
 from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
@@ -11,7 +11,10 @@ from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
 def _batch():
     tok = tiny_tokenizer()
-    return collate(tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS[:4])], tok), tok.pad_token_id)
+    return collate(
+        tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS[:4])], tok),
+        tok.pad_token_id,
+    )
 
 
 def _loss(model):
@@ -55,7 +58,9 @@ def test_importance_is_minus_update_times_gradient_at_w_t():
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     batch = _batch()
     model(**batch).loss.backward()
-    raw = {n: lr * float((p.grad.double() ** 2).sum()) for n, p in model.named_parameters()}  # dw = -lr g
+    raw = {
+        n: lr * float((p.grad.double() ** 2).sum()) for n, p in model.named_parameters()
+    }  # dw = -lr g
     model.zero_grad(set_to_none=True)
     importance = tensor_importance(model, optimizer, [batch], _loss(model))
     scale = max(raw.values())
@@ -68,8 +73,12 @@ def test_probing_backward_stops_at_the_deepest_probed_tensor():
     optimizer = torch.optim.AdamW(model.parameters())
     names = [n for n, _ in model.named_parameters()]
     top = [n for n in names if "layers.1" in n or "lm_head" in n or n == "model.norm.weight"]
-    _, flops_top = count_step_flops(lambda: tensor_importance(model, optimizer, [_batch()], _loss(model), names=top))
-    _, flops_all = count_step_flops(lambda: tensor_importance(model, optimizer, [_batch()], _loss(model)))
+    _, flops_top = count_step_flops(
+        lambda: tensor_importance(model, optimizer, [_batch()], _loss(model), names=top)
+    )
+    _, flops_all = count_step_flops(
+        lambda: tensor_importance(model, optimizer, [_batch()], _loss(model))
+    )
     importance = tensor_importance(model, optimizer, [_batch()], _loss(model), names=top)
     assert set(importance) == set(top)
     assert flops_top < flops_all

@@ -12,7 +12,9 @@ from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
 
 def _examples(tok, n=8):
-    return tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate((ROWS * 4)[:n])], tok, max_length=32)
+    return tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate((ROWS * 4)[:n])], tok, max_length=32
+    )
 
 
 def _trainer(rho, epochs=2, seed=0, **kw):
@@ -88,7 +90,9 @@ def test_resuming_from_an_epoch_checkpoint_matches_an_uninterrupted_run(tmp_path
         if isinstance(event, EpochRecord):
             first.save_checkpoint(tmp_path / "ckpt.pt")
             break
-    resumed = _trainer([0.5, 0.7], epochs=2, seed=2)  # different init: everything must come from the file
+    resumed = _trainer(
+        [0.5, 0.7], epochs=2, seed=2
+    )  # different init: everything must come from the file
     resumed.load_checkpoint(tmp_path / "ckpt.pt")
     resumed.run()
     assert [r.epoch for r in resumed.history] == [0, 1]
@@ -124,19 +128,42 @@ def test_importance_refresh_every_n_steps_adds_overhead_within_the_epoch():
     original = refreshed._select
     refreshed._select = lambda epoch, rho: calls.append(epoch) or original(epoch, rho)
     refreshed.run()
-    assert calls == [0, 0, 0, 0]  # at the epoch start, then after optimizer steps 1..3 (not after the last)
+    assert calls == [
+        0,
+        0,
+        0,
+        0,
+    ]  # at the epoch start, then after optimizer steps 1..3 (not after the last)
 
 
 def test_encoder_decoder_models_train_with_exact_flops_accounting():
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    model = T5ForConditionalGeneration(T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                                                num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=2))
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=128,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=2,
+        )
+    )
     tok = tiny_tokenizer()
-    examples = tokenize_rows([SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok,
-                             is_encoder_decoder=True, max_length=32, max_target_length=8)
-    config = TrainConfig(epochs=1, batch_size=4, max_length=32, max_target_length=8, pad_to_max_length=True, lr=1e-2)
+    examples = tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)],
+        tok,
+        is_encoder_decoder=True,
+        max_length=32,
+        max_target_length=8,
+    )
+    config = TrainConfig(
+        epochs=1, batch_size=4, max_length=32, max_target_length=8, pad_to_max_length=True, lr=1e-2
+    )
     trainer = Trainer(model, tok, examples, config, rho=0.6)
     steps = [e for e in trainer.events() if isinstance(e, StepEvent)]
     assert all(s.executed_flops == s.predicted_flops <= 0.6 * s.full_flops for s in steps)
