@@ -23,8 +23,8 @@ from service.teams import create_team
 
 # The sample data set `up --demo` uploads (shipped by the core; its licence and source are noted
 # next to it). The one place that names it.
-DEMO_DATASET_PATH = Path(__file__).resolve().parent.parent / "greentrainer_core" / "data" / \
-    "sample_summaries.jsonl"
+DEMO_DATASET_PATH = Path(__file__).resolve().parent.parent / "greentrainer_core" / "sample_data" / \
+    "xsum_demo_train.jsonl"
 DEMO_TEAM = "demo"
 ADMIN_KEY_FILE = "admin.key"
 DEMO_KEY_FILE = "demo.key"
