@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
 from service.scheduler.loop import run_forever
+from service.scheduler.readings import CarbonReading
 from service.settings import Settings
 from tests.conftest import require
 from tests.core.tiny import tiny_llama, tiny_tokenizer
@@ -109,6 +111,14 @@ class Stack:
             time.sleep(0.2)
 
 
+def dirty_then_clean(hours: float) -> list[CarbonReading]:
+    """A forecast whose next 4 hours are dirty and the rest clean: deadline jobs wait."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return [CarbonReading(400.0 if slot < 8 else 50.0, now + timedelta(minutes=30 * slot),
+                          "test-forecast", is_forecast=True)
+            for slot in range(int(hours * 2) + 2)]
+
+
 def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[Stack]:
     upgrade(database_url)
     models = root / "models"
@@ -131,7 +141,8 @@ def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[St
         celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(gpu))
 
     stop = threading.Event()
-    loop = threading.Thread(target=run_forever, args=(factory, settings, send, None, stop),
+    loop = threading.Thread(target=run_forever, args=(factory, settings, send, dirty_then_clean,
+                                                      stop),
                             daemon=True)
     loop.start()
     with LiveServer(app) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
