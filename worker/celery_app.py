@@ -10,6 +10,7 @@ from pathlib import Path
 
 from celery import Celery
 
+from service.scheduler.pool_settings import PoolSettings
 from service.settings import Settings
 
 RUN_JOB_TASK = "greentrainer.run_job"
@@ -27,7 +28,8 @@ def broker_url(settings: Settings) -> str:
     return f"sqla+sqlite:///{(Path(settings.data_dir) / 'broker.sqlite').resolve()}"
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, pool: PoolSettings | None = None) -> Celery:
+    pool = pool or PoolSettings()
     app = Celery("greentrainer", broker=broker_url(settings), include=["worker.tasks"])
     app.conf.update(
         # The DB is the source of truth; the broker only carries job ids. No results stored.
@@ -51,5 +53,5 @@ def make_celery(settings: Settings) -> Celery:
         # Above the longest job, so Redis never hands a running job to a second worker; a killed
         # worker's job is re-queued by the reconciler from its expired DB lease long before.
         app.conf.broker_transport_options = {
-            "visibility_timeout": settings.visibility_timeout_seconds}
+            "visibility_timeout": pool.visibility_timeout_seconds}
     return app

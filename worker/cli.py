@@ -49,7 +49,7 @@ class SlotKeeper:
                             gpu_ids=",".join(map(str, me.gpu_ids)) if me.gpu_ids else None)
 
     def _run(self) -> None:
-        interval = self.ctx.settings.heartbeat_seconds  # type: ignore[attr-defined]
+        interval = self.ctx.pool.heartbeat_seconds  # type: ignore[attr-defined]
         while not self.stop.wait(interval):
             try:
                 self.beat()

@@ -26,6 +26,7 @@ from service.job_records import EpochRecord as EpochRow
 from service.job_records import record_epoch
 from service.models import Job, JobEpoch
 from service.scheduler import SchedulerError, leases, slots
+from service.scheduler.pool_settings import PoolSettings
 from service.settings import Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
@@ -62,7 +63,7 @@ def checkpoint_path(settings: Settings, job_id: str, epoch: int) -> Path:
 
 
 def _claim(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
-           settings: Settings) -> str | None:
+           pool: PoolSettings) -> str | None:
     """Take the job; returns why not (None = taken)."""
     with session_scope(factory) as session:
         job = session.get(Job, job_id)
@@ -70,31 +71,32 @@ def _claim(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
             return "missing"
         if JobStatus(job.status) in TERMINAL:
             return f"already {job.status}"
-        if not leases.claim(session, job_id, me.name, lease_seconds=settings.lease_seconds):
+        if not leases.claim(session, job_id, me.name, lease_seconds=pool.lease_seconds):
             return f"{job.status}, not ours to run"
         session.refresh(job)
         slots.take(session, me.name, job_id)
-        if job.attempts > settings.max_attempts:
+        if job.attempts > pool.max_attempts:
             job.attempts -= 1  # this try is not made
             leases.requeue_or_fail(session, job, "the worker process kept dying",
-                                   max_attempts=settings.max_attempts)
+                                   max_attempts=pool.max_attempts)
             return "too many attempts"
         append_event(session, job_id, "worker", f"worker {me.name} took the job "
-                     f"(attempt {job.attempts} of {settings.max_attempts})",
+                     f"(attempt {job.attempts} of {pool.max_attempts})",
                      data={"worker": me.name, "gpu_class": me.gpu_class,
                            "attempt": job.attempts})
     return None
 
 
 def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
-            store: BlobStore, me: WorkerIdentity, outlook: Any = None) -> str:
+            pool: PoolSettings, store: BlobStore, me: WorkerIdentity,
+            outlook: Any = None) -> str:
     """Run (or resume) ``job_id``; returns a short outcome for the log."""
-    refused = _claim(factory, job_id, me, settings)
+    refused = _claim(factory, job_id, me, pool)
     if refused is not None:
         log.info("job %s skipped: %s", job_id, refused)
         return f"skipped: {refused}"
-    keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=settings.lease_seconds,
-                         heartbeat_seconds=settings.heartbeat_seconds)
+    keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=pool.lease_seconds,
+                         heartbeat_seconds=pool.heartbeat_seconds)
     try:
         with keeper:
             _JobRun(job_id, factory, settings, store, me, keeper, outlook).run()
@@ -104,17 +106,17 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
             slots.release(session, job_id)
         return "stopped"
     except (GreenTrainerError, SchedulerError, LookupError) as exc:  # the job's own input
-        _end(factory, job_id, me, settings, "failed", code=type(exc).__name__,
+        _end(factory, job_id, me, pool, "failed", code=type(exc).__name__,
              message=str(exc))
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
         log.exception("job %s crashed", job_id)
-        _end(factory, job_id, me, settings, "retry", code="training_error",
+        _end(factory, job_id, me, pool, "retry", code="training_error",
              message=f"{exc!r}")
         return "retried"
 
 
-def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, settings: Settings,
+def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
          how: str, *, code: str, message: str) -> None:
     with session_scope(factory) as session:
         job = session.get(Job, job_id)
@@ -123,7 +125,7 @@ def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, settin
             return
         if how == "retry":
             leases.requeue_or_fail(session, job, f"{code}: {message}",
-                                   max_attempts=settings.max_attempts)
+                                   max_attempts=pool.max_attempts)
             return
         slots.release(session, job_id)
         leases.clear(job)

@@ -14,5 +14,5 @@ app = make_celery(get_settings())
 def run_job_task(job_id: str) -> str:
     """Run or resume ``job_id`` if it is dispatched and nobody live holds it; idempotent."""
     ctx = context.current()
-    return run_job(job_id, factory=ctx.factory, settings=ctx.settings, store=ctx.store,
+    return run_job(job_id, factory=ctx.factory, settings=ctx.settings, pool=ctx.pool, store=ctx.store,
                    me=ctx.identity)

@@ -13,6 +13,7 @@ from service.errors import ServiceError
 from service.settings import get_settings
 
 from .loop import run_forever
+from .pool_settings import PoolSettings
 from .readings import CarbonReading
 from .settings import build_chain
 
@@ -32,7 +33,8 @@ def dispatch_forever() -> int:
     except ServiceError as exc:
         print(f"greentrainer scheduler: {exc.message}", file=sys.stderr)
         return 2
-    celery = make_celery(settings)
+    pool = PoolSettings()
+    celery = make_celery(settings, pool)
     chain = build_chain()
 
     def send(job_id: str, gpu_class: str) -> None:
@@ -49,9 +51,9 @@ def dispatch_forever() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print("scheduler: dispatching every "
-          f"{settings.dispatch_interval_seconds:g} s", file=sys.stderr)
+          f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
     try:
-        run_forever(make_session_factory(engine), settings, send, forecast, stop)
+        run_forever(make_session_factory(engine), pool, send, forecast, stop)
     finally:
         chain.close()
         engine.dispose()

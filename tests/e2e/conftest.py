@@ -22,6 +22,7 @@ import pytest
 from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
 from service.scheduler.loop import run_forever
+from service.scheduler.pool_settings import PoolSettings
 from service.scheduler.readings import CarbonReading
 from service.settings import Settings
 from tests.conftest import require
@@ -124,24 +125,27 @@ def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[St
     models = root / "models"
     model_dir = write_tiny_model(models / "tiny")
     gpu_class = f"e2e{secrets.token_hex(3)}"
-    values = dict(database_url=database_url, data_dir=str(root / "data"), admin_key=ADMIN_KEY,
-                  allowed_model_dirs=str(models), lease_seconds=4.0, heartbeat_seconds=0.5,
-                  pickup_seconds=20.0, dispatch_interval_seconds=0.5, max_attempts=3)
+    pool = PoolSettings(lease_seconds=4.0, heartbeat_seconds=0.5, pickup_seconds=20.0,
+                        dispatch_interval_seconds=0.5, max_attempts=3)
+    values: dict[str, Any] = dict(database_url=database_url, data_dir=str(root / "data"),
+                                  admin_key=ADMIN_KEY, allowed_model_dirs=str(models),
+                                  **pool.model_dump())
     if broker_url:
         values["broker_url"] = broker_url
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GREENTRAINER_CARBON_PROVIDERS": "static",
            **{f"GREENTRAINER_{k.upper()}": str(v) for k, v in values.items()}}
-    settings = Settings(**{**values, "allowed_model_dirs": [models]})
+    settings = Settings(database_url=database_url, data_dir=root / "data", admin_key=ADMIN_KEY,
+                        allowed_model_dirs=[models], broker_url=broker_url)
     app = create_app(settings)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
-    celery = make_celery(settings)
+    celery = make_celery(settings, pool)
 
     def send(job_id: str, gpu: str) -> None:
         celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(gpu))
 
     stop = threading.Event()
-    loop = threading.Thread(target=run_forever, args=(factory, settings, send, dirty_then_clean,
+    loop = threading.Thread(target=run_forever, args=(factory, pool, send, dirty_then_clean,
                                                       stop),
                             daemon=True)
     loop.start()
