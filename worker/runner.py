@@ -10,6 +10,7 @@ after the checkpoint of that epoch is on disk, so no epoch is counted twice and 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +107,20 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
             slots.release(session, job_id)
         return "stopped"
     except (GreenTrainerError, SchedulerError, LookupError) as exc:  # the job's own input
-        _end(factory, job_id, me, pool, "failed", code=type(exc).__name__,
-             message=str(exc))
+        _end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
         log.exception("job %s crashed", job_id)
         _end(factory, job_id, me, pool, "retry", code="training_error",
              message=f"{exc!r}")
         return "retried"
+
+
+def error_code(exc: BaseException) -> str:
+    """``DataError`` -> ``data_error``: the job's error code names the kind of problem."""
+    if isinstance(exc, LookupError):
+        return "missing_input"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
