@@ -71,16 +71,22 @@ def _fits(job_classes: set[str], slot_classes: set[str]) -> dict[str, list[str]]
 
 
 def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: float,
-                  pickup_seconds: float, now: datetime | None = None) -> list[Started]:
-    """Start what fits now; returns the started jobs (tasks already sent)."""
+                  pickup_seconds: float, now: datetime | None = None,
+                  planned_only: bool = False) -> list[Started]:
+    """Start what fits now; returns the started jobs (tasks already sent). With
+    ``planned_only``, deadline jobs the green-window planner has not seen yet are left for it
+    (the API's fast path after a submission; the scheduler loop plans, then dispatches)."""
     now = now or utcnow()
     started: list[Started] = []
     with session_scope(factory) as session:
         free = slots.free_slots(session, now=now, stale_after_s=stale_after_s, lock=True)
         if not free:
             return []
+        waiting = Job.status == JobStatus.QUEUED.value
+        if planned_only:
+            waiting = waiting & (Job.deadline.is_(None) | Job.planned_start_at.is_not(None))
         jobs = list(session.scalars(
-            select(Job).where(Job.status == JobStatus.QUEUED.value)
+            select(Job).where(waiting)
             .order_by(Job.created_at, Job.id).limit(MAX_JOBS_PER_PASS)
             .with_for_update(skip_locked=True)))
         if not jobs:
