@@ -3,6 +3,10 @@
 - ``{"type": "fixed", "rho"}`` and ``{"type": "schedule", "rhos"}`` are used as given;
 - ``{"type": "carbon-aware", "rho_min", "rho_max", ...}`` asks `CarbonAwareRhoSchedule` with the
   live intensity from the configured provider chain.
+With ``co2_budget_kg`` the first epoch runs carbon-aware and calibrates the energy of a
+full-cost epoch on this GPU (kWh x full FLOPs / executed FLOPs); from then on
+`BudgetRhoSchedule` chooses rho so the remaining epochs fit the remaining budget, and raises
+`BudgetExhaustedError` when even rho_min no longer fits (the worker then stops the job early).
 Every schedule also reports the live carbon reading (intensity, source) that the epoch's energy
 is charged at, and the provider-fallback event when the chain had to skip a provider. A resumed
 job restores the rho of its finished epochs first, so it keeps its decisions.
@@ -17,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.scheduler import (
+    BudgetRhoSchedule,
     CarbonAwareRhoSchedule,
     CarbonReading,
     ChainOutlook,
@@ -47,6 +52,28 @@ class JobRho:
         self.outlook = outlook if outlook is not None else ChainOutlook(build_chain())
         self.schedule: RhoSchedule = _schedule(policy, n_epochs, self.outlook, epoch_hours)
         self.decisions: dict[int, EpochDecision] = {}
+        self.policy, self.n_epochs, self.epoch_hours = dict(policy), n_epochs, epoch_hours
+        self.budget_kg: float | None = (float(policy["co2_budget_kg"])
+                                        if policy.get("co2_budget_kg") else None)
+        self.kg_by_epoch: dict[int, float] = {}
+
+    def record_epoch(self, epoch: int, kg_co2: float | None,
+                     energy_full_kwh_per_epoch: float | None) -> None:
+        """After an epoch (or for each finished epoch of a resumed job): count its CO2 and, in
+        budget mode, switch to the budget schedule once a full-cost epoch's energy is known."""
+        if self.budget_kg is None or kg_co2 is None:
+            return
+        self.kg_by_epoch[epoch] = kg_co2
+        if not isinstance(self.schedule, BudgetRhoSchedule) and energy_full_kwh_per_epoch:
+            done = dict(self.schedule.decisions)  # type: ignore[attr-defined]
+            bounds = RhoBounds(float(self.policy["rho_min"]), float(self.policy["rho_max"]))
+            self.schedule = BudgetRhoSchedule(bounds, self.n_epochs, self.outlook,
+                                              self.epoch_hours, energy_full_kwh_per_epoch,
+                                              self.budget_kg)
+            self.schedule.restore(done)
+        if isinstance(self.schedule, BudgetRhoSchedule):
+            for index, kg in self.kg_by_epoch.items():
+                self.schedule.record_epoch(index, kg)
 
     def restore(self, rho_by_epoch: Mapping[int, float]) -> None:
         if rho_by_epoch:

@@ -26,7 +26,7 @@ from service.job_events import append_event
 from service.job_records import EpochRecord as EpochRow
 from service.job_records import record_epoch
 from service.models import Job, JobEpoch
-from service.scheduler import SchedulerError, leases, slots
+from service.scheduler import BudgetExhaustedError, SchedulerError, leases, slots
 from service.scheduler.pool_settings import PoolSettings
 from service.settings import Settings
 from service.states import TERMINAL, JobStatus
@@ -116,6 +116,14 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "retried"
 
 
+def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
+                    full_flops: float) -> float | None:
+    """Energy of this epoch at full cost: kWh scaled by full / executed FLOPs."""
+    if not energy_kwh or executed_flops <= 0:
+        return None
+    return energy_kwh * full_flops / executed_flops
+
+
 def error_code(exc: BaseException) -> str:
     """``DataError`` -> ``data_error``: the job's error code names the kind of problem."""
     if isinstance(exc, LookupError):
@@ -162,11 +170,14 @@ class _JobRun:
             job = session.get(Job, self.job_id)
             assert job is not None  # claimed a moment ago; jobs are never deleted while running
             inputs = load_inputs(session, self.store, self.settings, job, device)
-            done = {e.epoch_index: e.rho for e in session.scalars(
-                select(JobEpoch).where(JobEpoch.job_id == job.id))}
+            rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
+                                        .order_by(JobEpoch.epoch_index)))
             policy, last = dict(job.rho_policy), job.last_finished_epoch
         self.rho = JobRho(policy, inputs.config.epochs, outlook=self.outlook)
-        self.rho.restore(done)
+        self.rho.restore({e.epoch_index: e.rho for e in rows})
+        for row in rows:
+            self.rho.record_epoch(row.epoch_index, row.kg_co2, _full_epoch_kwh(
+                row.energy_kwh, row.executed_flops, row.full_ft_flops))
         torch.manual_seed(inputs.config.seed)
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
                           rho=self._rho_at_epoch_start)
@@ -178,16 +189,21 @@ class _JobRun:
             trainer.load_checkpoint(path)
             self._event("resumed", f"resumed after epoch {last} from its checkpoint",
                         {"epoch_index": last})
-        for event in trainer.events():
-            if self.keeper.stop.is_set():
-                raise JobStopped
-            if isinstance(event, EpochStart):
-                self._epoch_started(event)
-            elif isinstance(event, StepEvent):
-                self._step(event)
-            elif isinstance(event, EpochRecord):
-                self._epoch_finished(trainer, event)
-        self._finish(trainer, inputs)
+        stopped_early = None
+        try:
+            for event in trainer.events():
+                if self.keeper.stop.is_set():
+                    raise JobStopped
+                if isinstance(event, EpochStart):
+                    self._epoch_started(event)
+                elif isinstance(event, StepEvent):
+                    self._step(event)
+                elif isinstance(event, EpochRecord):
+                    self._epoch_finished(trainer, event)
+        except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
+            stopped_early = f"CO2 budget: {exc}"
+            self._event("co2_budget", f"stopped early: {exc}", level="warning")
+        self._finish(trainer, inputs, stopped_early)
 
     # -- per-epoch pieces ------------------------------------------------------------------
     def _rho_at_epoch_start(self, epoch: int) -> float:
@@ -252,11 +268,13 @@ class _JobRun:
                 energy_kwh=energy.energy_kwh if energy else None,
                 kg_co2=energy.kg_co2 if energy else None,
                 energy_is_estimate=energy.is_estimate if energy else True))
+        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
+            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
         for old in path.parent.glob("epoch-*.pt"):
             if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
                 old.unlink(missing_ok=True)
 
-    def _finish(self, trainer: Any, inputs: Any) -> None:
+    def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
         from greentrainer_core.evaluate import evaluate_rouge
 
         with self._session() as session:
@@ -268,6 +286,8 @@ class _JobRun:
             "epochs": int(totals[0]), "executed_flops": float(totals[1] or 0),
             "full_ft_flops": float(totals[2] or 0), "energy_kwh": float(totals[3] or 0),
             "kg_co2": float(totals[4] or 0)}
+        if stopped_early:
+            result["stopped_early"] = stopped_early
         if inputs.test_rows:
             scores = evaluate_rouge(trainer.model, inputs.tokenizer, inputs.test_rows,
                                     max_length=inputs.config.max_length)

@@ -108,11 +108,11 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
             job.lease_owner = None
             job.lease_expires_at = now + timedelta(seconds=pickup_seconds)
             started.append(Started(job.id, job.team_id, item.gpu_class, slot.name))
-    for item in started:
+    for begun in started:
         try:
-            send(item.job_id, item.gpu_class)
+            send(begun.job_id, begun.gpu_class)
         except Exception:  # broker down: the reconciler re-queues it after the pickup deadline
-            log.exception("sending job %s to the %s queue failed", item.job_id, item.gpu_class)
+            log.exception("sending job %s to the %s queue failed", begun.job_id, begun.gpu_class)
     return started
 
 

@@ -50,7 +50,8 @@ def plan_windows(factory: sessionmaker[Session], forecast: Forecast, *,
             .order_by(Job.created_at).with_for_update(skip_locked=True)))
         if not jobs:
             return 0
-        horizon_h = max((j.deadline - now).total_seconds() for j in jobs) / 3600 + 1
+        horizon_h = max((j.deadline - now).total_seconds() for j in jobs
+                        if j.deadline is not None) / 3600 + 1
         try:
             readings = forecast(max(horizon_h, 1.0))
         except SchedulerError:

@@ -65,9 +65,9 @@ def reconcile(factory: sessionmaker[Session], *, max_attempts: int, stale_after_
         held = session.execute(
             select(WorkerSlot.name, WorkerSlot.job_id, Job.status)
             .join(Job, Job.id == WorkerSlot.job_id)).all()
-        for _name, job_id, status in held:
-            if status != JobStatus.RUNNING.value:
-                slots.release(session, job_id)
+        for _name, held_job, held_status in held:
+            if held_job is not None and held_status != JobStatus.RUNNING.value:
+                slots.release(session, held_job)
                 outcome.freed_slots += 1
         outcome.forgotten_slots = slots.forget_dead(
             session, now=now, dead_after_s=stale_after_s * DEAD_SLOT_FACTOR)

@@ -60,3 +60,25 @@ def test_the_provider_fallback_of_an_epoch_is_kept_for_its_events() -> None:
 def test_an_unknown_policy_type_is_refused_by_name() -> None:
     with pytest.raises(SchedulerError, match="rho_policy.type 'magic'"):
         JobRho({"type": "magic"}, 1, outlook=ScriptedOutlook([1.0]))
+
+
+def test_budget_mode_calibrates_on_the_first_epoch_then_refuses_what_does_not_fit() -> None:
+    from service.scheduler import BudgetExhaustedError
+
+    policy = {**CARBON, "co2_budget_kg": 1.0}
+    rho = JobRho(policy, 3, outlook=ScriptedOutlook([200.0, 200.0, 200.0]))
+    first = rho(0)
+    # Epoch 0 used 0.9 kg; a full-cost epoch takes 3 kWh: even rho_min (0.3 x 3 kWh x >=0.2 kg/kWh
+    # x 2 epochs) cannot fit in the 0.1 kg left.
+    rho.record_epoch(0, 0.9, 3.0)
+    assert 0.3 <= first <= 1.0
+    with pytest.raises(BudgetExhaustedError):
+        rho(1)
+
+
+def test_budget_mode_with_room_keeps_rho_within_bounds() -> None:
+    policy = {**CARBON, "co2_budget_kg": 100.0}
+    rho = JobRho(policy, 3, outlook=ScriptedOutlook([200.0, 200.0, 200.0]))
+    rho(0)
+    rho.record_epoch(0, 0.01, 0.05)
+    assert 0.3 <= rho(1) <= 1.0 and 0.3 <= rho(2) <= 1.0

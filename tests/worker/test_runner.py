@@ -112,3 +112,13 @@ def test_a_cancel_stops_training_between_steps(bench: Bench,
     assert run(bench, job_id) == "stopped"
     assert bench.read(job_id).status == "cancelled"
     assert len(epochs(bench, job_id)) < 50
+
+
+def test_a_job_out_of_co2_budget_stops_early_with_what_it_trained(bench: Bench) -> None:
+    job_id = bench.job(hyperparameters={"epochs": 3, "batch_size": 4, "max_length": 64},
+                       rho_policy={"type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0,
+                                   "region": "GB", "co2_budget_kg": 1e-12})
+    assert run(bench, job_id) == "succeeded"
+    job = bench.read(job_id)
+    assert len(epochs(bench, job_id)) == 1
+    assert job.result is not None and "CO2 budget" in job.result["stopped_early"]
