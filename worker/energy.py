@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from codecarbon.output_methods.base_output import BaseOutput
+
 log = logging.getLogger("worker.energy")
 
 MEASURED_CPU_MODES = frozenset({"intel_rapl", "intel_power_gadget", "windows_emi"})
@@ -32,13 +34,7 @@ class EpochEnergy:
     is_estimate: bool
 
 
-def _output_base() -> type:
-    from codecarbon.output_methods.base_output import BaseOutput
-
-    return BaseOutput
-
-
-class EpochOutput(_output_base()):  # type: ignore[misc]
+class EpochOutput(BaseOutput):  # type: ignore[misc]
     """A CodeCarbon output handler that keeps the last `EmissionsData` of its tracker."""
 
     def __init__(self) -> None:

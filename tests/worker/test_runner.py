@@ -122,3 +122,11 @@ def test_a_job_out_of_co2_budget_stops_early_with_what_it_trained(bench: Bench) 
     job = bench.read(job_id)
     assert len(epochs(bench, job_id)) == 1
     assert job.result is not None and "CO2 budget" in job.result["stopped_early"]
+
+
+def test_a_job_with_a_test_set_reports_rouge_in_its_result(bench: Bench) -> None:
+    job_id = bench.job(test_dataset_id=bench.dataset_id,
+                       hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 64})
+    assert run(bench, job_id) == "succeeded"
+    rouge = bench.read(job_id).result["rouge"]  # type: ignore[index]
+    assert rouge["n"] == 8 and 0 <= rouge["rouge1"] <= 100 and set(rouge) >= {"rouge2", "rougeL"}
