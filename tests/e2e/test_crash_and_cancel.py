@@ -32,6 +32,12 @@ def _long_dataset_job(stack: Stack, team: dict[str, str]) -> str:
     return str(r.json()["id"])
 
 
+def _epoch_started(stack: Stack, team: dict[str, str], job_id: str, epoch: int) -> bool:
+    events = stack.client.get(f"/jobs/{job_id}/events", params={"limit": 500},
+                              headers=team).json()["data"]
+    return any(e["type"] == "epoch_start" and e["data"]["epoch_index"] == epoch for e in events)
+
+
 def _held_slots(stack: Stack) -> list[str | None]:
     with stack.factory() as session:
         return [s.job_id for s in session.scalars(select(WorkerSlot))]
@@ -43,8 +49,9 @@ def test_sigkilled_worker_job_resumes_elsewhere_with_each_epoch_once(
     first = stack.start_worker()
     team = stack.team()
     job_id = _long_dataset_job(stack, team)
-    stack.wait(team, job_id, lambda j: j["last_finished_epoch"] == 0)
+    stack.wait(team, job_id, lambda j: _epoch_started(stack, team, j["id"], 1))
     first.kill()  # SIGKILL in the middle of epoch 1
+    assert stack.client.get(f"/jobs/{job_id}", headers=team).json()["last_finished_epoch"] == 0
     first.wait()
     stack.start_worker()
     job = stack.wait(team, job_id, lambda j: j["status"] in TERMINAL)
@@ -72,6 +79,7 @@ def test_cancel_while_running_stops_within_seconds_and_frees_the_slot(
         assert time.monotonic() - asked < 10, "the worker did not free its slot"
         time.sleep(0.1)
     freed_after_s = time.monotonic() - asked
+    print(f"slot freed {freed_after_s:.2f} s after the cancel")
     epochs = stack.client.get(f"/jobs/{job_id}/epochs", headers=team).json()
     assert len(epochs) < 3 and freed_after_s < 10
     # The freed slot takes the next job.
