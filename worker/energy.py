@@ -34,7 +34,7 @@ class EpochEnergy:
     is_estimate: bool
 
 
-class EpochOutput(BaseOutput):  # type: ignore[misc]
+class EpochOutput(BaseOutput):
     """A CodeCarbon output handler that keeps the last `EmissionsData` of its tracker."""
 
     def __init__(self) -> None:

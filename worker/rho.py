@@ -31,8 +31,10 @@ from service.scheduler import (
     RhoBounds,
     RhoSchedule,
     SchedulerError,
+    SchedulerSettings,
     build_chain,
 )
+from service.scheduler.providers import ProviderChain
 
 log = logging.getLogger("worker.rho")
 
@@ -49,7 +51,11 @@ class JobRho:
 
     def __init__(self, policy: Mapping[str, Any], n_epochs: int, epoch_hours: float = 1.0,
                  outlook: Any = None) -> None:
-        self.outlook = outlook if outlook is not None else ChainOutlook(build_chain())
+        self._chain: ProviderChain | None = None
+        if outlook is None:
+            self._chain = region_chain(policy.get("region"))
+            outlook = ChainOutlook(self._chain)
+        self.outlook = outlook
         self.schedule: RhoSchedule = _schedule(policy, n_epochs, self.outlook, epoch_hours)
         self.decisions: dict[int, EpochDecision] = {}
         self.policy, self.n_epochs, self.epoch_hours = dict(policy), n_epochs, epoch_hours
@@ -75,6 +81,11 @@ class JobRho:
             for index, kg in self.kg_by_epoch.items():
                 self.schedule.record_epoch(index, kg)
 
+    def close(self) -> None:
+        """Close the provider clients this schedule opened."""
+        if self._chain is not None:
+            self._chain.close()
+
     def restore(self, rho_by_epoch: Mapping[int, float]) -> None:
         if rho_by_epoch:
             self.schedule.restore(rho_by_epoch)  # type: ignore[attr-defined]
@@ -89,6 +100,24 @@ class JobRho:
 
     def __call__(self, epoch: int) -> float:
         return self.decide(epoch).rho
+
+
+def region_chain(region: str | None) -> ProviderChain:
+    """The deployment's provider chain (GREENTRAINER_CARBON_PROVIDERS), pointed at the job's
+    region where a provider takes one per request: the Electricity Maps zone and the static
+    country average (ISO 3166 alpha-2 such as ``FR`` -> ``FRA``). The GB and WattTime providers
+    keep their deployment-wide region settings."""
+    settings = SchedulerSettings()
+    if region:
+        import pycountry  # installed with CodeCarbon
+
+        updates: dict[str, str] = {"electricitymaps_zone": region}
+        country = pycountry.countries.get(alpha_2=region.upper()[:2]) if len(region) >= 2 \
+            else None
+        if country is not None:
+            updates["static_country_iso3"] = country.alpha_3
+        settings = settings.model_copy(update=updates)
+    return build_chain(settings)
 
 
 def _schedule(policy: Mapping[str, Any], n_epochs: int, outlook: Any,

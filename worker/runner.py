@@ -98,9 +98,10 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return f"skipped: {refused}"
     keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=pool.lease_seconds,
                          heartbeat_seconds=pool.heartbeat_seconds)
+    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook)
     try:
         with keeper:
-            _JobRun(job_id, factory, settings, store, me, keeper, outlook).run()
+            job_run.run()
         return "succeeded"
     except JobStopped:
         with session_scope(factory) as session:
@@ -114,6 +115,8 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         _end(factory, job_id, me, pool, "retry", code="training_error",
              message=f"{exc!r}")
         return "retried"
+    finally:
+        job_run.close()
 
 
 def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
@@ -156,6 +159,11 @@ class _JobRun:
         self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
         self.measuring: int | None = None
         self.last_progress = 0.0
+
+    def close(self) -> None:
+        rho: JobRho | None = getattr(self, "rho", None)  # set once the job's inputs loaded
+        if rho is not None:
+            rho.close()
 
     def _session(self) -> Any:
         return session_scope(self.factory)

@@ -82,3 +82,17 @@ def test_budget_mode_with_room_keeps_rho_within_bounds() -> None:
     rho(0)
     rho.record_epoch(0, 0.01, 0.05)
     assert 0.3 <= rho(1) <= 1.0 and 0.3 <= rho(2) <= 1.0
+
+
+def test_the_jobs_region_picks_the_static_average_of_its_country(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "static")
+    france, britain = JobRho({**CARBON, "region": "FR"}, 1), JobRho({**CARBON, "region": "GB"}, 1)
+    try:
+        fr, gb = france.decide(0).reading, britain.decide(0).reading
+    finally:
+        france.close()
+        britain.close()
+    assert fr is not None and gb is not None
+    assert fr.source.endswith("FRA") and gb.source.endswith("GBR")
+    assert fr.carbon_intensity_g_per_kwh < gb.carbon_intensity_g_per_kwh
