@@ -170,7 +170,13 @@ def production_stack(tmp_path: Path) -> Iterator[Stack]:
     assert admin is not None
     databases = PostgresDatabases(admin)
     try:
-        yield from _stack(tmp_path, databases.create(), REDIS_URL)
+        for stack in _stack(tmp_path, databases.create(), REDIS_URL):
+            yield stack
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(match=f"*{queue_name(stack.gpu_class)}*"):
+                client.delete(key)  # this test's queue and kombu's bindings for it
     finally:
         databases.drop_all()
 
