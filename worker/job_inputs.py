@@ -19,6 +19,10 @@ MAX_TARGET_TOKENS = 128
 EVAL_ROW_LIMIT = 200  # ROUGE on at most this many test rows (generation is slow)
 
 
+class MissingInput(Exception):
+    """A data set the job names is gone from the database."""
+
+
 @dataclass
 class JobInputs:
     model: Any
@@ -43,7 +47,7 @@ def train_config(job: Job) -> TrainConfig:
 def _dataset_file(session: Session, store: BlobStore, dataset_id: str) -> tuple[Path, Dataset]:
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
-        raise LookupError(f"data set {dataset_id} no longer exists")
+        raise MissingInput(f"data set {dataset_id} no longer exists")
     path = store.local_path(dataset.storage_key)
     # The core picks the reader by suffix; stored blobs keep the upload's suffix.
     return path, dataset

@@ -34,7 +34,7 @@ from service.storage import BlobStore
 from worker.artifacts import save_outputs
 from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
-from worker.job_inputs import load_inputs
+from worker.job_inputs import MissingInput, load_inputs
 from worker.rho import JobRho
 
 log = logging.getLogger("worker.runner")
@@ -105,9 +105,9 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "succeeded"
     except JobStopped:
         with session_scope(factory) as session:
-            slots.release(session, job_id)
+            slots.release(session, job_id, name=me.name)
         return "stopped"
-    except (GreenTrainerError, SchedulerError, LookupError) as exc:  # the job's own input
+    except (GreenTrainerError, SchedulerError, MissingInput) as exc:  # the job's own input
         _end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
@@ -117,6 +117,18 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "retried"
     finally:
         job_run.close()
+        _free_memory()
+
+
+def _free_memory() -> None:
+    """Give the finished job's model and optimizer memory back before the next job."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
@@ -129,7 +141,7 @@ def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
 
 def error_code(exc: BaseException) -> str:
     """``DataError`` -> ``data_error``: the job's error code names the kind of problem."""
-    if isinstance(exc, LookupError):
+    if isinstance(exc, MissingInput):
         return "missing_input"
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
@@ -139,7 +151,7 @@ def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: 
     with session_scope(factory) as session:
         job = session.get(Job, job_id)
         if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
-            slots.release(session, job_id)
+            slots.release(session, job_id, name=me.name)
             return
         if how == "retry":
             leases.requeue_or_fail(session, job, f"{code}: {message}",

@@ -37,9 +37,13 @@ def take(session: Session, name: str, job_id: str) -> None:
     session.execute(update(WorkerSlot).where(WorkerSlot.name == name).values(job_id=job_id))
 
 
-def release(session: Session, job_id: str) -> None:
-    """Free every slot that holds ``job_id`` (the job ended, was cancelled or re-queued)."""
-    session.execute(update(WorkerSlot).where(WorkerSlot.job_id == job_id).values(job_id=None))
+def release(session: Session, job_id: str, *, name: str | None = None) -> None:
+    """Free every slot that holds ``job_id`` (the job ended, was cancelled or re-queued), or
+    only worker ``name``'s slot (a worker that lost the job must not free its new holder's)."""
+    query = update(WorkerSlot).where(WorkerSlot.job_id == job_id)
+    if name is not None:
+        query = query.where(WorkerSlot.name == name)
+    session.execute(query.values(job_id=None))
 
 
 def unregister(session: Session, name: str) -> None:

@@ -130,3 +130,21 @@ def test_a_job_with_a_test_set_reports_rouge_in_its_result(bench: Bench) -> None
     assert run(bench, job_id) == "succeeded"
     rouge = bench.read(job_id).result["rouge"]  # type: ignore[index]
     assert rouge["n"] == 8 and 0 <= rouge["rouge1"] <= 100 and set(rouge) >= {"rouge2", "rougeL"}
+
+
+def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Bench) -> None:
+    from service.models import WorkerSlot
+    from service.scheduler import slots
+
+    job_id = bench.job(lease_owner="me", lease_expires_at=utcnow() + timedelta(minutes=1))
+    with bench.factory.begin() as session:
+        for name in ("me", "new-holder"):
+            slots.heartbeat(session, name, gpu_class="cpu", hostname="h", pid=1, gpu_ids=None)
+        slots.take(session, "new-holder", job_id)
+        job = session.get(runner_module.Job, job_id)
+        job.lease_owner = "new-holder"  # type: ignore[union-attr]
+    runner_module._end(bench.factory, job_id, bench.me, bench.pool, "failed", code="x",
+                       message="late error from the old worker")
+    with bench.factory() as session:
+        assert session.get(WorkerSlot, "new-holder").job_id == job_id  # type: ignore[union-attr]
+    assert bench.read(job_id).status == "running"
