@@ -196,3 +196,19 @@ def test_deadline_jobs_wait_for_the_green_window_and_are_replanned(
                  now=replanned + timedelta(seconds=1))
     assert status(factory, j) == "queued"
     assert run(factory) == [j]
+
+
+def test_a_dispatched_job_no_worker_took_goes_back_to_the_queue(
+        factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        t = team(session)
+        lost = job(session, t)
+        slot(session, "cpu")
+    assert run(factory) == [lost]  # the message is then lost (a Redis restart)
+    later = utcnow() + timedelta(seconds=31)  # past the 30 s pickup deadline
+    outcome = reconcile(factory, max_attempts=3, stale_after_s=STALE_S, now=later)
+    assert outcome.requeued == [lost] and status(factory, lost) == "queued"
+    with factory() as session:
+        assert session.scalar(select(WorkerSlot.job_id)) is None
+        assert session.get(Job, lost).attempts == 0  # type: ignore[union-attr]
+    assert run(factory) == [lost]  # and it is dispatched again
