@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import http_errors
 from service.dashboard import mount as mount_dashboard
@@ -25,6 +27,16 @@ DESCRIPTION = """Carbon-aware fine-tuning jobs for teams sharing a GPU pool.
 Authenticate with `Authorization: Bearer <api key>`. Upload a data set (`POST /datasets`),
 submit a job (`POST /jobs`), follow it (`GET /jobs/{id}/events?stream=true`), and read the
 energy, CO2 and FLOPs of each epoch (`GET /jobs/{id}/epochs`)."""
+
+
+def _default_dispatcher(settings: Settings, factory: sessionmaker[Session]) -> JobDispatcher:
+    """With a broker and the worker in this build: start jobs right after their commit
+    (docs/worker.md); otherwise only log (the scheduler loop picks queued jobs up)."""
+    if settings.broker_url and importlib.util.find_spec("worker") is not None:
+        from worker.api_dispatcher import CeleryJobDispatcher
+
+        return CeleryJobDispatcher(settings, factory)
+    return LoggingDispatcher()
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | None = None,
@@ -52,7 +64,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     app.state.context = AppContext(
         settings=settings, engine=engine, factory=factory,
         store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
-        dispatcher=dispatcher or LoggingDispatcher(), job_checks=tuple(job_checks),
+        dispatcher=dispatcher or _default_dispatcher(settings, factory),
+        job_checks=tuple(job_checks),
     )
     app.state.metrics_registry = make_registry(factory)
     http_errors.install(app)

@@ -12,7 +12,7 @@ import time
 from greentrainer.cli import COMMANDS
 
 # `greentrainer <command> [args]` for each companion, in start order (the one place to change).
-UP_COMPANIONS: tuple[tuple[str, ...], ...] = (("worker",), ("scheduler",))
+UP_COMPANIONS: tuple[tuple[str, ...], ...] = (("worker",), ("scheduler", "--dispatch"))
 
 
 def in_this_build(command: str) -> bool:

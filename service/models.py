@@ -237,3 +237,23 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("job_id", "filename", name="uq_artifacts_job_filename"),)
+
+
+class WorkerSlot(Base):
+    """One worker process (one GPU, or one CPU worker) and the job it holds. The worker upserts
+    its row every heartbeat; the dispatcher counts idle rows with a fresh heartbeat as free
+    slots and reserves one for each job it starts (``job_id``); the worker that takes the job
+    moves the reservation to its own row, so each dispatched or running job holds one slot."""
+
+    __tablename__ = "worker_slots"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gpu_class: Mapped[str] = mapped_column(String(32))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    gpu_ids: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_worker_slots_gpu_class", "gpu_class"),)

@@ -93,7 +93,15 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--queue", help="with --once: JSON file with queued jobs, free slots and teams"
     )
+    parser.add_argument(
+        "--dispatch", action="store_true",
+        help="run the database-backed dispatcher and reconciler until stopped (docs/worker.md)",
+    )
     args = parser.parse_args(argv)
+    if args.dispatch:
+        from .dispatch_cli import dispatch_forever
+
+        return dispatch_forever()
     try:
         if args.once:
             if not args.queue:

@@ -1,0 +1,60 @@
+"""`greentrainer scheduler --dispatch`: the dispatcher/reconciler loop as a process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from service.db import check_schema, make_engine, make_session_factory
+from service.errors import ServiceError
+from service.settings import get_settings
+
+from .loop import run_forever
+from .pool_settings import PoolSettings
+from .readings import CarbonReading
+from .settings import build_chain
+
+log = logging.getLogger("service.scheduler.dispatch_cli")
+
+
+def dispatch_forever() -> int:
+    """Run until SIGTERM/SIGINT; returns 2 on an un-migrated database."""
+    from worker.celery_app import RUN_JOB_TASK, make_celery, queue_name
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        check_schema(engine)
+    except ServiceError as exc:
+        print(f"greentrainer scheduler: {exc.message}", file=sys.stderr)
+        return 2
+    pool = PoolSettings()
+    celery = make_celery(settings, pool)
+    chain = build_chain()
+
+    def send(job_id: str, gpu_class: str) -> None:
+        celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(gpu_class))
+
+    def forecast(hours: float) -> list[CarbonReading]:
+        return list(chain.forecast(hours).value)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print("scheduler: dispatching every "
+          f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
+    try:
+        run_forever(make_session_factory(engine), pool, send, forecast, stop)
+    finally:
+        chain.close()
+        engine.dispose()
+    return 0

@@ -1,0 +1,55 @@
+"""A job submitted through the API runs on a real Celery worker process and leaves per-epoch
+rows, energy and artifacts (Postgres + Redis, and the embedded SQLite mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack
+
+RHOS = [0.4, 1.0, 0.6]
+
+
+def _run_scheduled_job(stack: Stack) -> tuple[dict[str, str], dict[str, Any]]:
+    stack.start_worker()
+    team = stack.team()
+    job_id = stack.submit(team, hyperparameters={"epochs": 3, "batch_size": 4,
+                                                 "max_length": 64},
+                          rho_policy={"type": "schedule", "rhos": RHOS})
+    job = stack.wait(team, job_id, lambda j: j["status"] in ("succeeded", "failed", "cancelled"))
+    assert job["status"] == "succeeded", job
+    return team, job
+
+
+def _check_epochs_and_artifacts(stack: Stack, team: dict[str, str], job: dict[str, Any]) -> None:
+    epochs = stack.client.get(f"/jobs/{job['id']}/epochs", headers=team).json()
+    assert [e["epoch_index"] for e in epochs] == [0, 1, 2]
+    assert [e["rho"] for e in epochs] == RHOS
+    for epoch in epochs:
+        assert 0 < epoch["executed_flops"] <= epoch["rho"] * epoch["full_ft_flops"] * 1.0001
+        assert epoch["energy_kwh"] > 0 and epoch["kg_co2"] > 0
+        assert epoch["carbon_intensity_g_per_kwh"] > 0 and epoch["carbon_intensity_source"]
+        # CodeCarbon was given the epoch's intensity: CO2 = kWh x g/kWh.
+        assert epoch["kg_co2"] == pytest.approx(
+            epoch["energy_kwh"] * epoch["carbon_intensity_g_per_kwh"] / 1000, rel=1e-6)
+    assert epochs[0]["executed_flops"] < epochs[1]["executed_flops"]
+    artifacts = stack.client.get(f"/jobs/{job['id']}/artifacts", headers=team).json()
+    kinds = {a["kind"]: a for a in artifacts}
+    assert {"model", "delta", "metrics"} <= set(kinds)
+    for artifact in artifacts:
+        content = stack.client.get(f"/jobs/{job['id']}/artifacts/{artifact['id']}/content",
+                                   headers=team)
+        assert content.status_code == 200 and len(content.content) == artifact["size_bytes"]
+    assert job["result"]["epochs"] == 3 and job["result"]["energy_kwh"] > 0
+
+
+def test_job_runs_on_redis_and_postgres_with_the_scheduled_rho(production_stack: Stack) -> None:
+    team, job = _run_scheduled_job(production_stack)
+    _check_epochs_and_artifacts(production_stack, team, job)
+
+
+def test_job_runs_in_embedded_mode_without_any_server(embedded_stack: Stack) -> None:
+    team, job = _run_scheduled_job(embedded_stack)
+    _check_epochs_and_artifacts(embedded_stack, team, job)

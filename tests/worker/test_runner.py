@@ -1,0 +1,150 @@
+"""The task body: idempotent on re-delivery, resumable, and bounded in its retries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+import worker.runner as runner_module
+from service.jobs import transition
+from service.models import JobEpoch, JobEvent, utcnow
+from service.states import JobStatus
+from tests.worker.conftest import Bench
+from worker.runner import run_job
+
+
+def run(bench: Bench, job_id: str) -> str:
+    return run_job(job_id, factory=bench.factory, settings=bench.settings, pool=bench.pool,
+                   store=bench.store, me=bench.me)
+
+
+def epochs(bench: Bench, job_id: str) -> list[tuple[int, float]]:
+    with bench.factory() as session:
+        return [(e.epoch_index, e.rho) for e in session.scalars(
+            select(JobEpoch).where(JobEpoch.job_id == job_id).order_by(JobEpoch.epoch_index))]
+
+
+def test_a_redelivered_task_for_a_finished_job_does_nothing(bench: Bench) -> None:
+    job_id = bench.job()
+    assert run(bench, job_id) == "succeeded"
+    assert run(bench, job_id) == "skipped: already succeeded"
+    assert epochs(bench, job_id) == [(0, 0.5), (1, 1.0)]
+    assert bench.read(job_id).attempts == 1
+
+
+@pytest.mark.parametrize("values", [
+    {"status": "queued"},
+    {"lease_owner": "other", "lease_expires_at": utcnow() + timedelta(minutes=5)},
+])
+def test_a_job_not_dispatched_or_held_by_a_live_worker_is_left_alone(bench: Bench,
+                                                                     values: dict) -> None:
+    job_id = bench.job(**values)
+    assert run(bench, job_id).startswith("skipped")
+    assert bench.read(job_id).attempts == 0 and epochs(bench, job_id) == []
+
+
+def test_a_job_with_an_expired_lease_is_taken_over_and_resumes_from_its_checkpoint(
+        bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = bench.job()
+    finished = runner_module._JobRun._epoch_finished
+
+    def crash_after_first(self: runner_module._JobRun, trainer: object, record: object) -> None:
+        finished(self, trainer, record)
+        raise KeyboardInterrupt  # the process dies right after epoch 0 was recorded
+
+    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(bench, job_id)
+    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", finished)
+    with bench.factory.begin() as session:  # the dead worker's lease runs out
+        job = session.get(runner_module.Job, job_id)
+        job.lease_expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    bench.me = runner_module.WorkerIdentity("another", "cpu")
+    assert run(bench, job_id) == "succeeded"
+    assert epochs(bench, job_id) == [(0, 0.5), (1, 1.0)]
+    with bench.factory() as session:
+        types = list(session.scalars(select(JobEvent.type).where(JobEvent.job_id == job_id)))
+    assert types.count("resumed") == 1 and types.count("epoch") == 2
+    assert bench.read(job_id).attempts == 2
+
+
+def test_bad_job_input_fails_at_once_with_a_named_error(bench: Bench, tmp_path) -> None:
+    job_id = bench.job(model=str(tmp_path / "models" / "nothing-here"))
+    assert run(bench, job_id) == "failed"
+    job = bench.read(job_id)
+    assert job.status == "failed" and job.error_code == "model_load_error"
+    assert job.attempts == 1
+
+
+def test_a_crashing_job_is_retried_then_failed_after_max_attempts(
+        bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    monkeypatch.setattr(runner_module, "load_inputs", explode)
+    job_id = bench.job()
+    assert run(bench, job_id) == "retried"
+    assert bench.read(job_id).status == "queued"
+    with bench.factory.begin() as session:  # the dispatcher starts it again
+        session.get(runner_module.Job, job_id).status = "running"  # type: ignore[union-attr]
+    assert run(bench, job_id) == "retried"
+    job = bench.read(job_id)
+    assert job.status == "failed" and job.error_code == "too_many_attempts"
+    assert "illegal memory access" in (job.error_message or "")
+
+
+def test_a_cancel_stops_training_between_steps(bench: Bench,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = bench.job(hyperparameters={"epochs": 50, "batch_size": 1, "max_length": 64},
+                       rho_policy={"type": "fixed", "rho": 0.5})
+    step = runner_module._JobRun._step
+
+    def cancel_on_first_step(self: runner_module._JobRun, event: object) -> None:
+        step(self, event)
+        with bench.factory.begin() as session:
+            job = session.get(runner_module.Job, job_id)
+            if job is not None and job.status == "running":
+                transition(session, job, JobStatus.CANCELLED)
+
+    monkeypatch.setattr(runner_module._JobRun, "_step", cancel_on_first_step)
+    assert run(bench, job_id) == "stopped"
+    assert bench.read(job_id).status == "cancelled"
+    assert len(epochs(bench, job_id)) < 50
+
+
+def test_a_job_out_of_co2_budget_stops_early_with_what_it_trained(bench: Bench) -> None:
+    job_id = bench.job(hyperparameters={"epochs": 3, "batch_size": 4, "max_length": 64},
+                       rho_policy={"type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0,
+                                   "region": "GB", "co2_budget_kg": 1e-12})
+    assert run(bench, job_id) == "succeeded"
+    job = bench.read(job_id)
+    assert len(epochs(bench, job_id)) == 1
+    assert job.result is not None and "CO2 budget" in job.result["stopped_early"]
+
+
+def test_a_job_with_a_test_set_reports_rouge_in_its_result(bench: Bench) -> None:
+    job_id = bench.job(test_dataset_id=bench.dataset_id,
+                       hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 64})
+    assert run(bench, job_id) == "succeeded"
+    rouge = bench.read(job_id).result["rouge"]  # type: ignore[index]
+    assert rouge["n"] == 8 and 0 <= rouge["rouge1"] <= 100 and set(rouge) >= {"rouge2", "rougeL"}
+
+
+def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Bench) -> None:
+    from service.models import WorkerSlot
+    from service.scheduler import slots
+
+    job_id = bench.job(lease_owner="me", lease_expires_at=utcnow() + timedelta(minutes=1))
+    with bench.factory.begin() as session:
+        for name in ("me", "new-holder"):
+            slots.heartbeat(session, name, gpu_class="cpu", hostname="h", pid=1, gpu_ids=None)
+        slots.take(session, "new-holder", job_id)
+        job = session.get(runner_module.Job, job_id)
+        job.lease_owner = "new-holder"  # type: ignore[union-attr]
+    runner_module._end(bench.factory, job_id, bench.me, bench.pool, "failed", code="x",
+                       message="late error from the old worker")
+    with bench.factory() as session:
+        assert session.get(WorkerSlot, "new-holder").job_id == job_id  # type: ignore[union-attr]
+    assert bench.read(job_id).status == "running"

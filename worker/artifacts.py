@@ -1,0 +1,55 @@
+"""What a finished job leaves behind: the fine-tuned model (a tar.gz of a `from_pretrained`
+directory), the delta checkpoint (only the tensors that were ever trained) and its metrics."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from greentrainer_core.checkpoint import DELTA_FILE, save_delta, save_model
+from service.job_records import register_artifact
+from service.models import Job
+from service.storage import BlobStore
+
+NO_DELTA_METHODS = frozenset({"lora", "prefix"})  # peft adapters: the model archive is the output
+
+
+def _drop_gguf_quantizer(model: Any) -> None:
+    """A model loaded from a GGUF file holds de-quantized float weights but keeps its GGUF
+    quantizer, which makes `save_pretrained` refuse; the saved model is plain floats."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)).lower() == "gguf":
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+
+
+def save_outputs(session: Session, store: BlobStore, job: Job, trainer: Any, tokenizer: Any,
+                 metrics: dict[str, Any]) -> list[str]:
+    """Write and register the artifacts; returns their file names."""
+    names = []
+    with tempfile.TemporaryDirectory(prefix=f"gt-{job.id}-") as tmp:
+        root = Path(tmp)
+        _drop_gguf_quantizer(trainer.model)
+        model_dir = save_model(trainer.model, tokenizer, root / "model")
+        archive = root / "model.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(model_dir, arcname="model")
+        register_artifact(session, store, job, archive, kind="model")
+        names.append(archive.name)
+        if job.method not in NO_DELTA_METHODS:
+            delta = save_delta(trainer.model, trainer.ever_trained, root / "delta",
+                               base_model=job.model)
+            register_artifact(session, store, job, delta, kind="delta", filename=DELTA_FILE)
+            names.append(DELTA_FILE)
+        metrics_file = root / "metrics.json"
+        metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        register_artifact(session, store, job, metrics_file, kind="metrics")
+        names.append(metrics_file.name)
+    return names

@@ -1,0 +1,330 @@
+"""Running one job on this worker: claim its lease, train epoch by epoch, record, finish.
+
+Idempotent by construction: the job row says what is left to do. A task for a job that is
+missing, finished, not dispatched, or held by a live worker returns without doing anything; a
+job with finished epochs resumes from the checkpoint of its last finished epoch. Each epoch's
+row is written in the same transaction that advances ``last_finished_epoch`` (`record_epoch`),
+after the checkpoint of that epoch is on disk, so no epoch is counted twice and none is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
+from greentrainer_core.errors import GreenTrainerError
+from service.db import session_scope
+from service.job_events import append_event
+from service.job_records import EpochRecord as EpochRow
+from service.job_records import record_epoch
+from service.models import Job, JobEpoch
+from service.scheduler import BudgetExhaustedError, SchedulerError, leases, slots
+from service.scheduler.pool_settings import PoolSettings
+from service.settings import Settings
+from service.states import TERMINAL, JobStatus
+from service.storage import BlobStore
+from worker.artifacts import save_outputs
+from worker.energy import EnergyMeter
+from worker.heartbeat import LeaseKeeper
+from worker.job_inputs import MissingInput, load_inputs
+from worker.rho import JobRho
+
+log = logging.getLogger("worker.runner")
+
+PROGRESS_EVERY_SECONDS = 10.0  # step events are throttled to one progress event per interval
+CHECKPOINTS_KEPT = 2
+
+
+class JobStopped(Exception):
+    """The job is no longer ours (cancelled, or re-queued after our lease expired)."""
+
+
+class CheckpointMissing(GreenTrainerError):
+    """The job finished epochs but their checkpoint is gone (e.g. a data dir not shared)."""
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    name: str
+    gpu_class: str
+    gpu_ids: list[int] | None = None
+    country_iso3: str = "GBR"
+
+
+def checkpoint_path(settings: Settings, job_id: str, epoch: int) -> Path:
+    return Path(settings.data_dir) / "checkpoints" / job_id / f"epoch-{epoch}.pt"
+
+
+def _claim(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
+           pool: PoolSettings) -> str | None:
+    """Take the job; returns why not (None = taken)."""
+    with session_scope(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return "missing"
+        if JobStatus(job.status) in TERMINAL:
+            return f"already {job.status}"
+        if not leases.claim(session, job_id, me.name, lease_seconds=pool.lease_seconds):
+            return f"{job.status}, not ours to run"
+        session.refresh(job)
+        slots.take(session, me.name, job_id)
+        if job.attempts > pool.max_attempts:
+            job.attempts -= 1  # this try is not made
+            leases.requeue_or_fail(session, job, "the worker process kept dying",
+                                   max_attempts=pool.max_attempts)
+            return "too many attempts"
+        append_event(session, job_id, "worker", f"worker {me.name} took the job "
+                     f"(attempt {job.attempts} of {pool.max_attempts})",
+                     data={"worker": me.name, "gpu_class": me.gpu_class,
+                           "attempt": job.attempts})
+    return None
+
+
+def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
+            pool: PoolSettings, store: BlobStore, me: WorkerIdentity,
+            outlook: Any = None) -> str:
+    """Run (or resume) ``job_id``; returns a short outcome for the log."""
+    refused = _claim(factory, job_id, me, pool)
+    if refused is not None:
+        log.info("job %s skipped: %s", job_id, refused)
+        return f"skipped: {refused}"
+    keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=pool.lease_seconds,
+                         heartbeat_seconds=pool.heartbeat_seconds)
+    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook)
+    try:
+        with keeper:
+            job_run.run()
+        return "succeeded"
+    except JobStopped:
+        with session_scope(factory) as session:
+            slots.release(session, job_id, name=me.name)
+        return "stopped"
+    except (GreenTrainerError, SchedulerError, MissingInput) as exc:  # the job's own input
+        _end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
+        return "failed"
+    except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
+        log.exception("job %s crashed", job_id)
+        _end(factory, job_id, me, pool, "retry", code="training_error",
+             message=f"{exc!r}")
+        return "retried"
+    finally:
+        job_run.close()
+        _free_memory()
+
+
+def _free_memory() -> None:
+    """Give the finished job's model and optimizer memory back before the next job."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
+                    full_flops: float) -> float | None:
+    """Energy of this epoch at full cost: kWh scaled by full / executed FLOPs."""
+    if not energy_kwh or executed_flops <= 0:
+        return None
+    return energy_kwh * full_flops / executed_flops
+
+
+def error_code(exc: BaseException) -> str:
+    """``DataError`` -> ``data_error``: the job's error code names the kind of problem."""
+    if isinstance(exc, MissingInput):
+        return "missing_input"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
+         how: str, *, code: str, message: str) -> None:
+    with session_scope(factory) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
+            slots.release(session, job_id, name=me.name)
+            return
+        if how == "retry":
+            leases.requeue_or_fail(session, job, f"{code}: {message}",
+                                   max_attempts=pool.max_attempts)
+            return
+        slots.release(session, job_id)
+        leases.clear(job)
+        leases.finish_quietly(session, job, JobStatus.FAILED, error_code=code,
+                              error_message=message, message=f"failed: {message}")
+
+
+class _JobRun:
+    def __init__(self, job_id: str, factory: sessionmaker[Session], settings: Settings,
+                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper, outlook: Any) -> None:
+        self.job_id, self.factory, self.settings, self.store = job_id, factory, settings, store
+        self.me, self.keeper, self.outlook = me, keeper, outlook
+        self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
+        self.measuring: int | None = None
+        self.last_progress = 0.0
+
+    def close(self) -> None:
+        rho: JobRho | None = getattr(self, "rho", None)  # set once the job's inputs loaded
+        if rho is not None:
+            rho.close()
+
+    def _session(self) -> Any:
+        return session_scope(self.factory)
+
+    def run(self) -> None:
+        import torch
+
+        from greentrainer_core.train import Trainer
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        with self._session() as session:
+            job = session.get(Job, self.job_id)
+            assert job is not None  # claimed a moment ago; jobs are never deleted while running
+            inputs = load_inputs(session, self.store, self.settings, job, device)
+            rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
+                                        .order_by(JobEpoch.epoch_index)))
+            policy, last = dict(job.rho_policy), job.last_finished_epoch
+        self.rho = JobRho(policy, inputs.config.epochs, outlook=self.outlook)
+        self.rho.restore({e.epoch_index: e.rho for e in rows})
+        for row in rows:
+            self.rho.record_epoch(row.epoch_index, row.kg_co2, _full_epoch_kwh(
+                row.energy_kwh, row.executed_flops, row.full_ft_flops))
+        torch.manual_seed(inputs.config.seed)
+        trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
+                          rho=self._rho_at_epoch_start)
+        if last is not None:
+            path = checkpoint_path(self.settings, self.job_id, last)
+            if not path.is_file():
+                raise CheckpointMissing(f"epochs up to {last} are recorded but {path} is "
+                                        "missing; the data dir must be shared by all workers")
+            trainer.load_checkpoint(path)
+            self._event("resumed", f"resumed after epoch {last} from its checkpoint",
+                        {"epoch_index": last})
+        stopped_early = None
+        try:
+            for event in trainer.events():
+                if self.keeper.stop.is_set():
+                    raise JobStopped
+                if isinstance(event, EpochStart):
+                    self._epoch_started(event)
+                elif isinstance(event, StepEvent):
+                    self._step(event)
+                elif isinstance(event, EpochRecord):
+                    self._epoch_finished(trainer, event)
+        except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
+            stopped_early = f"CO2 budget: {exc}"
+            self._event("co2_budget", f"stopped early: {exc}", level="warning")
+        self._finish(trainer, inputs, stopped_early)
+
+    # -- per-epoch pieces ------------------------------------------------------------------
+    def _rho_at_epoch_start(self, epoch: int) -> float:
+        """Asked by the Trainer at each epoch boundary; the epoch's energy meter starts here."""
+        decision = self.rho.decide(epoch)
+        if self.measuring != epoch:
+            self.meter.start(decision.reading.carbon_intensity_g_per_kwh
+                             if decision.reading else None)
+            self.measuring = epoch
+        return decision.rho
+
+    def _event(self, type_: str, message: str, data: dict[str, Any] | None = None,
+               level: str = "info") -> None:
+        with self._session() as session:
+            append_event(session, self.job_id, type_, message, level=level, data=data)
+
+    def _epoch_started(self, event: EpochStart) -> None:
+        self._rho_at_epoch_start(event.epoch)  # methods without rho ask nothing: start here
+        decision = self.rho.decide(event.epoch)
+        reading = decision.reading
+        if decision.fallback is not None:
+            self._event("carbon_fallback", decision.fallback.message,
+                        decision.fallback.to_dict(), level="warning")
+        self._event("epoch_start", f"epoch {event.epoch} started at rho {event.rho:.2f} "
+                    f"with {len(event.selected)} tensors",
+                    {"epoch_index": event.epoch, "rho": event.rho,
+                     "selected_tensor_count": len(event.selected),
+                     "predicted_step_flops": event.predicted_step_flops,
+                     "full_step_flops": event.full_step_flops,
+                     "carbon": reading.to_dict() if reading else None})
+
+    def _step(self, event: StepEvent) -> None:
+        now = time.monotonic()
+        if now - self.last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self.last_progress = now
+        self._event("progress", f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}",
+                    {"epoch_index": event.epoch, "step": event.step, "loss": event.loss})
+
+    def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
+        energy = self.meter.stop()
+        self.measuring = None
+        reading = self.rho.decide(record.epoch).reading
+        path = checkpoint_path(self.settings, self.job_id, record.epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(path)
+        with self._session() as session:
+            job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+            if job is None or job.status != JobStatus.RUNNING.value or \
+                    job.lease_owner != self.me.name:
+                raise JobStopped
+            record_epoch(session, job, EpochRow(
+                epoch_index=record.epoch, rho=record.rho,
+                selected_tensor_count=len(record.selected),
+                selected_tensor_names=list(record.selected),
+                predicted_flops=float(record.predicted_flops),
+                executed_flops=float(record.executed_flops),
+                full_ft_flops=float(record.full_flops), wall_seconds=record.wall_s,
+                loss=record.loss,
+                carbon_intensity_g_per_kwh=reading.carbon_intensity_g_per_kwh if reading else None,
+                carbon_intensity_source=reading.source if reading else None,
+                energy_kwh=energy.energy_kwh if energy else None,
+                kg_co2=energy.kg_co2 if energy else None,
+                energy_is_estimate=energy.is_estimate if energy else True))
+        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
+            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
+        for old in path.parent.glob("epoch-*.pt"):
+            if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
+                old.unlink(missing_ok=True)
+
+    def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
+        from greentrainer_core.evaluate import evaluate_rouge
+
+        with self._session() as session:
+            totals = session.execute(select(
+                func.count(), func.sum(JobEpoch.executed_flops), func.sum(JobEpoch.full_ft_flops),
+                func.sum(JobEpoch.energy_kwh), func.sum(JobEpoch.kg_co2))
+                .where(JobEpoch.job_id == self.job_id)).one()
+        result: dict[str, Any] = {
+            "epochs": int(totals[0]), "executed_flops": float(totals[1] or 0),
+            "full_ft_flops": float(totals[2] or 0), "energy_kwh": float(totals[3] or 0),
+            "kg_co2": float(totals[4] or 0)}
+        if stopped_early:
+            result["stopped_early"] = stopped_early
+        if inputs.test_rows:
+            scores = evaluate_rouge(trainer.model, inputs.tokenizer, inputs.test_rows,
+                                    max_length=inputs.config.max_length)
+            result["rouge"] = {"rouge1": scores.rouge1, "rouge2": scores.rouge2,
+                               "rougeL": scores.rougeL, "n": scores.n}
+        if self.keeper.stop.is_set():
+            raise JobStopped
+        with self._session() as session:
+            job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+            if job is None or job.status != JobStatus.RUNNING.value or \
+                    job.lease_owner != self.me.name:
+                raise JobStopped
+            result["artifacts"] = save_outputs(session, self.store, job, trainer,
+                                               inputs.tokenizer, result)
+            slots.release(session, self.job_id)
+            leases.clear(job)
+            leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,
+                                  message="training finished")
+        for old in checkpoint_path(self.settings, self.job_id, 0).parent.glob("epoch-*.pt"):
+            old.unlink(missing_ok=True)
