@@ -100,7 +100,7 @@ def ensure_demo(session: Session, store: BlobStore, settings: Settings,
         session, store, settings, team.id, test_dataset_path, "demo sample (test)")
     request = JobCreate(model=DEFAULT_MODEL, training_dataset=train_id, test_dataset=test_id,
                         method="greentrainer",
-                        hyperparameters=Hyperparameters(epochs=2, batch_size=4, max_length=256),
+                        hyperparameters=Hyperparameters(epochs=1, batch_size=4, max_length=256),
                         rho_policy=FixedRho(type="fixed", rho=0.6))
     job, created = submit_job(session, team.id, request, settings, idempotency_key="up-demo")
     return DemoSetup(team_id=team.id, team_key=key, dataset_id=train_id,
