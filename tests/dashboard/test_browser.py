@@ -106,6 +106,7 @@ def test_a_job_submitted_in_the_browser_runs_on_the_real_worker_and_is_drawn(
     rouge = api(site, key, f"/jobs/{job_id}")["result"]["rouge"]
     for name in ("rouge1", "rouge2", "rougeL"):
         expect(page.locator(f'[data-metric="rouge.{name}"]')).to_have_text(f"{rouge[name]:.4f}")
+    expect(page.locator("#result [data-metric]")).to_have_count(3)  # scores, not the totals
     artifacts = api(site, key, f"/jobs/{job_id}/artifacts")
     assert {a["kind"] for a in artifacts} >= {"model", "delta", "metrics"}
     links = page.locator("#artifacts a")
