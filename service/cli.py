@@ -130,9 +130,11 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
             admin_key = first_run.ensure_admin_key(session, Path(settings.data_dir))
             setup = None
             if demo:
+                # A data set of the user's own has no matching test set: no ROUGE then.
                 setup = first_run.ensure_demo(
                     session, LocalBlobStore(Path(settings.data_dir) / "blobs"), settings,
-                    demo_dataset or first_run.DEMO_DATASET_PATH)
+                    demo_dataset or first_run.DEMO_DATASET_PATH,
+                    None if demo_dataset else first_run.DEMO_TEST_DATASET_PATH)
     finally:
         engine.dispose()
     print(f"GreenTrainer API:  {url}  (docs: {url}/docs)")
@@ -141,7 +143,8 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
     print(f"admin key:         {admin_key}  (saved in {settings.data_dir}/admin.key)")
     if setup is not None:
         print(f"demo team key:     {setup.team_key}")
-        print(f"demo data set:     {setup.dataset_id}")
+        print(f"demo data set:     {setup.dataset_id}"
+              + (f"  (test set: {setup.test_dataset_id})" if setup.test_dataset_id else ""))
         print(f"demo job:          {setup.job_id}  ({url}/jobs/{setup.job_id})")
         return setup.job_id if setup.job_created else None
     return None

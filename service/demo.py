@@ -21,10 +21,11 @@ from service.settings import Settings
 from service.storage import BlobStore
 from service.teams import create_team
 
-# The sample data set `up --demo` uploads (shipped by the core; its licence and source are noted
-# next to it). The one place that names it.
-DEMO_DATASET_PATH = Path(__file__).resolve().parent.parent / "greentrainer_core" / "sample_data" / \
-    "xsum_demo_train.jsonl"
+# The sample data sets `up --demo` uploads (XSum, shipped by the core; their licence and source
+# are noted next to them). The one place that names them.
+_SAMPLE_DATA = Path(__file__).resolve().parent.parent / "greentrainer_core" / "sample_data"
+DEMO_DATASET_PATH = _SAMPLE_DATA / "xsum_demo_train.jsonl"
+DEMO_TEST_DATASET_PATH = _SAMPLE_DATA / "xsum_demo_test.jsonl"
 DEMO_TEAM = "demo"
 ADMIN_KEY_FILE = "admin.key"
 DEMO_KEY_FILE = "demo.key"
@@ -35,6 +36,7 @@ class DemoSetup:
     team_id: str
     team_key: str
     dataset_id: str
+    test_dataset_id: str | None
     job_id: str
     job_created: bool
 
@@ -66,12 +68,24 @@ def ensure_admin_key(session: Session, data_dir: Path) -> str:
     return key
 
 
+def _upload(session: Session, store: BlobStore, settings: Settings, team_id: str, path: Path,
+            name: str) -> str:
+    dataset, _ = create_dataset(
+        session, store, team_id=team_id, data=path.read_bytes(), filename=path.name,
+        declared_format=None, name=name, source_field=settings.dataset_source_field,
+        target_field=settings.dataset_target_field, max_rows=settings.max_dataset_rows)
+    return dataset.id
+
+
 def ensure_demo(session: Session, store: BlobStore, settings: Settings,
-                dataset_path: Path = DEMO_DATASET_PATH) -> DemoSetup:
-    """Create (or reuse) the demo team, upload the sample data set, submit a short job."""
-    if not dataset_path.is_file():
-        raise InvalidInput(f"the demo data set {dataset_path} is missing from this install",
-                           field="demo_dataset")
+                dataset_path: Path = DEMO_DATASET_PATH,
+                test_dataset_path: Path | None = DEMO_TEST_DATASET_PATH) -> DemoSetup:
+    """Create (or reuse) the demo team, upload the sample training (and test) data set and
+    submit a short job, evaluated with ROUGE on the test set when there is one."""
+    for path in (dataset_path, test_dataset_path):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"the demo data set {path} is missing from this install",
+                               field="demo_dataset")
     team = session.scalar(select(Team).where(Team.name == DEMO_TEAM))
     key_path = Path(settings.data_dir) / DEMO_KEY_FILE
     key = _read_key(session, key_path) if team is not None else None
@@ -81,14 +95,13 @@ def ensure_demo(session: Session, store: BlobStore, settings: Settings,
     elif key is None:
         _, key = create_api_key(session, team_id=team.id)
         _save_key(key_path, key)
-    dataset, _ = create_dataset(
-        session, store, team_id=team.id, data=dataset_path.read_bytes(),
-        filename=dataset_path.name, declared_format=None, name="demo sample",
-        source_field=settings.dataset_source_field, target_field=settings.dataset_target_field,
-        max_rows=settings.max_dataset_rows)
-    request = JobCreate(model=DEFAULT_MODEL, training_dataset=dataset.id, method="greentrainer",
-                        hyperparameters=Hyperparameters(epochs=2, batch_size=4, max_length=256),
+    train_id = _upload(session, store, settings, team.id, dataset_path, "demo sample")
+    test_id = None if test_dataset_path is None else _upload(
+        session, store, settings, team.id, test_dataset_path, "demo sample (test)")
+    request = JobCreate(model=DEFAULT_MODEL, training_dataset=train_id, test_dataset=test_id,
+                        method="greentrainer",
+                        hyperparameters=Hyperparameters(epochs=1, batch_size=4, max_length=256),
                         rho_policy=FixedRho(type="fixed", rho=0.6))
     job, created = submit_job(session, team.id, request, settings, idempotency_key="up-demo")
-    return DemoSetup(team_id=team.id, team_key=key, dataset_id=dataset.id, job_id=job.id,
-                     job_created=created)
+    return DemoSetup(team_id=team.id, team_key=key, dataset_id=train_id,
+                     test_dataset_id=test_id, job_id=job.id, job_created=created)

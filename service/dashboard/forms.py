@@ -77,6 +77,7 @@ def job_payload(form: Mapping[str, Any], training_dataset: str | None) -> dict[s
         policy["deadline"] = _deadline(_text(form, "deadline"))
     payload: dict[str, Any] = {
         "model": _text(form, "model"), "training_dataset": training_dataset,
+        "test_dataset": _text(form, "test_dataset"),
         "method": _text(form, "method") or "greentrainer",
         "hyperparameters": {k: v for k in HYPERPARAMETERS if (v := _text(form, k)) is not None},
         "rho_policy": {k: v for k, v in policy.items() if v is not None},

@@ -231,6 +231,15 @@ def job_json(request: Request, job_id: str) -> JSONResponse:
         return JSONResponse(job_out(job).model_dump(mode="json"))
 
 
+EVALUATION_KEYS = ("rouge",)  # the result's evaluation part (the rest are totals, shown above)
+
+
+def evaluation_metrics(result: dict[str, Any] | None) -> dict[str, float]:
+    """The evaluation scores of a job's result, e.g. ``rouge.rouge1`` (not its row count)."""
+    scores = numeric_metrics({k: v for k, v in (result or {}).items() if k in EVALUATION_KEYS})
+    return {name: value for name, value in scores.items() if not name.endswith(".n")}
+
+
 def numeric_metrics(result: dict[str, Any] | None, prefix: str = "") -> dict[str, float]:
     """The numbers of a job's result (e.g. ROUGE), nested keys joined with '.'."""
     found: dict[str, float] = {}
@@ -250,7 +259,7 @@ def _job_view(request: Request, session: Session, principal: Principal,
                                      .order_by(Artifact.created_at, Artifact.id)))
     return {"job": job, "series": series, "artifacts": artifacts, "principal": principal,
             "job_json_updated_at": job_out(job).model_dump(mode="json")["updated_at"],
-            "metrics": numeric_metrics(job.result),
+            "metrics": evaluation_metrics(job.result),
             "events": list_events(session, job.id, after=None, limit=EVENTS_SHOWN),
             "terminal": JobStatus(job.status) in TERMINAL,
             "carbon_chart": charts.carbon_chart(job, series) if series.epochs else None,

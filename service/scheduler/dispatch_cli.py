@@ -14,6 +14,7 @@ from service.settings import get_settings
 
 from .loop import run_forever
 from .pool_settings import PoolSettings
+from .providers.chain import ProviderChain
 from .readings import CarbonReading
 from .settings import build_chain
 
@@ -23,6 +24,7 @@ log = logging.getLogger("service.scheduler.dispatch_cli")
 def dispatch_forever() -> int:
     """Run until SIGTERM/SIGINT; returns 2 on an un-migrated database."""
     from worker.celery_app import RUN_JOB_TASK, make_celery, queue_name
+    from worker.rho import region_chain
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
@@ -43,6 +45,16 @@ def dispatch_forever() -> int:
     def forecast(hours: float) -> list[CarbonReading]:
         return list(chain.forecast(hours).value)
 
+    regional: dict[str, ProviderChain] = {}
+
+    def current(region: str | None) -> CarbonReading:
+        """The intensity now in the job's region (the pool's chain when it names none)."""
+        if not region:
+            return chain.latest().value
+        if region not in regional:
+            regional[region] = region_chain(region)
+        return regional[region].latest().value
+
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -53,8 +65,9 @@ def dispatch_forever() -> int:
     print("scheduler: dispatching every "
           f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
     try:
-        run_forever(make_session_factory(engine), pool, send, forecast, stop)
+        run_forever(make_session_factory(engine), pool, send, forecast, stop, current)
     finally:
-        chain.close()
+        for one in (chain, *regional.values()):
+            one.close()
         engine.dispose()
     return 0

@@ -1,6 +1,7 @@
 """The periodic scheduler process (`greentrainer scheduler --dispatch`): every
-``dispatch_interval_seconds`` it reconciles (expired leases, stale slots), plans green windows
-for deadline jobs, and dispatches what fits. Several may run at once (row locks)."""
+``dispatch_interval_seconds`` it reconciles (expired leases, stale slots), notes the grid's
+intensity for newly submitted jobs, plans green windows for deadline jobs, and dispatches what
+fits. Several may run at once (row locks)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.scheduler.dispatcher import Send, dispatch_once
 from service.scheduler.green import Forecast, plan_windows
-from service.scheduler.reconciler import reconcile
 from service.scheduler.pool_settings import PoolSettings
+from service.scheduler.reconciler import reconcile
+from service.scheduler.submission import Current, note_submission_intensities
 
 log = logging.getLogger("service.scheduler.loop")
 
@@ -24,10 +26,12 @@ def stale_after_s(pool: PoolSettings) -> float:
 
 
 def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
-         forecast: Forecast | None) -> None:
-    """One reconcile + plan + dispatch pass."""
+         forecast: Forecast | None, current: Current | None = None) -> None:
+    """One reconcile + note + plan + dispatch pass."""
     stale = stale_after_s(pool)
     reconcile(factory, max_attempts=pool.max_attempts, stale_after_s=stale)
+    if current is not None:
+        note_submission_intensities(factory, current)
     if forecast is not None:
         plan_windows(factory, forecast, default_epoch_seconds=pool.default_epoch_seconds)
     for item in dispatch_once(factory, send, stale_after_s=stale,
@@ -36,11 +40,12 @@ def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
 
 
 def run_forever(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
-                forecast: Forecast | None, stop: threading.Event) -> None:
+                forecast: Forecast | None, stop: threading.Event,
+                current: Current | None = None) -> None:
     """Tick until ``stop`` is set; a failing pass is logged and the next one runs."""
     while not stop.is_set():
         try:
-            tick(factory, pool, send, forecast)
+            tick(factory, pool, send, forecast, current)
         except Exception:  # one bad pass (DB restart, broker down) must not end the loop
             log.exception("scheduler pass failed; retrying")
         stop.wait(pool.dispatch_interval_seconds)

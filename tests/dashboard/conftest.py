@@ -1,6 +1,8 @@
 """Fixtures for the dashboard tests: the API app (with the dashboard) served by uvicorn on
-loopback against SQLite and a real Postgres, teams made through the API, and a headless Debian
-Chromium driven by Playwright (never a downloaded browser)."""
+loopback against SQLite and a real Postgres, teams made through the API, the embedded stack of
+`greentrainer up` (SQLite, the SQLAlchemy broker transport, a real worker process, the
+scheduler loop) for the job lifecycle, and a headless Debian Chromium driven by Playwright
+(never a downloaded browser)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -20,9 +22,8 @@ from service.app import create_app
 from service.dashboard.settings import DashboardSettings
 from service.db import make_engine, make_session_factory, upgrade
 from service.settings import Settings
-from service.storage import BlobStore
 from tests.conftest import require
-from tests.dashboard.fake_worker import FakeWorker
+from tests.e2e.conftest import Stack, _stack
 from tests.service.conftest import LiveServer, postgres  # noqa: F401 (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +38,6 @@ class Site:
     base_url: str
     client: httpx.Client
     factory: sessionmaker[Session]
-    store: BlobStore
     backend: str
     admin_headers: dict[str, str]
 
@@ -47,9 +47,6 @@ class Site:
                              headers=self.admin_headers)
         assert r.status_code == 201, r.text
         return r.json()["id"], r.json()["api_key"]["key"]
-
-    def worker(self, **options: Any) -> FakeWorker:
-        return FakeWorker(self.factory, self.store, **options)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -68,10 +65,29 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     engine = make_engine(url)
     with LiveServer(app) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
         yield Site(base_url=server.base_url, client=client, factory=make_session_factory(engine),
-                   store=app.state.context.store, backend=request.param,
+                   backend=request.param,
                    admin_headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     engine.dispose()
     app.state.context.engine.dispose()
+
+
+class Embedded(NamedTuple):
+    site: Site
+    stack: Stack
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
+    """What `greentrainer up` runs, on a fresh SQLite file: the API with the dashboard, the
+    dispatcher loop, and one real `greentrainer worker` process (CPU) on kombu's SQLAlchemy
+    transport; jobs name the tiny random-init model saved under an allowed model dir."""
+    root = tmp_path_factory.mktemp("dash-embedded")
+    for stack in _stack(root, f"sqlite:///{root / 'gt.sqlite'}", None):
+        stack.app.state.dashboard_settings = DashboardSettings(poll_seconds=0.3)
+        stack.start_worker()
+        site = Site(base_url=str(stack.client.base_url).rstrip("/"), client=stack.client,
+                    factory=stack.factory, backend="embedded", admin_headers=stack.admin)
+        yield Embedded(site, stack)
 
 
 @pytest.fixture(scope="session")

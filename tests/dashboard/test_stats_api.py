@@ -15,6 +15,7 @@ from service.grid import app_outlook
 from service.models import JobEpoch, utcnow
 from tests.dashboard.conftest import Site
 from tests.dashboard.helpers import api_job, signed_in_client
+from tests.dashboard.recorded_runs import record_run
 
 
 def get(site: Site, key: str | None, path: str, status: int = 200) -> Any:
@@ -28,13 +29,12 @@ def test_overview_totals_are_the_sums_of_the_teams_epoch_rows(site: Site) -> Non
     team_a, key_a = site.new_team()
     team_b, key_b = site.new_team()
     job = api_job(site, key_a)
-    worker = site.worker(epoch_delay_s=0.0, submitted_g_per_kwh=300.0)
-    worker.run(job)
+    recorded = record_run(site.factory, job, submitted_g_per_kwh=300.0)
     api_job(site, key_b)  # a job without epochs counts as a job, with no figures
 
     rows = get(site, key_a, f"/jobs/{job}/epochs")
     totals = get(site, key_a, "/stats/overview")["totals"]
-    assert totals["jobs"] == 1 and totals["epochs"] == len(rows) == worker.epochs
+    assert totals["jobs"] == 1 and totals["epochs"] == len(rows) == len(recorded)
     assert totals["executed_flops"] == pytest.approx(sum(r["executed_flops"] for r in rows))
     assert totals["full_ft_flops"] == pytest.approx(sum(r["full_ft_flops"] for r in rows))
     assert totals["energy_kwh"] == pytest.approx(sum(r["energy_kwh"] for r in rows))
@@ -62,7 +62,7 @@ def test_series_has_one_point_per_epoch_and_is_hidden_from_other_teams(site: Sit
     _, key_a = site.new_team()
     _, key_b = site.new_team()
     job = api_job(site, key_a)
-    site.worker(epoch_delay_s=0.0).run(job)
+    record_run(site.factory, job)
     series = get(site, key_a, f"/jobs/{job}/series")
     rows = get(site, key_a, f"/jobs/{job}/epochs")
     assert [p["rho"] for p in series["epochs"]] == [r["rho"] for r in rows]
@@ -83,7 +83,7 @@ def test_grid_outlook_offline_is_labelled_a_fallback(site: Site) -> None:
 def test_the_live_list_serves_the_api_job_list(site: Site) -> None:
     _, key = site.new_team()
     jobs = [api_job(site, key) for _ in range(2)]
-    site.worker(epoch_delay_s=0.0, wait_s=0.0).run(jobs[0])
+    record_run(site.factory, jobs[0])
     listed = get(site, key, "/jobs")["data"]
     with signed_in_client(site, key) as (client, _):
         live = client.get("/dashboard/api/jobs").json()["data"]
@@ -102,7 +102,7 @@ def test_misconfigured_providers_fall_back_to_the_static_average_with_a_note(
 def test_series_buckets_are_hourly_up_to_two_days_then_daily(site: Site) -> None:
     _, key = site.new_team()
     job = api_job(site, key)
-    site.worker(epoch_delay_s=0.0, wait_s=0.0, epochs=3).run(job)
+    record_run(site.factory, job, epochs=3)
     hourly = get(site, key, "/stats/overview")
     assert hourly["bucket"] == "hour" and sum(b["epochs"] for b in hourly["series"]) == 3
     start = utcnow().replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=5)

@@ -85,6 +85,27 @@ def test_up_demo_prepares_a_working_admin_key_team_data_set_and_job(
     assert (_printed(again, "admin key"), _printed(again, "demo job")) == (admin, job_id)
 
 
+def test_up_demo_trains_on_the_shipped_xsum_sample_and_evaluates_on_its_test_set(
+        fresh: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from service.demo import DEMO_DATASET_PATH, DEMO_TEST_DATASET_PATH
+
+    assert up_main(["--demo", "--no-serve"]) == 0
+    out = capsys.readouterr().out
+    team = {"Authorization": f"Bearer {_printed(out, 'demo team key')}"}
+    app = create_app(Settings())
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.base_url) as client:
+            job = client.get(f"/jobs/{_printed(out, 'demo job')}", headers=team).json()
+            rows = {d["id"]: d["row_count"] for d in client.get("/datasets", headers=team)
+                    .json()["data"]}
+    finally:
+        app.state.context.engine.dispose()
+    lines = [len(p.read_text().splitlines()) for p in (DEMO_DATASET_PATH,
+                                                        DEMO_TEST_DATASET_PATH)]
+    assert [rows[job["training_dataset"]], rows[job["test_dataset"]]] == lines
+    assert job["model"] == "smollm2-135m-instruct" and job["method"] == "greentrainer"
+
+
 def test_up_demo_without_the_sample_file_says_what_is_missing(
         fresh: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert up_main(["--demo", "--demo-dataset", str(fresh / "nope.jsonl"), "--no-serve"]) == 2

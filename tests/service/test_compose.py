@@ -67,13 +67,24 @@ def test_each_gpu_worker_reserves_its_own_gpu(compose: dict[str, Any]) -> None:
     workers = {n: s for n, s in compose["services"].items() if n.startswith("worker-gpu")}
     assert len(workers) >= 2
     seen = []
-    for service in workers.values():
+    for name, service in workers.items():
         (device,) = service["deploy"]["resources"]["reservations"]["devices"]
         assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
-        assert device["device_ids"] == [service["environment"]["CUDA_VISIBLE_DEVICES"]]
+        assert len(device["device_ids"]) == 1, f"{name}: one GPU per worker"
+        # The container sees its one reserved GPU as GPU 0 (NVIDIA runtime), so the worker
+        # owns GPU 0 there; a CUDA_VISIBLE_DEVICES naming the host id would hide it.
+        command = service["command"]
+        assert command[command.index("--gpus") + 1] == "0", name
+        assert command[command.index("--gpu-class") + 1], name
+        assert "CUDA_VISIBLE_DEVICES" not in service["environment"], name
         assert service["environment"]["GREENTRAINER_BROKER_URL"].startswith("redis://")
         seen += device["device_ids"]
     assert len(seen) == len(set(seen)), "two workers on one GPU"
+
+
+def test_the_scheduler_runs_the_dispatch_loop(compose: dict[str, Any]) -> None:
+    assert compose["services"]["scheduler"]["command"] == [
+        "greentrainer", "scheduler", "--dispatch"]
 
 
 def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
