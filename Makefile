@@ -1,12 +1,13 @@
 # The two commands a newcomer needs (see README.md):
-#   make demo   install, then run the main job
-#   make test   install, then run the whole test suite (what CI runs)
+#   make demo     install, then run the main job: API + dashboard + worker + scheduler with a demo job
+#   make test     install, then run the whole test suite (what CI runs)
+#   make profile  install, then profile the shipped SmolLM2 and select tensors at RHO
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 RHO ?= 0.6
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test
+.PHONY: install demo profile test
 
 install:
 	# Debian's Chromium drives the dashboard's browser tests (no tool may download its own browser).
@@ -18,6 +19,9 @@ install:
 	$(PIP) install -e '.[dev]'
 
 demo: install
+	greentrainer up --demo
+
+profile: install
 	greentrainer profile --rho $(RHO)
 
 test: install
