@@ -129,7 +129,9 @@ class EventOut(BaseModel):
     data: dict[str, Any] | None
 
 
-class EpochOut(BaseModel):
+class EpochFields(BaseModel):
+    """One finished epoch as the worker recorded it (shared by the API and the dashboard's series)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     epoch_index: int
@@ -146,6 +148,9 @@ class EpochOut(BaseModel):
     energy_kwh: float | None
     kg_co2: float | None
     energy_is_estimate: bool
+
+
+class EpochOut(EpochFields):
     created_at: datetime
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.models import Job, JobEpoch, JobEvent, Team
+from service.schemas import EpochFields
 from service.savings import (
     SUBMISSION_EVENT,
     EpochFigures,
@@ -58,23 +59,9 @@ class Overview(BaseModel):
     teams: list[TeamTotals] = Field(description="Per team (admin only; empty for a team).")
 
 
-class EpochPoint(BaseModel):
-    epoch_index: int
+class EpochPoint(EpochFields):
     started_at: datetime = Field(description="finished_at - wall_seconds.")
     finished_at: datetime
-    rho: float
-    carbon_intensity_g_per_kwh: float | None
-    carbon_intensity_source: str | None
-    selected_tensor_count: int
-    selected_tensor_names: list[str]
-    predicted_flops: float
-    executed_flops: float
-    full_ft_flops: float
-    wall_seconds: float
-    loss: float | None
-    energy_kwh: float | None
-    kg_co2: float | None
-    energy_is_estimate: bool
     counterfactual_kg_co2: float
     saved_by_fewer_flops_kg: float
     saved_by_cleaner_time_kg: float
@@ -150,16 +137,9 @@ def job_series(session: Session, job: Job) -> JobSeries:
     for row, saving in sorted(pairs, key=lambda pair: pair[0].epoch_index):
         _add(totals, row, saving)
         points.append(EpochPoint(
-            epoch_index=row.epoch_index, finished_at=row.created_at,
-            started_at=row.created_at - timedelta(seconds=row.wall_seconds), rho=row.rho,
-            carbon_intensity_g_per_kwh=row.carbon_intensity_g_per_kwh,
-            carbon_intensity_source=row.carbon_intensity_source,
-            selected_tensor_count=row.selected_tensor_count,
-            selected_tensor_names=list(row.selected_tensor_names or []),
-            predicted_flops=row.predicted_flops, executed_flops=row.executed_flops,
-            full_ft_flops=row.full_ft_flops, wall_seconds=row.wall_seconds, loss=row.loss,
-            energy_kwh=row.energy_kwh, kg_co2=row.kg_co2,
-            energy_is_estimate=row.energy_is_estimate,
+            **EpochFields.model_validate(row).model_dump(),
+            finished_at=row.created_at,
+            started_at=row.created_at - timedelta(seconds=row.wall_seconds),
             counterfactual_kg_co2=saving.counterfactual_ref_kg,
             saved_by_fewer_flops_kg=saving.saved_by_fewer_flops_kg,
             saved_by_cleaner_time_kg=saving.saved_by_cleaner_time_kg))
