@@ -99,7 +99,10 @@ def _flops(value: float) -> str:
 
 def summary_table(history, rouge_scores=None) -> str:
     """The end-of-run table: one row per epoch and a total row (FLOPs, time, loss, ROUGE)."""
-    header = f"{'epoch':>5} {'rho':>5} {'tensors':>7} {'loss':>7} {'executed':>11} {'full FT':>11} {'ratio':>6} {'time s':>8} {'ovh %':>6}"
+    header = (
+        f"{'epoch':>5} {'rho':>5} {'tensors':>7} {'loss':>7} {'executed':>11} {'full FT':>11} "
+        f"{'ratio':>6} {'time s':>8} {'ovh %':>6}"
+    )
     lines = [header, "-" * len(header)]
     for r in history:
         ratio = r.executed_flops / r.full_flops if r.full_flops else float("nan")

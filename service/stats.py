@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.models import Job, JobEpoch, JobEvent, Team
-from service.schemas import EpochFields
 from service.savings import (
     SUBMISSION_EVENT,
     EpochFigures,
@@ -21,6 +20,7 @@ from service.savings import (
     epoch_savings,
     reference_intensity,
 )
+from service.schemas import EpochFields
 
 # Buckets of the overview's time series: hourly while the data spans at most this long.
 HOURLY_SPAN = timedelta(hours=48)

@@ -53,7 +53,7 @@ def reconcile(factory: sessionmaker[Session], *, max_attempts: int, stale_after_
             if job is None or job.status != JobStatus.RUNNING.value or \
                     job.lease_expires_at is None or job.lease_expires_at >= now:
                 continue
-            reason = ("lease expired: worker {} stopped renewing it".format(job.lease_owner)
+            reason = (f"lease expired: worker {job.lease_owner} stopped renewing it"
                       if job.lease_owner else "no worker took the dispatched job in time")
             try:
                 status = leases.requeue_or_fail(session, job, reason, max_attempts=max_attempts)

@@ -44,7 +44,7 @@ def test_long_source_is_truncated_to_fit_max_length():
     [example] = tokenize_rows([row], tok, max_length=20)
     assert len(example.input_ids) == 20
     assert (
-        tok.decode([t for t, l in zip(example.input_ids, example.labels) if l != IGNORE_INDEX])
+        tok.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX])
         == "cat sat </s>"
     )
 

@@ -19,7 +19,6 @@ from service.scheduler.dispatcher import dispatch_once
 from service.scheduler.green import plan_windows
 from service.scheduler.readings import CarbonReading
 from service.scheduler.reconciler import reconcile
-from service.states import JobStatus
 from tests.conftest import require
 from tests.service.conftest import PostgresDatabases, _pg_admin_url
 
@@ -108,7 +107,7 @@ def test_jobs_start_only_on_a_fitting_fresh_slot(factory: sessionmaker[Session])
 
 def test_tasks_are_sent_after_the_commit(factory: sessionmaker[Session]) -> None:
     with factory.begin() as session:
-        j = job(session, team(session))
+        job(session, team(session))
         slot(session, "cpu")
     seen: list[str] = []
     dispatch_once(factory, lambda job_id, _c: seen.append(status(factory, job_id)),
