@@ -80,28 +80,37 @@ def test_redis_restart_loses_no_job(stack: Stack, private_redis: PrivateRedis) -
     assert submit_s < 15, f"a submission during the outage took {submit_s:.1f} s"
 
 
+def _last_epoch(stack: Stack, team: dict[str, str], job_id: str) -> int:
+    job = stack.client.get(f"/jobs/{job_id}", headers=team).json()
+    if job["status"] in TERMINAL:
+        return 99
+    return -1 if job["last_finished_epoch"] is None else int(job["last_finished_epoch"])
+
+
 def test_worker_sigkilled_at_random_points_every_job_succeeds_once(stack: Stack) -> None:
+    """Each run picks a phase (before training starts, after epoch 0, 1 or 2: the last one is
+    during evaluation and artifact writing) and a random extra delay, and SIGKILLs the worker
+    there; a fresh worker must finish the job."""
     rng = random.Random(int(os.environ.get("GT_KILL_SEED", "7")))
     team = stack.team(max_concurrent_jobs=10)
     kills = []
     for _run in range(KILL_RUNS):
         worker = stack.start_worker()
         job_id = stack.submit(team, **JOB)
-        delay = rng.uniform(0.5, 16.0)  # worker start-up, model load, an epoch, the artifacts
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and worker.poll() is None:
-            status = stack.client.get(f"/jobs/{job_id}", headers=team).json()["status"]
-            if status in TERMINAL:
+        phase, extra = rng.choice([-2, -1, 0, 1, 2]), rng.uniform(0.0, 1.5)
+        while worker.poll() is None:  # -2: any time in start-up; -1: once training began
+            done = _last_epoch(stack, team, job_id)
+            if done >= phase and (phase != -1 or _started(stack, team, job_id)):
                 break
             time.sleep(0.05)
+        time.sleep(extra)
         worker.kill()
         worker.wait()
-        kills.append((round(delay, 2), stack.client.get(f"/jobs/{job_id}", headers=team).json()
-                      ["last_finished_epoch"]))
+        kills.append((phase, round(extra, 2), _last_epoch(stack, team, job_id)))
         stack.start_worker()
         job = stack.wait(team, job_id, lambda j: j["status"] in TERMINAL, timeout=300)
         assert job["status"] == "succeeded", (kills, job)
         assert _epochs(stack, team, job_id) == [0, 1, 2], kills
         stack.kill_workers()
         stack.workers.clear()
-    print("kill points (delay s, last finished epoch at the kill):", kills)
+    print("kills (phase, extra s, last finished epoch at the kill; 99 = already done):", kills)
