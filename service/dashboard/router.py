@@ -131,9 +131,9 @@ def _login(request: Request, web: WebSession, key: str) -> Response:
         if limiter is not None:
             limiter.check(address)
     except TooManyFailedSignIns as exc:
-        response = _render(request, web, "login.html", 429, error=exc.message)
-        response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
+        refused = _render(request, web, "login.html", 429, error=exc.message)
+        refused.headers["Retry-After"] = str(exc.retry_after_s)
+        return refused
     with context.factory() as session:
         try:
             new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context))

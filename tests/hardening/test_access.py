@@ -37,7 +37,7 @@ def app_routes(app: Any) -> list[tuple[str, str]]:
             else:
                 yield route
     found = {(method, route.path) for route in walk(app.routes) if isinstance(route, APIRoute)
-             for method in route.methods if method != "HEAD"}
+             for method in (route.methods or ()) if method != "HEAD"}
     return sorted(found)
 
 

@@ -65,7 +65,7 @@ def test_a_full_artifact_disk_fails_the_job_clearly_and_serves_nothing_half_writ
     job = bench.read(job_id)
     assert job.status == "failed", (job.status, job.error_message)
     assert "No space left on device" in (job.error_message or ""), job.error_message
-    assert "disk_full" in job.error_message
+    assert "disk_full" in (job.error_message or "")
     with bench.factory() as session:
         assert list(session.scalars(select(Artifact).where(Artifact.job_id == job_id))) == []
     leftovers = [p.name for p in bench.store.root.rglob(".upload-*")]
