@@ -20,6 +20,7 @@ from service.metrics import HttpMetrics, make_registry
 from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
 from service.routers import datasets, jobs, ops, stats, teams
 from service.settings import Settings, get_settings
+from service.signin_limit import FailedSignInLimiter
 from service.storage import BlobStore, LocalBlobStore
 
 DESCRIPTION = """Carbon-aware fine-tuning jobs for teams sharing a GPU pool.
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
         store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
         dispatcher=dispatcher or _default_dispatcher(settings, factory),
         job_checks=tuple(job_checks),
+        signin_limiter=FailedSignInLimiter(burst=settings.signin_failure_burst,
+                                           refill_seconds=settings.signin_failure_refill_seconds),
     )
     app.state.metrics_registry = make_registry(factory)
     http_errors.install(app)

@@ -18,6 +18,7 @@ from service.errors import NotAuthenticated
 from service.jobs import JobCheck
 from service.models import Job
 from service.settings import Settings
+from service.signin_limit import FailedSignInLimiter
 from service.storage import BlobStore
 
 
@@ -29,6 +30,11 @@ class AppContext:
     store: BlobStore
     dispatcher: JobDispatcher
     job_checks: Sequence[JobCheck] = ()
+    signin_limiter: FailedSignInLimiter | None = None
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def get_context(request: Request) -> AppContext:
@@ -49,15 +55,23 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="A team or admin API key.")
 
 
-def current_principal(context: Context, session: SessionDep,
+def current_principal(request: Request, context: Context, session: SessionDep,
                       credentials: Annotated[HTTPAuthorizationCredentials | None,
                                              Depends(_bearer)]) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise NotAuthenticated("missing API key: send `Authorization: Bearer <api key>`",
                                field="Authorization")
     admin_key = context.settings.admin_key
-    return authenticate(session, credentials.credentials,
-                        admin_key=admin_key.get_secret_value() if admin_key else None)
+    limiter, address = context.signin_limiter, client_address(request)
+    if limiter is not None:
+        limiter.check(address)  # 429 before the key is looked at
+    try:
+        return authenticate(session, credentials.credentials,
+                            admin_key=admin_key.get_secret_value() if admin_key else None)
+    except NotAuthenticated:
+        if limiter is not None:
+            limiter.failed(address)
+        raise
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -9,6 +9,7 @@
     ├── NotAuthenticated (401)        no or unknown API key
     ├── Forbidden (403)               a valid key that may not do this (team key on admin route)
     ├── NotFound (404)                no such object, or another team's object
+    ├── TooManyFailedSignIns (429)    too many wrong keys from one address; has retry_after_s
     ├── Conflict (409)
     │   ├── IllegalTransition         job state change the state machine forbids
     │   └── IdempotencyConflict       Idempotency-Key reused with a different request
@@ -23,6 +24,7 @@ class ServiceError(Exception):
 
     status_code = 500
     code = "internal_error"
+    retry_after_s: int | None = None  # sent as Retry-After when set
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -72,6 +74,15 @@ class Forbidden(ServiceError):
 class NotFound(ServiceError):
     status_code = 404
     code = "not_found"
+
+
+class TooManyFailedSignIns(ServiceError):
+    status_code = 429
+    code = "too_many_failed_sign_ins"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, field="Authorization")
+        self.retry_after_s = retry_after_s
 
 
 class Conflict(ServiceError):

@@ -48,7 +48,9 @@ def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str,
 
 
 def error_response(exc: ServiceError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
     return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status_code,
                         headers=headers)
 

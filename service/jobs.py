@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
 from service.job_events import append_event
@@ -39,15 +40,19 @@ def transition(session: Session, job: Job, target: JobStatus, *, message: str | 
         values.update(error_code=error_code, error_message=error_message)
     if result is not None:
         values["result"] = result
+    # synchronize_session=False: the default would scan every Job in the session's identity
+    # map on each call (hundreds in a dispatch pass); only ``job`` can match, updated below.
     outcome = session.execute(
         update(Job).where(Job.id == job.id, Job.status == current.value).values(**values)
+        .execution_options(synchronize_session=False)
     )
     if outcome.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(job)
         raise IllegalTransition(
             f"job changed from {current.value} to {job.status} concurrently; "
             f"it was not made {target.value}", field="status")
-    # The ORM UPDATE has already synchronised ``job`` (it is in this session's identity map).
+    for name, value in values.items():  # as stored, without marking ``job`` dirty
+        set_committed_value(job, name, value)
     append_event(session, job.id, "status", message or f"{current.value} -> {target.value}",
                  level="error" if target is JobStatus.FAILED else "info",
                  data={"from": current.value, "to": target.value})

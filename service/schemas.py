@@ -190,7 +190,14 @@ class TeamCreate(_Strict):
 
 class TeamUpdate(_Strict):
     max_concurrent_jobs: int | None = Field(default=None, ge=1, le=10000)
-    monthly_co2_budget_kg: float | None = Field(default=None, gt=0)
+    monthly_co2_budget_kg: float | None = Field(default=None, gt=0)  # null = no budget
+
+    @field_validator("max_concurrent_jobs")
+    @classmethod
+    def _not_null(cls, value: int | None) -> int:
+        if value is None:  # only an explicit null reaches here (defaults are not validated)
+            raise ValueError("must be an integer >= 1; omit the field to keep the current value")
+        return value
 
 
 class TeamUsageOut(BaseModel):

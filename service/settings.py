@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How long a request waits for a free DB connection "
         "before it is answered 503."
     )
+    signin_failure_burst: int = Field(
+        default=20, ge=1, description="Wrong API keys one client address may present in a burst "
+        "(API or dashboard sign-in) before it is answered 429."
+    )
+    signin_failure_refill_seconds: float = Field(
+        default=3.0, gt=0, description="One more failed sign-in is allowed per address after "
+        "this many seconds."
+    )
 
     @field_validator("allowed_model_dirs", mode="before")
     @classmethod

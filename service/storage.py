@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -41,6 +43,19 @@ class LocalBlobStore:
             raise ValueError(f"storage key {key!r} escapes the storage root")
         return path
 
+    @contextmanager
+    def _temp_file(self) -> Iterator[tuple[BinaryIO, Path]]:
+        """A temp file in ``root`` for an atomic write; removed if the write fails (a full
+        disk must not leave half-written files behind)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle, Path(tmp)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def _commit(self, tmp: Path, key: str) -> None:
         final = self._path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -50,25 +65,21 @@ class LocalBlobStore:
         digest = hashlib.sha256(data).hexdigest()
         key = f"{namespace}/{digest}{suffix}"
         if not self._path(key).exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
-            with os.fdopen(fd, "wb") as handle:
+            with self._temp_file() as (handle, tmp):
                 handle.write(data)
-            self._commit(Path(tmp), key)
+            self._commit(tmp, key)
         return key, digest
 
     def put_file(self, namespace: str, path: Path, *, suffix: str = "") -> tuple[str, str, int]:
         digest = hashlib.sha256()
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         size = 0
-        with open(path, "rb") as source, os.fdopen(fd, "wb") as handle:
+        with open(path, "rb") as source, self._temp_file() as (handle, tmp):
             while chunk := source.read(1 << 20):
                 digest.update(chunk)
                 handle.write(chunk)
                 size += len(chunk)
         key = f"{namespace}/{digest.hexdigest()}{suffix}"
-        self._commit(Path(tmp), key)
+        self._commit(tmp, key)
         return key, digest.hexdigest(), size
 
     def open(self, key: str) -> BinaryIO:

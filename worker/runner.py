@@ -9,6 +9,7 @@ after the checkpoint of that epoch is on disk, so no epoch is counted twice and 
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import time
@@ -112,8 +113,7 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
         log.exception("job %s crashed", job_id)
-        _end(factory, job_id, me, pool, "retry", code="training_error",
-             message=f"{exc!r}")
+        _end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=f"{exc!r}")
         return "retried"
     finally:
         job_run.close()
@@ -137,6 +137,14 @@ def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
     if not energy_kwh or executed_flops <= 0:
         return None
     return energy_kwh * full_flops / executed_flops
+
+
+def crash_code(exc: BaseException) -> str:
+    """The code of a crash that is retried: ``disk_full`` names a full disk (checkpoints or
+    artifacts; another try may find space), anything else is a ``training_error``."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "disk_full"
+    return "training_error"
 
 
 def error_code(exc: BaseException) -> str:

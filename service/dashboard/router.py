@@ -30,9 +30,9 @@ from service.dashboard.sessions import (
     sign_in,
 )
 from service.dashboard.settings import DashboardSettings, session_secret
-from service.deps import AppContext
+from service.deps import AppContext, client_address
 from service.dispatch import notify
-from service.errors import NotAuthenticated, NotFound
+from service.errors import NotAuthenticated, NotFound, TooManyFailedSignIns
 from service.grid import app_outlook
 from service.job_events import list_events
 from service.jobs import cancel_job, list_jobs
@@ -126,10 +126,20 @@ async def login(request: Request) -> Response:
 
 def _login(request: Request, web: WebSession, key: str) -> Response:
     context = _context(request)
+    limiter, address = context.signin_limiter, client_address(request)
+    try:
+        if limiter is not None:
+            limiter.check(address)
+    except TooManyFailedSignIns as exc:
+        refused = _render(request, web, "login.html", 429, error=exc.message)
+        refused.headers["Retry-After"] = str(exc.retry_after_s)
+        return refused
     with context.factory() as session:
         try:
             new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context))
         except NotAuthenticated as exc:
+            if limiter is not None:
+                limiter.failed(address)
             return _render(request, web, "login.html", 401, error=exc.message)
     response = _redirect(PREFIX)
     _codec(request).write(response, new_web)

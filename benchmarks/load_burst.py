@@ -1,0 +1,235 @@
+"""Burst load: 10,000 jobs submitted by 20 teams in bursts, against Postgres, then dispatched.
+
+Starts `greentrainer serve` on a fresh Postgres database (helpers from load_jobs.py), creates
+--teams teams with a data set each, then fires --bursts bursts: in each, every team submits
+its share of the burst at once (at most --concurrency requests in flight), and --retry-share
+of the submissions are sent twice with the same Idempotency-Key (a client retrying). Between
+bursts it pauses --pause seconds. It reports POST /jobs latency (p50/p99/max, per burst and
+overall) and checks in the database that every accepted job is recorded exactly once.
+
+Then it measures the dispatcher: --slots idle worker slots, and `dispatch_once` is run cycle
+after cycle (each cycle fills every slot; the slots are freed between cycles) until the queue
+of all submitted jobs is empty. It reports the decision time per cycle (p50/p99/max) and the
+reconciler pass time.
+
+    python3 benchmarks/load_burst.py                      # 10,000 jobs, 20 teams, 20 bursts
+    python3 benchmarks/load_burst.py --jobs 2000 --bursts 5   # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load_jobs import (  # noqa: E402  (benchmarks/ is not a package)
+    create_database,
+    drop_database,
+    free_port,
+    percentile,
+    start_server,
+)
+
+BODY = {"model": "smollm2-135m-instruct", "gpu_class": "any",
+        "rho_policy": {"type": "fixed", "rho": 0.6}, "hyperparameters": {"epochs": 2}}
+
+
+async def _submit(client: httpx.AsyncClient, gate: asyncio.Semaphore, team: dict[str, str],
+                  dataset: str, retry: bool, latencies: list[float],
+                  accepted: dict[str, tuple[str, str]], errors: list[str]) -> None:
+    key = secrets.token_hex(12)
+    job_id = None
+    sends = 2 if retry else 1
+    while sends > 0:
+        async with gate:
+            start = time.perf_counter()
+            try:
+                r = await client.post("/jobs", json={**BODY, "training_dataset": dataset},
+                                      headers={**team, "Idempotency-Key": key})
+            except httpx.HTTPError as exc:  # outcome unknown: a client retries with its key
+                errors.append(f"POST {type(exc).__name__} (retried)")
+                continue
+            latencies.append((time.perf_counter() - start) * 1000)
+        if r.status_code == 503:  # overload shed by the API: retry as told, same key
+            errors.append("POST 503 (retried after Retry-After)")
+            await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+            continue
+        sends -= 1
+        if r.status_code not in (200, 201):
+            errors.append(f"POST {r.status_code} {r.text[:120]}")
+            return
+        if job_id is not None and r.json()["id"] != job_id:
+            errors.append("a retry with the same key returned another job")
+        job_id = r.json()["id"]
+    accepted[key] = (team["X-Team-Id"], str(job_id))
+
+
+async def _burst(base_url: str, teams: list[tuple[dict[str, str], str]], per_team: int,
+                 concurrency: int, retry_share: float, accepted: dict[str, tuple[str, str]],
+                 errors: list[str]) -> list[float]:
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    every = max(1, round(1 / retry_share)) if retry_share > 0 else 0
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+        tasks = [_submit(client, gate, team, dataset, bool(every) and i % every == 0, latencies,
+                         accepted, errors)
+                 for i in range(per_team) for team, dataset in teams]
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def _setup_teams(base_url: str, admin_key: str, count: int) -> list[tuple[dict[str, str], str]]:
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    teams = []
+    for i in range(count):
+        r = httpx.post(f"{base_url}/teams", json={"name": f"burst-{i}",
+                                                  "max_concurrent_jobs": 10000}, headers=admin)
+        r.raise_for_status()
+        team = {"Authorization": f"Bearer {r.json()['api_key']['key']}",
+                "X-Team-Id": r.json()["id"]}
+        rows = "\n".join(json.dumps({"source": f"team {i} text {n}", "target": f"sum {n}"})
+                         for n in range(20))
+        d = httpx.post(f"{base_url}/datasets", files={"file": ("t.jsonl", rows.encode())},
+                       headers=team)
+        d.raise_for_status()
+        teams.append((team, str(d.json()["id"])))
+    return teams
+
+
+def _recorded_once(database_url: str, accepted: dict[str, tuple[str, str]]) -> tuple[bool, str]:
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        rows = conn.execute("SELECT team_id, idempotency_key, id FROM jobs").fetchall()
+    by_key = Counter((team, key) for team, key, _ in rows)
+    stored = {(team, key): job for team, key, job in rows}
+    duplicates = sum(1 for n in by_key.values() if n > 1)
+    missing = sum(1 for key, (team, job) in accepted.items() if stored.get((team, key)) != job)
+    ok = duplicates == 0 and missing == 0 and len(rows) == len(accepted)
+    return ok, (f"{len(accepted)} accepted, {len(rows)} rows, {duplicates} duplicated keys, "
+                f"{missing} missing or different")
+
+
+def _dispatch_cycles(database_url: str, slots: int) -> tuple[list[float], list[float], int]:
+    """Decision time of each dispatch cycle until the queue is empty, and reconciler passes.
+    Every job is queued again first and the pool is ``slots`` idle slots."""
+    from sqlalchemy import delete, update
+
+    from service.db import make_engine, make_session_factory
+    from service.models import Job, WorkerSlot, utcnow
+    from service.scheduler.dispatcher import dispatch_once
+    from service.scheduler.reconciler import reconcile
+
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        session.execute(delete(WorkerSlot))
+        session.execute(update(Job).values(status="queued", lease_owner=None,
+                                           lease_expires_at=None))
+        now = utcnow()
+        for n in range(slots):
+            session.add(WorkerSlot(name=f"bench:{n}:a100", gpu_class="a100", hostname="bench",
+                                   pid=n, heartbeat_at=now, started_at=now))
+    sent: list[str] = []
+    cycle_ms: list[float] = []
+    reconcile_ms: list[float] = []
+    while True:
+        start = time.perf_counter()
+        reconcile(factory, max_attempts=3, stale_after_s=3600)
+        reconcile_ms.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        started = dispatch_once(factory, lambda job_id, _gpu: sent.append(job_id),
+                                stale_after_s=3600, pickup_seconds=3600)
+        cycle_ms.append((time.perf_counter() - start) * 1000)
+        if not started:
+            cycle_ms.pop()  # the last, empty pass decides nothing
+            break
+        with factory.begin() as session:  # the workers took their jobs: slots idle again
+            session.execute(update(WorkerSlot).values(job_id=None,
+                                                      heartbeat_at=utcnow() + timedelta(0)))
+    engine.dispose()
+    return cycle_ms, reconcile_ms, len(set(sent)) if len(set(sent)) == len(sent) else -1
+
+
+def _stats(values: list[float]) -> str:
+    return (f"{percentile(values, .5):.1f} / {percentile(values, .99):.1f} / "
+            f"{max(values) if values else float('nan'):.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--teams", type=int, default=20)
+    parser.add_argument("--bursts", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds between bursts")
+    parser.add_argument("--retry-share", type=float, default=0.1)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--slots", default="20,200",
+                        help="idle worker slots per cycle, comma-separated (one pass each)")
+    args = parser.parse_args()
+    per_team = args.jobs // (args.teams * args.bursts)
+    name, database_url = create_database()
+    admin_key = "gt_bench_" + secrets.token_hex(16)
+    port = free_port()
+    server = start_server(database_url, admin_key, port, Path(f"/tmp/{name}"), args.workers)
+    accepted: dict[str, tuple[str, str]] = {}
+    errors: list[str] = []
+    per_burst: list[list[float]] = []
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        teams = _setup_teams(base_url, admin_key, args.teams)
+        begin = time.perf_counter()
+        for _ in range(args.bursts):
+            per_burst.append(asyncio.run(_burst(base_url, teams, per_team, args.concurrency,
+                                                args.retry_share, accepted, errors)))
+            time.sleep(args.pause)
+        submit_s = time.perf_counter() - begin
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    passes = []
+    try:
+        ok, detail = _recorded_once(database_url, accepted)
+        for slots in (int(n) for n in args.slots.split(",")):
+            passes.append((slots, *_dispatch_cycles(database_url, slots)))
+    finally:
+        drop_database(name)
+    every = [v for burst in per_burst for v in burst]
+    print(f"{len(accepted)} jobs by {args.teams} teams in {args.bursts} bursts of "
+          f"{per_team * args.teams} ({args.retry_share:.0%} sent twice), {args.concurrency} in "
+          f"flight, {args.workers} uvicorn process(es), Postgres; {os.cpu_count()} CPUs shared "
+          f"by client, server and Postgres (1-min load {os.getloadavg()[0]:.1f})\n")
+    print("| burst | requests | POST p50 / p99 / max ms |\n|---:|---:|---:|")
+    for i, burst in enumerate(per_burst):
+        print(f"| {i + 1} | {len(burst)} | {_stats(burst)} |")
+    print(f"\n| what | value |\n|---|---|\n| submission wall time | {submit_s:.1f} s |\n"
+          f"| requests | {len(every)} ({len(every) / submit_s:.0f}/s incl. pauses) |\n"
+          f"| POST /jobs p50 / p99 / max | {_stats(every)} ms (target p99 < 100) |\n"
+          f"| errors | {len(errors)} {Counter(errors).most_common(3)} |\n"
+          f"| jobs accepted | {len(accepted)} of {per_team * args.teams * args.bursts} |\n"
+          f"| recorded exactly once | {'yes' if ok else 'NO'} ({detail}) |")
+    print("\n| idle slots per cycle | cycles | distinct jobs sent | dispatch cycle p50 / p99 / max "
+          "ms (target < 100) | reconcile pass p50 / p99 / max ms |\n|---:|---:|---:|---:|---:|")
+    for slots, cycles, reconciles, dispatched in passes:
+        print(f"| {slots} | {len(cycles)} | {dispatched} | {_stats(cycles)} | "
+              f"{_stats(reconciles)} |")
+    all_sent = all(sent == len(accepted) for *_, sent in passes)
+    hard = [e for e in errors if "retried" not in e]
+    return 0 if ok and not hard and all_sent else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
