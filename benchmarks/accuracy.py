@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lora-lr", type=float, default=1e-3, help="LoRA's usual, higher learning rate")
     p.add_argument("--test-limit", type=int, default=60)
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--zero-shot", action="store_true", help="also score the base model without fine-tuning")
     p.add_argument("--out")
     args = p.parse_args(argv)
     model, tokenizer = load_causal_lm(args.model)
@@ -60,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     test_rows = load_rows(args.test, args.source_field, args.target_field)[: args.test_limit]
     examples = tokenize_rows(train_rows, tokenizer, max_length=args.max_length, file=args.train)
     results = []
+    if args.zero_shot:
+        # The base model without fine-tuning: what the fine-tuning methods improve on.
+        model.load_state_dict(base_state)
+        scores = evaluate_rouge(model, tokenizer, test_rows, max_length=args.max_length,
+                                max_new_tokens=args.max_new_tokens)
+        print(f"zero-shot: ROUGE {scores}", flush=True)
+        zero_shot = scores
     for label in args.methods.split(","):
         method, rho = METHODS[label]
         fresh, _ = (model, None) if method != "lora" else load_causal_lm(args.model)
@@ -101,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "| method | ROUGE-1/2/L | TFLOPs | FLOPs vs full | train time s | time vs full |",
         "|---|---|---|---|---|---|",
     ]
+    if args.zero_shot:
+        lines.append(f"| no fine-tuning | {zero_shot} | 0 | 0 | 0 | 0 |")
     for label, scores, executed, full, train_s in results:
         lines.append(
             f"| {label} | {scores} | {executed / 1e12:.1f} | {executed / full:.3f} | {train_s:.0f} | "
