@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,9 @@ from service.scheduler.dispatcher import dispatch_once
 from service.scheduler.green import plan_windows
 from service.scheduler.readings import CarbonReading
 from service.scheduler.reconciler import reconcile
-from tests.conftest import require
-from tests.service.conftest import PostgresDatabases, _pg_admin_url
+from tests.service.conftest import postgres  # noqa: F401  (the shared Postgres fixture)
 
 STALE_S = 10.0
-
-
-@pytest.fixture(scope="module")
-def pg_databases() -> Iterator[PostgresDatabases]:
-    admin = _pg_admin_url()
-    require(admin is not None, "Postgres on 127.0.0.1:5432 (database `test`)")
-    assert admin is not None
-    databases = PostgresDatabases(admin)
-    yield databases
-    databases.drop_all()
 
 
 def make_factory(url: str) -> sessionmaker[Session]:
@@ -44,7 +32,7 @@ def make_factory(url: str) -> sessionmaker[Session]:
 def factory(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
     if request.param == "sqlite":
         return make_factory(f"sqlite:///{tmp_path / 'd.sqlite'}")
-    return make_factory(request.getfixturevalue("pg_databases").create())
+    return make_factory(request.getfixturevalue("postgres").create())
 
 
 def team(session: Session, max_jobs: int = 5, budget: float | None = None) -> str:

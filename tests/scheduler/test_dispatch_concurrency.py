@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 import service.scheduler.dispatcher as dispatcher_module
 from service.models import Job, WorkerSlot
 from service.scheduler.dispatcher import dispatch_once
-from tests.scheduler.test_dispatch import job, make_factory, pg_databases, slot, team
+from tests.scheduler.test_dispatch import job, make_factory, postgres, slot, team
 
-__all__ = ["pg_databases"]
+__all__ = ["postgres"]
 
 
 @pytest.fixture
-def pg_factory(pg_databases: Any) -> Iterator[sessionmaker[Session]]:
-    yield make_factory(pg_databases.create())
+def pg_factory(postgres: Any) -> Iterator[sessionmaker[Session]]:
+    yield make_factory(postgres.create())
 
 
 def test_two_concurrent_dispatchers_start_each_job_once_on_distinct_slots(

@@ -17,7 +17,7 @@ from service.scheduler.loop import tick
 from service.scheduler.pool_settings import PoolSettings
 from service.scheduler.readings import CarbonReading
 from service.scheduler.submission import note_submission_intensities
-from tests.scheduler.test_dispatch import factory, job, pg_databases, slot, team  # noqa: F401
+from tests.scheduler.test_dispatch import factory, job, postgres, slot, team  # noqa: F401
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
