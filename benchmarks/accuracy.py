@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lora-lr", type=float, default=1e-3, help="LoRA's usual, higher learning rate")
     p.add_argument("--test-limit", type=int, default=60)
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0, help="data order and init seed of every method")
+    p.add_argument("--importance-batches", type=int, default=1, help="batches the GreenTrainer probe averages")
+    p.add_argument("--refresh-every", type=int, default=None,
+                   help="GreenTrainer: re-rate importance and re-select every N optimizer steps")
     p.add_argument("--zero-shot", action="store_true", help="also score the base model without fine-tuning")
     p.add_argument("--out")
     args = p.parse_args(argv)
@@ -80,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             max_length=args.max_length,
             lr=args.lora_lr if method == "lora" else args.lr,
             max_steps_per_epoch=min(args.steps, -(-len(examples) // args.batch_size)),
+            seed=args.seed,
+            importance_batches=args.importance_batches,
+            importance_every_steps=args.refresh_every,
         )
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         trainer = Trainer(fresh, tokenizer, examples, config, rho=rho)
         started = time.perf_counter()
         history = trainer.run(lambda e: None)
@@ -104,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Accuracy: {args.model}, {len(examples)} train rows ({args.train}), {len(test_rows)} test rows",
         "",
-        f"{args.steps} micro-batches of {args.batch_size}, max length {args.max_length}, greedy decoding",
+        f"{args.steps} micro-batches of {args.batch_size}, max length {args.max_length}, greedy decoding, "
+        f"seed {args.seed}, GreenTrainer probe over {args.importance_batches} batch(es), "
+        f"re-selection every {args.refresh_every or 'epoch'} steps",
         "",
         "| method | ROUGE-1/2/L | TFLOPs | FLOPs vs full | train time s | time vs full |",
         "|---|---|---|---|---|---|",

@@ -3,16 +3,18 @@ reusable access rule (`OwnedJob`: the job if the caller may see it, else 404).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth import Principal, authenticate, owned
+from service.db import ConnectionPermits, pool_capacity
 from service.dispatch import JobDispatcher
 from service.errors import NotAuthenticated
 from service.jobs import JobCheck
@@ -31,13 +33,20 @@ class AppContext:
     dispatcher: JobDispatcher
     job_checks: Sequence[JobCheck] = ()
     signin_limiter: FailedSignInLimiter | None = None
+    db_permits: ConnectionPermits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db_permits = ConnectionPermits(pool_capacity(self.settings.db_pool_size),
+                                            self.settings.db_pool_timeout_seconds)
 
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies that do no I/O are `async def`: FastAPI runs every plain `def` dependency as a
+# trip to the request thread pool, which costs more than the work itself.
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
@@ -45,9 +54,17 @@ def get_context(request: Request) -> AppContext:
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def get_session(context: Context) -> Iterator[Session]:
-    with context.factory() as session:
-        yield session
+async def get_session(context: Context) -> AsyncIterator[Session]:
+    """One session per request, opened only with a connection permit (`ConnectionPermits`
+    says why); closed in a thread of its own so that returning the connection never waits
+    for the request thread pool."""
+    async with context.db_permits.hold():
+        session = context.factory()
+        try:
+            yield session
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -77,14 +94,14 @@ def current_principal(request: Request, context: Context, session: SessionDep,
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def team_id_of(principal: CurrentPrincipal) -> str:
+async def team_id_of(principal: CurrentPrincipal) -> str:
     return principal.require_team()
 
 
 TeamId = Annotated[str, Depends(team_id_of)]
 
 
-def admin_only(principal: CurrentPrincipal) -> Principal:
+async def admin_only(principal: CurrentPrincipal) -> Principal:
     principal.require_admin()
     return principal
 
