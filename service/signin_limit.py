@@ -33,8 +33,9 @@ ADDRESS_MAX_CHARS = 255  # the column's width; a longer (proxy-supplied) address
 
 class FailedSignInLimiter:
     """Counts failed sign-ins per address in the database; `check` raises `TooManyFailedSignIns`
-    when the address's bucket is empty. ``clock`` gives wall-clock seconds (all processes must
-    agree on it: a host running ahead refills no faster, the refill is never negative)."""
+    when the address's bucket is empty. ``clock`` gives wall-clock seconds, shared by every API
+    host (keep their clocks in step): a failure seen by a host whose clock runs behind the last
+    one recorded refills nothing, never a negative amount."""
 
     def __init__(self, *, burst: int, refill_seconds: float, clock: Callable[[], float] = time.time) -> None:
         if burst < 1 or refill_seconds <= 0:
@@ -72,10 +73,18 @@ class FailedSignInLimiter:
         it holds only the key lookup's read)."""
         now = self._now()
         session.execute(self._take_token(session, address[:ADDRESS_MAX_CHARS], now))
+        session.commit()
         if (now.timestamp() - self._last_sweep) >= self._full_after_s:
             self._last_sweep = now.timestamp()
-            cutoff = datetime.fromtimestamp(now.timestamp() - self._full_after_s, UTC)
-            session.execute(delete(SignInFailure).where(SignInFailure.updated_at < cutoff))
+            self._forget_refilled(session, now)
+
+    def _forget_refilled(self, session: Session, now: datetime) -> None:
+        """Delete the rows of buckets that are full again, in a transaction of their own. Rows
+        another transaction holds are skipped (Postgres ``SKIP LOCKED``), so two processes
+        sweeping at once, or a sweep and a failure, never wait on each other in a cycle."""
+        cutoff = datetime.fromtimestamp(now.timestamp() - self._full_after_s, UTC)
+        stale = select(SignInFailure.address).where(SignInFailure.updated_at < cutoff).with_for_update(skip_locked=True)
+        session.execute(delete(SignInFailure).where(SignInFailure.address.in_(stale)))
         session.commit()
 
     @property
