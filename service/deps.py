@@ -81,13 +81,13 @@ def current_principal(request: Request, context: Context, session: SessionDep,
     admin_key = context.settings.admin_key
     limiter, address = context.signin_limiter, client_address(request)
     if limiter is not None:
-        limiter.check(address)  # 429 before the key is looked at
+        limiter.check(session, address)  # 429 before the key is looked at
     try:
         return authenticate(session, credentials.credentials,
                             admin_key=admin_key.get_secret_value() if admin_key else None)
     except NotAuthenticated:
         if limiter is not None:
-            limiter.failed(address)
+            limiter.failed(session, address)
         raise
 
 

@@ -257,3 +257,17 @@ class WorkerSlot(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_worker_slots_gpu_class", "gpu_class"),)
+
+
+class SignInFailure(Base):
+    """The failed sign-in token bucket of one client address, shared by every API process
+    (`service.signin_limit`). Only failed sign-ins write a row; a row whose bucket has refilled
+    is deleted."""
+
+    __tablename__ = "signin_failures"
+
+    address: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_signin_failures_updated_at", "updated_at"),)

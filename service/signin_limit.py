@@ -1,72 +1,123 @@
-"""Rate limiting of failed sign-ins, per client address (a token bucket).
+"""Rate limiting of failed sign-ins, per client address (a token bucket kept in the database).
 
 Each wrong API key presented (API bearer auth or the dashboard's sign-in form) takes one token
 from the caller's bucket; the bucket holds ``burst`` tokens and regains one every
 ``refill_seconds``. An address whose bucket is empty is answered 429 with ``Retry-After`` before
-its key is even looked at, so guessing keys costs at least ``refill_seconds`` per guess. Buckets
-live in the process (one API process per host; several processes each allow a burst).
+its key is even looked at, so guessing keys costs at least ``refill_seconds`` per guess.
+
+The buckets live in the ``signin_failures`` table, so every API process of a deployment (any
+number of hosts, Postgres or SQLite) draws on the same bucket. A failed sign-in takes its token
+in one ``INSERT ... ON CONFLICT DO UPDATE`` that computes the refill in the database, so two
+processes failing at once for the same address cannot both take the last token. Only failed
+sign-ins write; `check` is one primary-key read, and an address that never failed has no row.
+Rows whose bucket is full again are deleted now and then by the process that records a failure.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Executable, bindparam, case, delete, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from service.errors import TooManyFailedSignIns
+from service.models import SignInFailure, UTCDateTime
 
-MAX_TRACKED_ADDRESSES = 100_000  # full buckets are forgotten beyond this many
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
+ADDRESS_MAX_CHARS = 255  # the column's width; a longer (proxy-supplied) address is cut
 
 
 class FailedSignInLimiter:
-    """Counts failed sign-ins per address; `check` raises `TooManyFailedSignIns` when exhausted."""
+    """Counts failed sign-ins per address in the database; `check` raises `TooManyFailedSignIns`
+    when the address's bucket is empty. ``clock`` gives wall-clock seconds, shared by every API
+    host (keep their clocks in step): a failure seen by a host whose clock runs behind the last
+    one recorded refills nothing, never a negative amount."""
 
-    def __init__(self, *, burst: int, refill_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, burst: int, refill_seconds: float, clock: Callable[[], float] = time.time) -> None:
         if burst < 1 or refill_seconds <= 0:
             raise ValueError("burst must be >= 1 and refill_seconds > 0")
         self.burst = burst
         self.refill_seconds = refill_seconds
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
+        self._last_sweep = -math.inf
 
-    def _current(self, address: str, now: float) -> _Bucket:
-        bucket = self._buckets.get(address)
-        if bucket is None:
-            return _Bucket(tokens=float(self.burst), at=now)
-        regained = (now - bucket.at) / self.refill_seconds
-        return _Bucket(tokens=min(float(self.burst), bucket.tokens + regained), at=now)
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
-    def check(self, address: str) -> None:
-        """Raise `TooManyFailedSignIns` (with the seconds to wait) if ``address`` has no token."""
-        with self._lock:
-            bucket = self._current(address, self._clock())
-        if bucket.tokens < 1:
-            wait = math.ceil((1 - bucket.tokens) * self.refill_seconds)
+    def tokens(self, session: Session, address: str) -> float:
+        """The tokens ``address`` holds now (``burst`` when it has no recent failure)."""
+        row = session.execute(
+            select(SignInFailure.tokens, SignInFailure.updated_at).where(SignInFailure.address == address[:ADDRESS_MAX_CHARS])
+        ).first()
+        if row is None:
+            return float(self.burst)
+        elapsed_s = max(0.0, (self._now() - row.updated_at).total_seconds())
+        return min(float(self.burst), row.tokens + elapsed_s / self.refill_seconds)
+
+    def check(self, session: Session, address: str) -> None:
+        """Raise `TooManyFailedSignIns` (with the seconds to wait) if ``address`` has no token.
+        One read; database errors propagate (the API answers them 503)."""
+        tokens = self.tokens(session, address)
+        if tokens < 1:
+            wait = math.ceil((1 - tokens) * self.refill_seconds)
             raise TooManyFailedSignIns(
-                f"too many failed sign-ins from this address; retry in {wait} s",
-                retry_after_s=max(wait, 1))
+                f"too many failed sign-ins from this address; retry in {wait} s", retry_after_s=max(wait, 1)
+            )
 
-    def failed(self, address: str) -> None:
-        """Record one failed sign-in from ``address``."""
-        with self._lock:
-            now = self._clock()
-            bucket = self._current(address, now)
-            bucket.tokens = max(0.0, bucket.tokens - 1)
-            self._buckets[address] = bucket
-            if len(self._buckets) > MAX_TRACKED_ADDRESSES:
-                self._forget_full(now)
+    def failed(self, session: Session, address: str) -> None:
+        """Record one failed sign-in from ``address`` and commit ``session`` (on the sign-in path
+        it holds only the key lookup's read)."""
+        now = self._now()
+        session.execute(self._take_token(session, address[:ADDRESS_MAX_CHARS], now))
+        session.commit()
+        if (now.timestamp() - self._last_sweep) >= self._full_after_s:
+            self._last_sweep = now.timestamp()
+            self._forget_refilled(session, now)
 
-    def _forget_full(self, now: float) -> None:
-        for address in list(self._buckets):
-            if self._current(address, now).tokens >= self.burst:
-                del self._buckets[address]
+    def _forget_refilled(self, session: Session, now: datetime) -> None:
+        """Delete the rows of buckets that are full again, in a transaction of their own. Rows
+        another transaction holds are skipped (Postgres ``SKIP LOCKED``), so two processes
+        sweeping at once, or a sweep and a failure, never wait on each other in a cycle."""
+        cutoff = datetime.fromtimestamp(now.timestamp() - self._full_after_s, UTC)
+        stale = select(SignInFailure.address).where(SignInFailure.updated_at < cutoff).with_for_update(skip_locked=True)
+        session.execute(delete(SignInFailure).where(SignInFailure.address.in_(stale)))
+        session.commit()
+
+    @property
+    def _full_after_s(self) -> float:
+        """Seconds without a failure after which any bucket is full again (its row can go)."""
+        return self.burst * self.refill_seconds
+
+    def _take_token(self, session: Session, address: str, now: datetime) -> Executable:
+        """``INSERT ... ON CONFLICT (address) DO UPDATE``: a new row starts at ``burst - 1``; an
+        existing one is refilled for the time since ``updated_at`` (capped at ``burst``), loses
+        one token (floored at 0) and moves ``updated_at`` forward (never back)."""
+        at = bindparam("now", now, type_=UTCDateTime())
+        postgres = session.get_bind().dialect.name == "postgresql"
+        elapsed_s: ColumnElement[Any]
+        if postgres:
+            elapsed_s = func.extract("epoch", at - SignInFailure.updated_at)
+        else:  # SQLite keeps timestamps as ISO text, which julianday() reads
+            elapsed_s = (func.julianday(at) - func.julianday(SignInFailure.updated_at)) * 86400.0
+        refilled = _at_most(SignInFailure.tokens + _at_least(elapsed_s, 0.0) / self.refill_seconds, float(self.burst))
+        values = {"address": address, "tokens": float(self.burst - 1), "updated_at": at}
+        update = {
+            "tokens": _at_least(refilled - 1.0, 0.0),
+            "updated_at": case((SignInFailure.updated_at > at, SignInFailure.updated_at), else_=at),
+        }
+        if postgres:
+            return postgresql.insert(SignInFailure).values(values).on_conflict_do_update(index_elements=["address"], set_=update)
+        return sqlite.insert(SignInFailure).values(values).on_conflict_do_update(index_elements=["address"], set_=update)
+
+
+def _at_least(value: ColumnElement[Any], floor: float) -> ColumnElement[Any]:
+    # CASE rather than GREATEST/max(): the same SQL on Postgres and SQLite.
+    return case((value < floor, literal(floor)), else_=value)
+
+
+def _at_most(value: ColumnElement[Any], cap: float) -> ColumnElement[Any]:
+    return case((value > cap, literal(cap)), else_=value)

@@ -4,15 +4,22 @@ bearer auth and the dashboard's sign-in form answer 429 with Retry-After, and th
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import make_engine, make_session_factory, upgrade
 from service.errors import TooManyFailedSignIns
+from service.models import SignInFailure
 from service.signin_limit import FailedSignInLimiter
 from tests.hardening.conftest import live_api
-from tests.service.conftest import Api
+from tests.service.conftest import Api, postgres  # noqa: F401 (fixture)
 
 BURST = 5
 WRONG = {"Authorization": "Bearer gt_wrong_key_000000000000000000000000000000"}
@@ -42,6 +49,7 @@ def test_missing_keys_and_good_keys_do_not_use_up_the_bucket(strict_api: Api) ->
     for _ in range(BURST * 3):
         assert strict_api.client.get("/jobs").status_code == 401
         assert strict_api.client.get("/jobs", headers=team).status_code == 200
+    assert _rows(strict_api.factory) == {}  # neither wrote a bucket row
 
 
 def _login(client: httpx.Client, key: str) -> httpx.Response:
@@ -62,18 +70,87 @@ def test_dashboard_sign_in_form_answers_429_after_a_burst(strict_api: Api) -> No
         assert "too many failed sign-ins" in r.text
 
 
-def test_the_bucket_refills_one_sign_in_per_refill_period() -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a migrated database of each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'limit.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres").create()
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def _rows(sessions: sessionmaker[Session]) -> dict[str, float]:
+    with sessions() as session:
+        return {row.address: row.tokens for row in session.scalars(select(SignInFailure))}
+
+
+def test_the_bucket_refills_one_sign_in_per_refill_period(sessions: sessionmaker[Session]) -> None:
     now = [0.0]
     limiter = FailedSignInLimiter(burst=2, refill_seconds=10, clock=lambda: now[0])
-    limiter.failed("a")
-    limiter.failed("a")
-    with pytest.raises(TooManyFailedSignIns) as caught:
-        limiter.check("a")
-    assert caught.value.retry_after_s == 10
-    limiter.check("b")  # other addresses are not affected
-    now[0] = 9.0
-    with pytest.raises(TooManyFailedSignIns) as caught:
-        limiter.check("a")
-    assert caught.value.retry_after_s == 1
-    now[0] = 10.0
-    limiter.check("a")
+    with sessions() as session:
+        limiter.failed(session, "a")
+        limiter.failed(session, "a")
+        with pytest.raises(TooManyFailedSignIns) as caught:
+            limiter.check(session, "a")
+        assert caught.value.retry_after_s == 10
+        limiter.check(session, "b")  # other addresses are not affected
+        now[0] = 9.0
+        with pytest.raises(TooManyFailedSignIns) as caught:
+            limiter.check(session, "a")
+        assert caught.value.retry_after_s == 1
+        now[0] = 10.0
+        limiter.check(session, "a")
+        # The refill is computed by the database on the next failure: 1 token regained, 1 taken.
+        limiter.failed(session, "a")
+    assert _rows(sessions) == {"a": 0.0}
+
+
+def test_concurrent_failures_from_many_threads_each_take_one_token(sessions: sessionmaker[Session]) -> None:
+    # Every thread reads the full bucket before any writes: a read-modify-write in the
+    # application would lose updates here; the database's upsert cannot.
+    burst, threads = 40, 8
+    limiter = FailedSignInLimiter(burst=burst, refill_seconds=3600, clock=lambda: 1_000.0)
+    start = threading.Barrier(threads)
+
+    def fail_five_times() -> None:
+        with sessions() as session:
+            start.wait()
+            for _ in range(5):
+                limiter.failed(session, "10.0.0.1")
+
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(fail_five_times) for _ in range(threads)]:
+            future.result()
+    assert _rows(sessions) == {"10.0.0.1": 0.0}
+    with sessions() as session, pytest.raises(TooManyFailedSignIns):
+        limiter.check(session, "10.0.0.1")
+
+
+def test_a_clock_behind_the_last_failure_refills_nothing(sessions: sessionmaker[Session]) -> None:
+    now = [100.0]
+    limiter = FailedSignInLimiter(burst=5, refill_seconds=10, clock=lambda: now[0])
+    with sessions() as session:
+        limiter.failed(session, "a")
+        now[0] = 40.0  # another API host whose clock runs a minute behind
+        limiter.failed(session, "a")
+        assert limiter.tokens(session, "a") == 3.0
+        now[0] = 110.0  # ten seconds after the first failure: one token back
+        assert limiter.tokens(session, "a") == 4.0
+
+
+def test_rows_of_refilled_buckets_are_deleted_by_a_later_failure(sessions: sessionmaker[Session]) -> None:
+    now = [0.0]
+    limiter = FailedSignInLimiter(burst=3, refill_seconds=10, clock=lambda: now[0])
+    with sessions() as session:
+        limiter.failed(session, "old")
+        now[0] = 29.0
+        limiter.failed(session, "recent")
+        now[0] = 31.0  # "old" is full again (3 tokens after 30 s); "recent" is not
+        limiter.failed(session, "new")
+    assert set(_rows(sessions)) == {"recent", "new"}

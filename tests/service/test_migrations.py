@@ -71,3 +71,12 @@ def test_migrate_command_brings_the_database_to_head(
     assert migrate_main(["--database-url", empty_database_url]) == 0
     assert f"at migration {head_revision()}" in capsys.readouterr().out
     create_app(Settings(database_url=empty_database_url)).state.context.engine.dispose()
+
+
+def test_the_signin_failures_migration_steps_down_to_0002_and_back(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    downgrade(empty_database_url, "0002")
+    assert "signin_failures" not in _tables(empty_database_url)
+    assert "worker_slots" in _tables(empty_database_url)  # the step removes only its own table
+    upgrade(empty_database_url, "0003")
+    assert "signin_failures" in _tables(empty_database_url)
