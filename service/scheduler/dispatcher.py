@@ -7,7 +7,8 @@ One pass (`dispatch_once`), in one transaction:
 2. order the jobs with the pure `order_dispatch` (fair share by CO2 used this month relative to
    the team's share, FIFO inside a team), enforcing each team's `max_concurrent_jobs` and
    skipping teams past their `monthly_co2_budget_kg`;
-3. reserve one slot per started job and make the job `running` with a pickup deadline.
+3. reserve one slot per started job and make the job `running` with a pickup deadline, in
+   three statements whatever the number of starts (`transition_many`, `slots.reserve`).
 Only after the commit are the tasks sent to the broker (`send(job_id, gpu_class)`); a send that
 fails leaves a reserved slot that the reconciler frees when the pickup deadline passes.
 """
@@ -24,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
-from service.jobs import transition
+from service.jobs import transition_many
 from service.models import Job, Team, WorkerSlot, utcnow
 from service.quotas import usage_by_team
 from service.scheduler import slots
@@ -99,15 +100,19 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
             by_class.setdefault(slot.gpu_class, []).append(slot)
         order = order_dispatch(candidates, {c: len(s) for c, s in by_class.items()}, teams,
                                _fits({j.gpu_class for j in jobs}, set(by_class)))
+        if not order:
+            return []
         rows = {j.id: j for j in jobs}
         for item in order:
-            job, slot = rows[item.job.job_id], by_class[item.gpu_class].pop()
-            slot.job_id = job.id
-            transition(session, job, JobStatus.RUNNING,
-                       message=f"dispatched to a {item.gpu_class} worker")
-            job.lease_owner = None
-            job.lease_expires_at = now + timedelta(seconds=pickup_seconds)
-            started.append(Started(job.id, job.team_id, item.gpu_class, slot.name))
+            slot = by_class[item.gpu_class].pop()
+            started.append(Started(item.job.job_id, item.job.team, item.gpu_class, slot.name))
+        # Three statements whatever the number of starts: the jobs (status compare-and-set and
+        # pickup deadline), their events, the slots.
+        transition_many(session, [rows[s.job_id] for s in started], JobStatus.RUNNING,
+                        messages=[f"dispatched to a {s.gpu_class} worker" for s in started],
+                        values={"lease_owner": None,
+                                "lease_expires_at": now + timedelta(seconds=pickup_seconds)})
+        slots.reserve(session, {s.slot: s.job_id for s in started})
     for begun in started:
         try:
             send(begun.job_id, begun.gpu_class)

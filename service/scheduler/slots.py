@@ -10,9 +10,10 @@ class the broker handed the message to.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
 from service.models import WorkerSlot, utcnow
@@ -35,6 +36,16 @@ def take(session: Session, name: str, job_id: str) -> None:
     session.execute(update(WorkerSlot).where(WorkerSlot.job_id == job_id, WorkerSlot.name != name)
                     .values(job_id=None))
     session.execute(update(WorkerSlot).where(WorkerSlot.name == name).values(job_id=job_id))
+
+
+def reserve(session: Session, job_by_slot: Mapping[str, str]) -> None:
+    """Reserve each slot (by name) for its job, in one UPDATE whatever the number of slots.
+    The caller holds the slots' row locks (`free_slots` with ``lock``)."""
+    if not job_by_slot:
+        return
+    session.execute(update(WorkerSlot).where(WorkerSlot.name.in_(list(job_by_slot)))
+                    .values(job_id=case(dict(job_by_slot), value=WorkerSlot.name))
+                    .execution_options(synchronize_session=False))
 
 
 def release(session: Session, job_id: str, *, name: str | None = None) -> None:
