@@ -16,18 +16,17 @@ fails leaves a reserved slot that the reconciler frees when the pickup deadline 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from service.db import session_scope
 from service.jobs import transition_many
 from service.models import Job, Team, WorkerSlot, utcnow
-from service.quotas import usage_by_team
+from service.quotas import co2_kg_this_month
 from service.scheduler import slots
 from service.scheduler.fairness import QueuedJob, TeamUsage, order_dispatch
 from service.states import JobStatus
@@ -36,6 +35,7 @@ log = logging.getLogger("service.scheduler.dispatcher")
 
 ANY_CLASS = "any"
 MAX_JOBS_PER_PASS = 500
+DISPATCH_COLUMNS = (Job.id, Job.team_id, Job.status, Job.gpu_class, Job.created_at, Job.started_at)
 
 Send = Callable[[str, str], None]
 
@@ -51,15 +51,17 @@ class Started:
 def _teams(session: Session, team_ids: set[str], now: datetime) -> tuple[dict[str, TeamUsage],
                                                                       set[str]]:
     """Fair-share records per team, and the teams past their monthly CO2 budget."""
-    usage = usage_by_team(session, team_ids, now=now)
-    running = Counter(session.scalars(select(Job.team_id).where(
-        Job.team_id.in_(team_ids), Job.status == JobStatus.RUNNING.value)))
+    co2 = co2_kg_this_month(session, team_ids, now=now)
+    running = dict(session.execute(
+        select(Job.team_id, func.count())
+        .where(Job.team_id.in_(team_ids), Job.status == JobStatus.RUNNING.value)
+        .group_by(Job.team_id)).all())
     records, over_budget = {}, set()
     for team in session.scalars(select(Team).where(Team.id.in_(team_ids))):
-        used = usage[team.id].co2_kg_this_month
+        used = co2[team.id]
         if team.monthly_co2_budget_kg is not None and used >= team.monthly_co2_budget_kg:
             over_budget.add(team.id)
-        records[team.id] = TeamUsage(team.id, recent_usage=used, running_gpus=running[team.id],
+        records[team.id] = TeamUsage(team.id, recent_usage=used, running_gpus=running.get(team.id, 0),
                                      quota_gpus=team.max_concurrent_jobs)
     return records, over_budget
 
@@ -86,8 +88,9 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
         waiting = Job.status == JobStatus.QUEUED.value
         if planned_only:
             waiting = waiting & (Job.deadline.is_(None) | Job.planned_start_at.is_not(None))
+        # Only the columns the pass reads (the JSON ones cost most to load), still locking rows.
         jobs = list(session.scalars(
-            select(Job).where(waiting)
+            select(Job).options(load_only(*DISPATCH_COLUMNS, raiseload=True)).where(waiting)
             .order_by(Job.created_at, Job.id).limit(MAX_JOBS_PER_PASS)
             .with_for_update(skip_locked=True)))
         if not jobs:
