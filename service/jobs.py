@@ -65,8 +65,8 @@ def transition_many(session: Session, jobs: Sequence[Job], target: JobStatus, *,
                     values: Mapping[str, Any] | None = None) -> list[Job]:
     """`transition` for many jobs at once (the dispatcher starts hundreds per pass): every
     ``current -> target`` is checked before anything is written, then one compare-and-set UPDATE
-    per current status (``values``, e.g. the lease, are written by the same UPDATE) and one
-    multi-row INSERT of the ``status`` events, ``messages[i]`` for ``jobs[i]``.
+    per current status (``values``, e.g. the lease, are written by the same UPDATE) and one bulk
+    INSERT of the ``status`` events (`append_events`), ``messages[i]`` for ``jobs[i]``.
 
     Raises `IllegalTransition` for an illegal change, or when any job changed concurrently;
     then some rows may be updated already, so the caller must roll back (``session_scope`` does).
@@ -90,11 +90,10 @@ def transition_many(session: Session, jobs: Sequence[Job], target: JobStatus, *,
         if target is JobStatus.RUNNING:  # as `transition`: the first start only
             statement = statement.values(started_at=func.coalesce(Job.started_at, now))
         # synchronize_session=False: the jobs' attributes are set below, as stored.
-        outcome = session.execute(statement.execution_options(synchronize_session=False))
-        if outcome.rowcount != len(ids):  # type: ignore[attr-defined]
-            raise IllegalTransition(
-                f"{len(ids) - outcome.rowcount} of {len(ids)} {current.value} jobs changed "  # type: ignore[attr-defined]
-                f"concurrently; none was made {target.value}", field="status")
+        updated = session.execute(statement.execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        if updated != len(ids):
+            raise IllegalTransition(f"{len(ids) - updated} of {len(ids)} {current.value} jobs changed "
+                                    f"concurrently; none was made {target.value}", field="status")
     for job in jobs:  # as stored, without marking the jobs dirty
         for name, value in common.items():
             set_committed_value(job, name, value)
