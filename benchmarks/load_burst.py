@@ -36,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -162,27 +163,38 @@ def _seed_queue(database_url: str, teams: int, jobs: int) -> None:
     engine.dispose()
 
 
-def _profile_pass(database_url: str, slots: int) -> str:
-    """cProfile of one dispatch pass that fills ``slots`` idle slots (the queue is left as is:
-    the jobs it started are queued again afterwards)."""
-    import cProfile
-    import io
-    import pstats
-
+def _idle_pool(factory: sessionmaker[Session], slots: int) -> None:
+    """Every job queued again, and a pool of ``slots`` idle a100 slots with fresh heartbeats."""
     from sqlalchemy import delete, update
 
-    from service.db import make_engine, make_session_factory
     from service.models import Job, WorkerSlot, utcnow
-    from service.scheduler.dispatcher import dispatch_once
 
-    engine = make_engine(database_url)
-    factory = make_session_factory(engine)
     with factory.begin() as session:
         session.execute(delete(WorkerSlot))
+        session.execute(update(Job).values(status="queued", lease_owner=None,
+                                           lease_expires_at=None))
         now = utcnow()
         for n in range(slots):
             session.add(WorkerSlot(name=f"bench:{n}:a100", gpu_class="a100", hostname="bench",
                                    pid=n, heartbeat_at=now, started_at=now))
+
+
+def _profile_pass(database_url: str, slots: int) -> str:
+    """cProfile of one dispatch pass that fills ``slots`` idle slots, after a warm-up pass (the
+    next `_dispatch_cycles` queues every job again)."""
+    import cProfile
+    import io
+    import pstats
+
+    from sqlalchemy import update
+
+    from service.db import make_engine, make_session_factory
+    from service.models import WorkerSlot
+    from service.scheduler.dispatcher import dispatch_once
+
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    _idle_pool(factory, slots)
     dispatch_once(factory, lambda *_: None, stale_after_s=3600, pickup_seconds=3600)  # warm up
     with factory.begin() as session:
         session.execute(update(WorkerSlot).values(job_id=None))
@@ -192,10 +204,6 @@ def _profile_pass(database_url: str, slots: int) -> str:
     dispatch_once(factory, lambda *_: None, stale_after_s=3600, pickup_seconds=3600)
     profiler.disable()
     wall_ms = (time.perf_counter() - start) * 1000
-    with factory.begin() as session:
-        session.execute(delete(WorkerSlot))
-        session.execute(update(Job).values(status="queued", lease_owner=None,
-                                           lease_expires_at=None))
     engine.dispose()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -208,23 +216,16 @@ def _profile_pass(database_url: str, slots: int) -> str:
 def _dispatch_cycles(database_url: str, slots: int) -> tuple[list[float], list[float], int]:
     """Decision time of each dispatch cycle until the queue is empty, and reconciler passes.
     Every job is queued again first and the pool is ``slots`` idle slots."""
-    from sqlalchemy import delete, update
+    from sqlalchemy import update
 
     from service.db import make_engine, make_session_factory
-    from service.models import Job, WorkerSlot, utcnow
+    from service.models import WorkerSlot, utcnow
     from service.scheduler.dispatcher import dispatch_once
     from service.scheduler.reconciler import reconcile
 
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
-    with factory.begin() as session:
-        session.execute(delete(WorkerSlot))
-        session.execute(update(Job).values(status="queued", lease_owner=None,
-                                           lease_expires_at=None))
-        now = utcnow()
-        for n in range(slots):
-            session.add(WorkerSlot(name=f"bench:{n}:a100", gpu_class="a100", hostname="bench",
-                                   pid=n, heartbeat_at=now, started_at=now))
+    _idle_pool(factory, slots)
     sent: list[str] = []
     cycle_ms: list[float] = []
     reconcile_ms: list[float] = []

@@ -1,26 +1,22 @@
 """A dispatch pass writes its starts in bulk (`transition_many`, `slots.reserve`): hundreds of
-starts in one pass keep every rule of the one-by-one path, on SQLite and Postgres."""
+starts in one pass keep every rule of the one-by-one path, on SQLite and Postgres. (Two
+dispatchers racing over 200 slots: test_dispatch_concurrency.py.)"""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-import service.scheduler.dispatcher as dispatcher_module
 from service.errors import IllegalTransition
 from service.jobs import transition_many
 from service.models import Job, JobEpoch, JobEvent, WorkerSlot, utcnow
 from service.scheduler.dispatcher import dispatch_once
 from service.states import JobStatus
-from tests.scheduler.test_dispatch import STALE_S, factory, job, make_factory, postgres, slot, team
+from tests.scheduler.test_dispatch import STALE_S, factory, job, postgres, slot, team
 
 __all__ = ["factory", "postgres"]
 
@@ -155,57 +151,3 @@ def test_transition_many_refuses_a_job_changed_concurrently(factory: sessionmake
     with factory() as session:
         assert [session.get_one(Job, i).status for i in ids] == ["queued", "cancelled", "queued"]
         assert session.scalars(select(JobEvent)).all() == []
-
-
-@pytest.fixture
-def pg_factory(postgres: Any) -> Iterator[sessionmaker[Session]]:
-    yield make_factory(postgres.create())
-
-
-def test_concurrent_dispatchers_on_200_slots_never_start_a_job_twice(
-        pg_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
-    real_order = dispatcher_module.order_dispatch
-
-    def slow_order(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.2)  # hold the row locks while the other dispatcher runs into them
-        return real_order(*args, **kwargs)
-
-    monkeypatch.setattr(dispatcher_module, "order_dispatch", slow_order)
-    with pg_factory.begin() as session:
-        for t in [team(session, max_jobs=1000) for _ in range(4)]:
-            queue(session, t, 75)
-        for i in range(200):
-            slot(session, "cpu" if i % 2 else "a100")
-    sent: list[str] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def send(job_id: str, _gpu_class: str) -> None:
-        with lock:
-            sent.append(job_id)
-
-    for _ in range(2):  # 200 start, the slots are handed back, the other 100 start
-        barrier = threading.Barrier(2)
-
-        def one() -> None:
-            barrier.wait()
-            try:
-                dispatch_once(pg_factory, send, stale_after_s=60, pickup_seconds=30)
-            except Exception as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=one) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        with pg_factory.begin() as session:  # each slot booked once; then the workers finish
-            held = Counter(j for j in session.scalars(select(WorkerSlot.job_id)) if j)
-            assert set(held) == set(sent[-len(held):]) and max(held.values()) == 1
-            session.execute(update(WorkerSlot).values(job_id=None))
-    assert errors == []
-    assert len(sent) == 300 and len(set(sent)) == 300
-    with pg_factory() as session:
-        assert set(session.scalars(select(Job.id).where(Job.status == "running"))) == set(sent)
-        events = status_events(session)
-        assert set(events) == set(sent) and {len(e) for e in events.values()} == {1}
