@@ -260,6 +260,26 @@ def _print_dispatch(passes: list[tuple[int, list[float], list[float], int]]) -> 
               f"{_stats(reconciles)} |")
 
 
+def _noise_floor(database_url: str, transactions: int = 500) -> list[float]:
+    """Time of a one-statement read transaction (a pooled connection, SELECT, COMMIT), over and
+    over: how long this machine makes the smallest database round trip wait right now."""
+    from sqlalchemy import func, select
+
+    from service.db import make_engine, make_session_factory
+    from service.models import Team
+
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    times = []
+    for _ in range(transactions):
+        start = time.perf_counter()
+        with factory.begin() as session:
+            session.scalar(select(func.count()).select_from(Team))
+        times.append((time.perf_counter() - start) * 1000)
+    engine.dispose()
+    return times
+
+
 def dispatch_only(args: argparse.Namespace) -> int:
     """Seed the queue directly and measure only the dispatcher (no API server, no bursts)."""
     name, database_url = create_database()
@@ -274,6 +294,7 @@ def dispatch_only(args: argparse.Namespace) -> int:
             profile = _profile_pass(database_url, max(counts))
         for slots in counts:
             passes.append((slots, *_dispatch_cycles(database_url, slots)))
+        floor = _noise_floor(database_url)
     finally:
         drop_database(name)
     print(f"{args.jobs} queued jobs of {args.teams} teams seeded in {seed_s:.1f} s (bulk INSERT), "
@@ -282,6 +303,8 @@ def dispatch_only(args: argparse.Namespace) -> int:
     if profile:
         print("\n```\n" + profile.rstrip() + "\n```")
     _print_dispatch(passes)
+    print(f"\nnoise floor, {len(floor)} one-SELECT transactions right after: p50 / p99 / max "
+          f"{_stats(floor)} ms")
     return 0 if all(sent == args.jobs for *_, sent in passes) else 1
 
 
