@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Job, JobEvent, utcnow
@@ -21,6 +21,24 @@ def append_event(session: Session, job_id: str, type_: str, message: str, *,
                      created_at=utcnow())
     session.add(event)
     return event
+
+
+def append_events(session: Session, job_ids: Sequence[str], type_: str, messages: Sequence[str], *,
+                  level: str = "info", data: Sequence[dict[str, Any] | None] | None = None) -> None:
+    """Add one event per job, ``messages[i]`` (and ``data[i]``) to ``job_ids[i]``, in the caller's
+    transaction with one bulk INSERT (a Core executemany, which psycopg sends as one pipeline;
+    ids follow the order given). Pending ORM changes are flushed first, so the events land after
+    everything the caller did before."""
+    if len(messages) != len(job_ids) or (data is not None and len(data) != len(job_ids)):
+        raise ValueError("append_events: job_ids, messages and data must have the same length")
+    if not job_ids:
+        return
+    now = utcnow()
+    session.flush()  # what the caller added before comes first
+    session.connection().execute(insert(JobEvent), [
+        {"job_id": job_id, "type": type_, "message": message, "level": level,
+         "data": data[i] if data is not None else None, "created_at": now}
+        for i, (job_id, message) in enumerate(zip(job_ids, messages))])
 
 
 def list_events(session: Session, job_id: str, *, after: int | None,

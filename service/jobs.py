@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
-from service.job_events import append_event
+from service.job_events import append_event, append_events
 from service.model_ref import ModelRef, resolve_model
 from service.models import Dataset, Job, new_id, utcnow
 from service.schemas import CarbonAwareRho, JobCreate, ScheduleRho
@@ -57,6 +58,65 @@ def transition(session: Session, job: Job, target: JobStatus, *, message: str | 
                  level="error" if target is JobStatus.FAILED else "info",
                  data={"from": current.value, "to": target.value})
     return job
+
+
+class JobRef(Protocol):
+    """What `transition_many` reads of a job: a `Job`, or a row of ``select(Job.id, Job.status)``
+    (the dispatcher reads hundreds per pass as rows, a fraction of the cost of ORM objects)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+def transition_many(session: Session, jobs: Sequence[JobRef], target: JobStatus, *,
+                    messages: Sequence[str] | None = None,
+                    values: Mapping[str, Any] | None = None) -> None:
+    """`transition` for many jobs at once (the dispatcher starts hundreds per pass): every
+    ``current -> target`` is checked before anything is written, then one compare-and-set UPDATE
+    per current status (``values``, e.g. the lease, are written by the same UPDATE) and one bulk
+    INSERT of the ``status`` events (`append_events`), ``messages[i]`` for ``jobs[i]``. `Job`
+    objects get the new values as stored; rows stay the snapshot they were.
+
+    Raises `IllegalTransition` for an illegal change, or when any job changed concurrently;
+    then some rows may be updated already, so the caller must roll back (``session_scope`` does).
+    """
+    if messages is not None and len(messages) != len(jobs):
+        raise ValueError("transition_many: one message per job")
+    if len({job.id for job in jobs}) != len(jobs):
+        raise ValueError("transition_many: a job is listed twice")
+    currents = [JobStatus(job.status) for job in jobs]
+    for current in set(currents):
+        check_transition(current, target)
+    now = utcnow()
+    common: dict[str, Any] = {**(values or {}), "status": target.value, "updated_at": now}
+    if target in TERMINAL:
+        common["finished_at"] = now
+    by_status: dict[JobStatus, list[str]] = defaultdict(list)
+    for job, current in zip(jobs, currents):
+        by_status[current].append(job.id)
+    for current, ids in by_status.items():
+        statement = update(Job).where(Job.id.in_(ids), Job.status == current.value).values(**common)
+        if target is JobStatus.RUNNING:  # as `transition`: the first start only
+            statement = statement.values(started_at=func.coalesce(Job.started_at, now))
+        # synchronize_session=False: the Job objects' attributes are set below, as stored.
+        updated = session.execute(statement.execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        if updated != len(ids):
+            raise IllegalTransition(f"{len(ids) - updated} of {len(ids)} {current.value} jobs changed "
+                                    f"concurrently; none was made {target.value}", field="status")
+    for job in jobs:
+        if isinstance(job, Job):  # as stored, without marking it dirty
+            for name, value in common.items():
+                set_committed_value(job, name, value)
+            if target is JobStatus.RUNNING and job.started_at is None:
+                set_committed_value(job, "started_at", now)
+    append_events(session, [job.id for job in jobs], "status",
+                  [messages[i] if messages is not None else f"{current.value} -> {target.value}"
+                   for i, current in enumerate(currents)],
+                  level="error" if target is JobStatus.FAILED else "info",
+                  data=[{"from": current.value, "to": target.value} for current in currents])
 
 
 def request_fingerprint(request: JobCreate) -> str:

@@ -29,16 +29,25 @@ def usage_by_team(session: Session, team_ids: Iterable[str], *,
                   now: datetime | None = None) -> dict[str, TeamUsage]:
     """Usage of each team in ``team_ids`` (two grouped queries, whatever the number of teams)."""
     ids = list(team_ids)
-    since = month_start(now or datetime.now(UTC))
     active = dict(session.execute(
         select(Job.team_id, func.count()).where(
             Job.team_id.in_(ids), Job.status.in_([s.value for s in ACTIVE]))
         .group_by(Job.team_id)).all())
+    co2 = co2_kg_this_month(session, ids, now=now)
+    return {team_id: TeamUsage(active_jobs=int(active.get(team_id, 0)),
+                               co2_kg_this_month=co2[team_id])
+            for team_id in ids}
+
+
+def co2_kg_this_month(session: Session, team_ids: Iterable[str], *,
+                      now: datetime | None = None) -> dict[str, float]:
+    """kg CO2 of each team's epochs this calendar month (UTC), one grouped query; 0.0 for a team
+    with none. The scheduler's monthly budget check uses only this part of the usage."""
+    ids = list(team_ids)
+    since = month_start(now or datetime.now(UTC))
     co2 = dict(session.execute(
         select(Job.team_id, func.coalesce(func.sum(JobEpoch.kg_co2), 0.0))
         .join(JobEpoch, JobEpoch.job_id == Job.id)
         .where(Job.team_id.in_(ids), JobEpoch.created_at >= since)
         .group_by(Job.team_id)).all())
-    return {team_id: TeamUsage(active_jobs=int(active.get(team_id, 0)),
-                               co2_kg_this_month=float(co2.get(team_id) or 0.0))
-            for team_id in ids}
+    return {team_id: float(co2.get(team_id) or 0.0) for team_id in ids}

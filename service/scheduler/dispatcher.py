@@ -7,7 +7,8 @@ One pass (`dispatch_once`), in one transaction:
 2. order the jobs with the pure `order_dispatch` (fair share by CO2 used this month relative to
    the team's share, FIFO inside a team), enforcing each team's `max_concurrent_jobs` and
    skipping teams past their `monthly_co2_budget_kg`;
-3. reserve one slot per started job and make the job `running` with a pickup deadline.
+3. reserve one slot per started job and make the job `running` with a pickup deadline, in
+   three statements whatever the number of starts (`transition_many`, `slots.reserve`).
 Only after the commit are the tasks sent to the broker (`send(job_id, gpu_class)`); a send that
 fails leaves a reserved slot that the reconciler frees when the pickup deadline passes.
 """
@@ -15,7 +16,6 @@ fails leaves a reserved slot that the reconciler frees when the pickup deadline 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,9 +24,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
-from service.jobs import transition
+from service.jobs import transition_many
 from service.models import Job, Team, WorkerSlot, utcnow
-from service.quotas import usage_by_team
+from service.quotas import co2_kg_this_month
 from service.scheduler import slots
 from service.scheduler.fairness import QueuedJob, TeamUsage, order_dispatch
 from service.states import JobStatus
@@ -35,6 +35,7 @@ log = logging.getLogger("service.scheduler.dispatcher")
 
 ANY_CLASS = "any"
 MAX_JOBS_PER_PASS = 500
+DISPATCH_COLUMNS = (Job.id, Job.team_id, Job.status, Job.gpu_class, Job.created_at)
 
 Send = Callable[[str, str], None]
 
@@ -50,15 +51,17 @@ class Started:
 def _teams(session: Session, team_ids: set[str], now: datetime) -> tuple[dict[str, TeamUsage],
                                                                       set[str]]:
     """Fair-share records per team, and the teams past their monthly CO2 budget."""
-    usage = usage_by_team(session, team_ids, now=now)
-    running = Counter(session.scalars(select(Job.team_id).where(
-        Job.team_id.in_(team_ids), Job.status == JobStatus.RUNNING.value)))
+    co2 = co2_kg_this_month(session, team_ids, now=now)
+    running = dict(session.execute(
+        select(Job.team_id, func.count())
+        .where(Job.team_id.in_(team_ids), Job.status == JobStatus.RUNNING.value)
+        .group_by(Job.team_id)).all())
     records, over_budget = {}, set()
     for team in session.scalars(select(Team).where(Team.id.in_(team_ids))):
-        used = usage[team.id].co2_kg_this_month
+        used = co2[team.id]
         if team.monthly_co2_budget_kg is not None and used >= team.monthly_co2_budget_kg:
             over_budget.add(team.id)
-        records[team.id] = TeamUsage(team.id, recent_usage=used, running_gpus=running[team.id],
+        records[team.id] = TeamUsage(team.id, recent_usage=used, running_gpus=running.get(team.id, 0),
                                      quota_gpus=team.max_concurrent_jobs)
     return records, over_budget
 
@@ -85,10 +88,11 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
         waiting = Job.status == JobStatus.QUEUED.value
         if planned_only:
             waiting = waiting & (Job.deadline.is_(None) | Job.planned_start_at.is_not(None))
-        jobs = list(session.scalars(
-            select(Job).where(waiting)
+        # Rows of the columns the pass reads, not Job objects: a third of the CPU for 500 jobs.
+        jobs = session.execute(
+            select(*DISPATCH_COLUMNS).where(waiting)
             .order_by(Job.created_at, Job.id).limit(MAX_JOBS_PER_PASS)
-            .with_for_update(skip_locked=True)))
+            .with_for_update(skip_locked=True)).all()
         if not jobs:
             return []
         teams, over_budget = _teams(session, {j.team_id for j in jobs}, now)
@@ -99,15 +103,19 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
             by_class.setdefault(slot.gpu_class, []).append(slot)
         order = order_dispatch(candidates, {c: len(s) for c, s in by_class.items()}, teams,
                                _fits({j.gpu_class for j in jobs}, set(by_class)))
+        if not order:
+            return []
         rows = {j.id: j for j in jobs}
         for item in order:
-            job, slot = rows[item.job.job_id], by_class[item.gpu_class].pop()
-            slot.job_id = job.id
-            transition(session, job, JobStatus.RUNNING,
-                       message=f"dispatched to a {item.gpu_class} worker")
-            job.lease_owner = None
-            job.lease_expires_at = now + timedelta(seconds=pickup_seconds)
-            started.append(Started(job.id, job.team_id, item.gpu_class, slot.name))
+            slot = by_class[item.gpu_class].pop()
+            started.append(Started(item.job.job_id, item.job.team, item.gpu_class, slot.name))
+        # Three statements whatever the number of starts: the jobs (status compare-and-set and
+        # pickup deadline), their events, the slots.
+        transition_many(session, [rows[s.job_id] for s in started], JobStatus.RUNNING,
+                        messages=[f"dispatched to a {s.gpu_class} worker" for s in started],
+                        values={"lease_owner": None,
+                                "lease_expires_at": now + timedelta(seconds=pickup_seconds)})
+        slots.reserve(session, {s.slot: s.job_id for s in started})
     for begun in started:
         try:
             send(begun.job_id, begun.gpu_class)
