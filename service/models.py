@@ -175,7 +175,7 @@ class Job(Base):
             "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")", name="status"
         ),
         Index("ix_jobs_team_id_id", "team_id", "id"),
-        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),  # the dispatch queue order
     )
 
 

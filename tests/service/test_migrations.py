@@ -80,3 +80,22 @@ def test_the_signin_failures_migration_steps_down_to_0002_and_back(empty_databas
     assert "worker_slots" in _tables(empty_database_url)  # the step removes only its own table
     upgrade(empty_database_url, "0003")
     assert "signin_failures" in _tables(empty_database_url)
+
+
+def _job_indexes(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {index["name"] for index in inspect(engine).get_indexes("jobs")}
+    finally:
+        engine.dispose()
+
+
+def test_the_queue_index_migration_steps_down_to_0003_and_back(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    assert {"ix_jobs_status_created_at_id"} <= _job_indexes(empty_database_url)
+    assert "ix_jobs_status" not in _job_indexes(empty_database_url)
+    downgrade(empty_database_url, "0003")
+    assert "ix_jobs_status" in _job_indexes(empty_database_url)
+    assert "ix_jobs_status_created_at_id" not in _job_indexes(empty_database_url)
+    upgrade(empty_database_url)
+    assert "ix_jobs_status_created_at_id" in _job_indexes(empty_database_url)
