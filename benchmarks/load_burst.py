@@ -12,6 +12,11 @@ after cycle (each cycle fills every slot; the slots are freed between cycles) un
 of all submitted jobs is empty. It reports the decision time per cycle (p50/p99/max) and the
 reconciler pass time.
 
+With --sweep 4,8,16,64 it then submits --sweep-jobs more jobs at each of those numbers of
+requests in flight and reports latency and throughput per level: a closed-loop client with C
+requests in flight sees about C / throughput of latency, so this shows which burst
+concurrency the machine can serve within a latency target.
+
 With --dispatch-only, no API server and no bursts: the --jobs queued jobs of --teams teams are
 written straight into a fresh, migrated database with bulk INSERTs, and only the dispatch and
 reconcile cycles are measured (--profile prints a cProfile of one pass at the largest slot count).
@@ -319,6 +324,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--slots", default="20,200",
                         help="idle worker slots per cycle, comma-separated (one pass each)")
+    parser.add_argument("--sweep", default="",
+                        help="after the bursts, requests in flight to sweep, comma-separated")
+    parser.add_argument("--sweep-jobs", type=int, default=1000, help="jobs submitted per sweep level")
     parser.add_argument("--dispatch-only", action="store_true",
                         help="seed the queued jobs with bulk INSERTs; measure only the dispatcher")
     parser.add_argument("--profile", action="store_true",
@@ -334,6 +342,7 @@ def main() -> int:
     accepted: dict[str, tuple[str, str]] = {}
     errors: list[str] = []
     per_burst: list[list[float]] = []
+    sweep: list[tuple[int, list[float], float]] = []
     try:
         base_url = f"http://127.0.0.1:{port}"
         teams = _setup_teams(base_url, admin_key, args.teams)
@@ -343,6 +352,13 @@ def main() -> int:
                                                 args.retry_share, accepted, errors)))
             time.sleep(args.pause)
         submit_s = time.perf_counter() - begin
+        burst_accepted = len(accepted)
+        for level in (int(n) for n in args.sweep.split(",") if n):
+            time.sleep(args.pause)
+            started = time.perf_counter()
+            latencies = asyncio.run(_burst(base_url, teams, max(1, args.sweep_jobs // args.teams),
+                                           level, 0.0, accepted, errors))
+            sweep.append((level, latencies, time.perf_counter() - started))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -365,8 +381,13 @@ def main() -> int:
           f"| requests | {len(every)} ({len(every) / submit_s:.0f}/s incl. pauses) |\n"
           f"| POST /jobs p50 / p99 / max | {_stats(every)} ms (target p99 < 100) |\n"
           f"| errors | {len(errors)} {Counter(errors).most_common(3)} |\n"
-          f"| jobs accepted | {len(accepted)} of {per_team * args.teams * args.bursts} |\n"
+          f"| jobs accepted | {burst_accepted} of {per_team * args.teams * args.bursts} in the bursts, "
+          f"{len(accepted) - burst_accepted} in the sweep |\n"
           f"| recorded exactly once | {'yes' if ok else 'NO'} ({detail}) |")
+    if sweep:
+        print("\n| requests in flight | requests | requests/s | POST p50 / p99 / max ms |\n|---:|---:|---:|---:|")
+        for level, latencies, wall_s in sweep:
+            print(f"| {level} | {len(latencies)} | {len(latencies) / wall_s:.0f} | {_stats(latencies)} |")
     _print_dispatch(passes)
     all_sent = all(sent == len(accepted) for *_, sent in passes)
     hard = [e for e in errors if "retried" not in e]
