@@ -9,9 +9,9 @@ after the checkpoint of that epoch is on disk, so no epoch is counted twice and 
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
-from greentrainer_core.errors import GreenTrainerError
+from greentrainer_core.errors import GreenTrainerError, disk_full_cause
 from service.db import session_scope
 from service.job_events import append_event
 from service.job_records import EpochRecord as EpochRow
@@ -42,6 +42,7 @@ log = logging.getLogger("worker.runner")
 
 PROGRESS_EVERY_SECONDS = 10.0  # step events are throttled to one progress event per interval
 CHECKPOINTS_KEPT = 2
+DISK_FULL = "disk_full"  # the error code of a job that ran out of disk space (checkpoints, artifacts)
 
 
 class JobStopped(Exception):
@@ -113,7 +114,7 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
         log.exception("job %s crashed", job_id)
-        _end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=f"{exc!r}")
+        _end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=crash_message(exc))
         return "retried"
     finally:
         job_run.close()
@@ -142,9 +143,22 @@ def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
 def crash_code(exc: BaseException) -> str:
     """The code of a crash that is retried: ``disk_full`` names a full disk (checkpoints or
     artifacts; another try may find space), anything else is a ``training_error``."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "disk_full"
-    return "training_error"
+    return DISK_FULL if disk_full_cause(exc) is not None else "training_error"
+
+
+def crash_message(exc: BaseException) -> str:
+    """What the job's error says about a crash; a full disk names the path and its free space."""
+    full = disk_full_cause(exc)
+    if full is None:
+        return repr(exc)
+    where = Path(str(full.filename)) if full.filename else None
+    free = ""
+    probe = where
+    while probe is not None and not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe is not None and probe.exists():
+        free = f", {shutil.disk_usage(probe).free:,} bytes free there"
+    return f"no space left on device writing {where or 'a file'}{free} ({full.strerror})"
 
 
 def error_code(exc: BaseException) -> str:
@@ -162,8 +176,8 @@ def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: 
             slots.release(session, job_id, name=me.name)
             return
         if how == "retry":
-            leases.requeue_or_fail(session, job, f"{code}: {message}",
-                                   max_attempts=pool.max_attempts)
+            leases.requeue_or_fail(session, job, f"{code}: {message}", max_attempts=pool.max_attempts,
+                                   give_up_code=DISK_FULL if code == DISK_FULL else leases.TOO_MANY_ATTEMPTS)
             return
         slots.release(session, job_id)
         leases.clear(job)

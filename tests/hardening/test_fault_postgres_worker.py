@@ -1,0 +1,123 @@
+"""Postgres is restarted (`pg_ctl -m immediate stop`, then start) while a real `greentrainer
+worker` process holds a running job's lease in the middle of epoch 1 (a private cluster and a
+private Redis; lease 4 s, renewal every 0.5 s, so every outage outlasts several renewals):
+
+- a short outage (the lease has not expired when the database is back): the worker rides it
+  out and finishes the job itself;
+- a long one (the lease expires meanwhile): either the worker goes on or the reconciler
+  re-queues the job and a run resumes from the last checkpoint.
+
+Either way the worker process stays up, the job ends `succeeded` and each epoch is recorded
+exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require
+from tests.e2e.conftest import Stack, _stack
+from tests.hardening.private_services import (
+    PrivatePostgres,
+    PrivateRedis,
+    postgres_available,
+    redis_available,
+)
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+EPOCHS = 3
+JOB = {"hyperparameters": {"epochs": EPOCHS, "batch_size": 1, "max_length": 64}, "rho_policy": {"type": "fixed", "rho": 0.8}}
+
+
+@pytest.fixture
+def pg() -> Iterator[PrivatePostgres]:
+    require(postgres_available(), "Postgres 15 binaries (/usr/lib/postgresql/15/bin)")
+    cluster = PrivatePostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg: PrivatePostgres) -> Iterator[Stack]:
+    require(redis_available(), "redis-server binary")
+    redis = PrivateRedis()
+    redis.start()
+    try:
+        yield from _stack(tmp_path, pg.create_database("gt_lease"), redis.url)
+    finally:
+        redis.kill()
+
+
+def _get(stack: Stack, team: dict[str, str], path: str, **params: Any) -> Any:
+    """The API's answer, or None while it answers 503 (the database is still coming back)."""
+    r = stack.client.get(path, headers=team, params=params)
+    if r.status_code == 503:
+        return None
+    assert r.status_code == 200, r.text[:300]
+    return r.json()
+
+
+def _submit_long_job(stack: Stack, team: dict[str, str]) -> str:
+    from tests.core.tiny import ROWS
+
+    lines = [f'{{"source": "{s} {i}", "target": "{t}"}}' for i, (s, t) in enumerate((ROWS * 12)[:96])]
+    r = stack.client.post("/datasets", files={"file": ("long.jsonl", "\n".join(lines).encode())}, headers=team)
+    assert r.status_code in (200, 201), r.text
+    r = stack.client.post(
+        "/jobs",
+        json={"model": str(stack.model_dir), "gpu_class": stack.gpu_class, "training_dataset": r.json()["id"], **JOB},
+        headers=team,
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _events(stack: Stack, team: dict[str, str], job_id: str) -> list[dict[str, Any]]:
+    page = _get(stack, team, f"/jobs/{job_id}/events", limit=500)
+    return [] if page is None else list(page["data"])
+
+
+def _wait(what: str, ready: Any, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = ready()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("outage_s", [2.0, 8.0], ids=["lease-holds", "lease-expires"])
+def test_postgres_restart_under_a_leased_job_loses_and_doubles_no_epoch(
+    stack: Stack, pg: PrivatePostgres, outage_s: float
+) -> None:
+    worker = stack.start_worker()
+    team = stack.team()
+    job_id = _submit_long_job(stack, team)
+    _wait(
+        "epoch 1 to start",
+        lambda: any(e["type"] == "epoch_start" and e["data"]["epoch_index"] == 1 for e in _events(stack, team, job_id)),
+    )
+    pg.stop()  # immediate: every open connection of the worker, API and loop breaks
+    time.sleep(outage_s)
+    pg.start()
+    job = _wait(
+        "the job to end", lambda: (j := _get(stack, team, f"/jobs/{job_id}")) is not None and j["status"] in TERMINAL and j
+    )
+    log = (Path(stack.settings.data_dir) / "worker-0.log").read_text(errors="replace")
+    assert worker.poll() is None, f"the worker exited ({worker.returncode}):\n{log[-3000:]}"
+    assert job["status"] == "succeeded", (job, log[-3000:])
+    epochs = _get(stack, team, f"/jobs/{job_id}/epochs")
+    assert [e["epoch_index"] for e in epochs] == list(range(EPOCHS))
+    types = [e["type"] for e in _events(stack, team, job_id)]
+    assert types.count("epoch") == EPOCHS, types
+    print(f"outage {outage_s} s: attempts {job['attempts'] if 'attempts' in job else '?'}, events {types}")
