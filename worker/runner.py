@@ -13,11 +13,13 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
@@ -39,6 +41,8 @@ from worker.job_inputs import MissingInput, load_inputs
 from worker.rho import JobRho
 
 log = logging.getLogger("worker.runner")
+
+T = TypeVar("T")
 
 PROGRESS_EVERY_SECONDS = 10.0  # step events are throttled to one progress event per interval
 CHECKPOINTS_KEPT = 2
@@ -100,7 +104,8 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return f"skipped: {refused}"
     keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=pool.lease_seconds,
                          heartbeat_seconds=pool.heartbeat_seconds)
-    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook)
+    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook,
+                      db_patience_s=pool.lease_seconds)
     try:
         with keeper:
             job_run.run()
@@ -170,6 +175,14 @@ def error_code(exc: BaseException) -> str:
 
 def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
          how: str, *, code: str, message: str) -> None:
+    try:
+        _record_end(factory, job_id, me, pool, how, code=code, message=message)
+    except OperationalError:  # the job keeps our lease until it expires; the reconciler re-queues it
+        log.warning("job %s: could not record its end (%s), database unreachable", job_id, code)
+
+
+def _record_end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
+                how: str, *, code: str, message: str) -> None:
     with session_scope(factory) as session:
         job = session.get(Job, job_id)
         if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
@@ -187,9 +200,11 @@ def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: 
 
 class _JobRun:
     def __init__(self, job_id: str, factory: sessionmaker[Session], settings: Settings,
-                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper, outlook: Any) -> None:
+                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper, outlook: Any,
+                 db_patience_s: float) -> None:
         self.job_id, self.factory, self.settings, self.store = job_id, factory, settings, store
         self.me, self.keeper, self.outlook = me, keeper, outlook
+        self.db_patience_s = db_patience_s
         self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
         self.measuring: int | None = None
         self.last_progress = 0.0
@@ -201,6 +216,25 @@ class _JobRun:
 
     def _session(self) -> Any:
         return session_scope(self.factory)
+
+    def _write(self, what: str, write: Callable[[], T]) -> T:
+        """Run the transaction ``write``, again while the database is unreachable (a restart, a
+        failover), for up to ``db_patience_s`` (the lease's length): a short outage neither fails
+        the job nor loses a trained epoch. Longer, the reconciler may have re-queued the job, so
+        the error is raised (the run ends and the job resumes from its last checkpoint). Each
+        ``write`` checks that the lease is still ours, and recording an epoch twice is refused
+        by its unique key, so a retried commit whose first try did land changes nothing."""
+        deadline, pause = time.monotonic() + self.db_patience_s, 0.2
+        while True:
+            try:
+                return write()
+            except OperationalError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("job %s: database unreachable while %s; retrying in %.1f s",
+                            self.job_id, what, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def run(self) -> None:
         import torch
@@ -259,8 +293,11 @@ class _JobRun:
 
     def _event(self, type_: str, message: str, data: dict[str, Any] | None = None,
                level: str = "info") -> None:
-        with self._session() as session:
-            append_event(session, self.job_id, type_, message, level=level, data=data)
+        def write() -> None:
+            with self._session() as session:
+                append_event(session, self.job_id, type_, message, level=level, data=data)
+
+        self._write(f"logging a {type_} event", write)
 
     def _epoch_started(self, event: EpochStart) -> None:
         self._rho_at_epoch_start(event.epoch)  # methods without rho ask nothing: start here
@@ -282,8 +319,14 @@ class _JobRun:
         if now - self.last_progress < PROGRESS_EVERY_SECONDS:
             return
         self.last_progress = now
-        self._event("progress", f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}",
-                    {"epoch_index": event.epoch, "step": event.step, "loss": event.loss})
+        try:  # best effort: training does not wait for the database to log progress
+            with self._session() as session:
+                append_event(session, self.job_id, "progress",
+                             f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}",
+                             data={"epoch_index": event.epoch, "step": event.step,
+                                   "loss": event.loss})
+        except OperationalError:
+            log.warning("job %s: progress event dropped, database unreachable", self.job_id)
 
     def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
         energy = self.meter.stop()
@@ -292,6 +335,16 @@ class _JobRun:
         path = checkpoint_path(self.settings, self.job_id, record.epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)
+        self._write(f"recording epoch {record.epoch}",
+                    lambda: self._record(record, reading, energy))
+        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
+            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
+        for old in path.parent.glob("epoch-*.pt"):
+            if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
+                old.unlink(missing_ok=True)
+
+    def _record(self, record: EpochRecord, reading: Any, energy: Any) -> None:
+        """The epoch's row and ``last_finished_epoch``, in one transaction, if the job is ours."""
         with self._session() as session:
             job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
             if job is None or job.status != JobStatus.RUNNING.value or \
@@ -310,20 +363,18 @@ class _JobRun:
                 energy_kwh=energy.energy_kwh if energy else None,
                 kg_co2=energy.kg_co2 if energy else None,
                 energy_is_estimate=energy.is_estimate if energy else True))
-        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
-            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
-        for old in path.parent.glob("epoch-*.pt"):
-            if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
-                old.unlink(missing_ok=True)
 
     def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
         from greentrainer_core.evaluate import evaluate_rouge
 
-        with self._session() as session:
-            totals = session.execute(select(
-                func.count(), func.sum(JobEpoch.executed_flops), func.sum(JobEpoch.full_ft_flops),
-                func.sum(JobEpoch.energy_kwh), func.sum(JobEpoch.kg_co2))
-                .where(JobEpoch.job_id == self.job_id)).one()
+        def read_totals() -> Any:
+            with self._session() as session:
+                return session.execute(select(
+                    func.count(), func.sum(JobEpoch.executed_flops), func.sum(JobEpoch.full_ft_flops),
+                    func.sum(JobEpoch.energy_kwh), func.sum(JobEpoch.kg_co2))
+                    .where(JobEpoch.job_id == self.job_id)).one()
+
+        totals = self._write("summing the epochs", read_totals)
         result: dict[str, Any] = {
             "epochs": int(totals[0]), "executed_flops": float(totals[1] or 0),
             "full_ft_flops": float(totals[2] or 0), "energy_kwh": float(totals[3] or 0),
@@ -337,16 +388,20 @@ class _JobRun:
                                "rougeL": scores.rougeL, "n": scores.n}
         if self.keeper.stop.is_set():
             raise JobStopped
-        with self._session() as session:
-            job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
-            if job is None or job.status != JobStatus.RUNNING.value or \
-                    job.lease_owner != self.me.name:
-                raise JobStopped
-            result["artifacts"] = save_outputs(session, self.store, job, trainer,
-                                               inputs.tokenizer, result)
-            slots.release(session, self.job_id)
-            leases.clear(job)
-            leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,
-                                  message="training finished")
+
+        def succeed() -> None:
+            with self._session() as session:
+                job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+                if job is None or job.status != JobStatus.RUNNING.value or \
+                        job.lease_owner != self.me.name:
+                    raise JobStopped
+                result["artifacts"] = save_outputs(session, self.store, job, trainer,
+                                                   inputs.tokenizer, result)
+                slots.release(session, self.job_id)
+                leases.clear(job)
+                leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,
+                                      message="training finished")
+
+        self._write("storing the outputs", succeed)
         for old in checkpoint_path(self.settings, self.job_id, 0).parent.glob("epoch-*.pt"):
             old.unlink(missing_ok=True)
