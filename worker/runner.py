@@ -223,7 +223,8 @@ class _JobRun:
         the job nor loses a trained epoch. Longer, the reconciler may have re-queued the job, so
         the error is raised (the run ends and the job resumes from its last checkpoint). Each
         ``write`` checks that the lease is still ours, and recording an epoch twice is refused
-        by its unique key, so a retried commit whose first try did land changes nothing."""
+        by its unique key, so a retried commit whose first try did land changes nothing (an event
+        whose commit landed unseen may be logged twice)."""
         deadline, pause = time.monotonic() + self.db_patience_s, 0.2
         while True:
             try:

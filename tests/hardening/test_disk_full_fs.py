@@ -128,17 +128,23 @@ def _artifacts(stack: Stack, team: dict[str, str], job_id: str) -> list[dict[str
     return list(r.json())
 
 
+def _fails_for_lack_of_space(stack: Stack, team: dict[str, str], full: Path) -> dict[str, Any]:
+    """Run a job with ``full`` (a mount) too small: it fails with disk_full naming that place."""
+    job = _run(stack, team)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "disk_full", job["error"]
+    message = job["error"]["message"]
+    assert "no space left on device" in message.lower() and str(full) in message, message
+    print(f"{full.name} full:", message)
+    return job
+
+
 def test_a_full_artifact_fs_fails_the_job_with_disk_full_and_serves_nothing(stack: Stack) -> None:
     blobs = Path(stack.settings.data_dir) / "blobs"
     with small_fs(blobs, too_small_for(stack.model_dir)):
         stack.start_worker()
         team = stack.team()
-        job = _run(stack, team)
-        assert job["status"] == "failed", job
-        assert job["error"]["code"] == "disk_full", job["error"]
-        message = job["error"]["message"]
-        assert "no space left on device" in message.lower() and str(blobs) in message, message
-        print("artifact fs full:", message)
+        job = _fails_for_lack_of_space(stack, team, blobs)
         assert _artifacts(stack, team, job["id"]) == []
         r = stack.client.get(f"/jobs/{job['id']}/artifacts/art_missing/content", headers=team)
         assert r.status_code == 404
@@ -161,12 +167,7 @@ def test_a_full_checkpoint_fs_fails_the_job_with_disk_full_and_leaves_no_checkpo
     with small_fs(checkpoints, too_small_for(stack.model_dir)):
         stack.start_worker()
         team = stack.team()
-        job = _run(stack, team)
-        assert job["status"] == "failed", job
-        assert job["error"]["code"] == "disk_full", job["error"]
-        message = job["error"]["message"]
-        assert "no space left on device" in message.lower() and str(checkpoints) in message, message
-        print("checkpoint fs full:", message)
+        job = _fails_for_lack_of_space(stack, team, checkpoints)
         assert job["last_finished_epoch"] is None  # no epoch counted without its checkpoint
         assert files_under(checkpoints) == []  # no partial checkpoint, no temporary file
 

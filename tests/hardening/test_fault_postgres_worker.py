@@ -25,7 +25,6 @@ from tests.e2e.conftest import Stack, _stack
 from tests.hardening.private_services import (
     PrivatePostgres,
     PrivateRedis,
-    postgres_available,
     redis_available,
 )
 
@@ -33,18 +32,6 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 EPOCHS = 3
 ROWS_PER_EPOCH = 48  # batch 1: an epoch of several seconds, so the outage lands inside epoch 1
 JOB = {"hyperparameters": {"epochs": EPOCHS, "batch_size": 1, "max_length": 64}, "rho_policy": {"type": "fixed", "rho": 0.8}}
-
-
-@pytest.fixture
-def pg() -> Iterator[PrivatePostgres]:
-    require(postgres_available(), "Postgres 15 binaries (/usr/lib/postgresql/15/bin)")
-    cluster = PrivatePostgres()
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 @pytest.fixture
