@@ -370,4 +370,3 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
-

@@ -177,3 +177,25 @@ def test_a_full_checkpoint_fs_fails_the_job_with_disk_full_and_leaves_no_checkpo
         epochs = stack.client.get(f"/jobs/{again['id']}/epochs", headers=team).json()
         assert [e["epoch_index"] for e in epochs] == list(range(EPOCHS))
         stack.kill_workers()
+
+
+# -- the API -------------------------------------------------------------------------------------
+
+
+def test_an_upload_to_a_full_data_disk_is_507_with_retry_after_and_leaves_nothing(tmp_path: Path) -> None:
+    from tests.hardening.conftest import live_api
+
+    with live_api(tmp_path) as api:
+        team = api.new_team()
+        blobs = Path(api.settings.data_dir) / "blobs"
+        with small_fs(blobs, 16 << 10):
+            rows = "".join(f'{{"source": "question {i} {"x" * 200}", "target": "answer {i}"}}\n' for i in range(200))
+            r = api.client.post("/datasets", files={"file": ("big.jsonl", rows.encode())}, headers=team)
+            assert r.status_code == 507, r.text[:300]
+            assert int(r.headers["Retry-After"]) >= 1
+            assert r.json()["error"]["code"] == "storage_full"
+            assert "Traceback" not in r.text and str(blobs) not in r.text  # no server path leaks
+            assert files_under(blobs) == []
+            grow(blobs, ROOMY_BYTES)
+            r = api.client.post("/datasets", files={"file": ("big.jsonl", rows.encode())}, headers=team)
+            assert r.status_code == 201, r.text[:300]
