@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class GreenTrainerError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -44,3 +46,15 @@ class DataError(GreenTrainerError, ValueError):
 
 class TrainingConfigError(GreenTrainerError, ValueError):
     """A training option is invalid (the message names the option); raised before any work starts."""
+
+
+def disk_full_cause(exc: BaseException | None) -> OSError | None:
+    """The full-disk error (errno ENOSPC) that ``exc`` is or was raised from, else None. Libraries
+    wrap it: torch.save reports a failed write as a RuntimeError whose context is the OSError."""
+    for _ in range(10):  # a bounded walk: exception chains can be cyclic
+        if exc is None:
+            return None
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -17,6 +17,8 @@ selection itself uses the profile of the reference shape (batch_size x max_lengt
 from __future__ import annotations
 
 import copy
+import errno
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +39,7 @@ from greentrainer_core.config import (
     rho_for_epoch,
 )
 from greentrainer_core.data import Example, iter_batches
-from greentrainer_core.errors import TrainingConfigError
+from greentrainer_core.errors import TrainingConfigError, disk_full_cause
 from greentrainer_core.flops import count_step_flops
 from greentrainer_core.importance import tensor_importance
 from greentrainer_core.methods import PEFT_METHODS, top2_names, wrap_peft
@@ -348,11 +350,23 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save_checkpoint(self, path: str | Path) -> None:
-        """Write ``state_dict()`` atomically (a temporary file renamed into place)."""
+        """Write ``state_dict()`` atomically: a temporary file, flushed to disk, renamed into place.
+        A failed write leaves neither a partial checkpoint nor the temporary file.
+
+        Raises OSError (errno ENOSPC, ``filename`` the checkpoint's path) when the disk is full."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(self.state_dict(), handle)
+                handle.flush()
+                os.fsync(handle.fileno())  # NB: a rename of unsynced data can survive a crash as an empty file
+            tmp.replace(path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if disk_full_cause(exc) is not None:  # torch reports a failed write as a RuntimeError with no errno
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
 
     def load_checkpoint(self, path: str | Path) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))

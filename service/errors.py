@@ -13,7 +13,8 @@
     ├── Conflict (409)
     │   ├── IllegalTransition         job state change the state machine forbids
     │   └── IdempotencyConflict       Idempotency-Key reused with a different request
-    └── SchemaNotMigrated (503)       the database is not at the latest migration
+    ├── SchemaNotMigrated (503)       the database is not at the latest migration
+    └── StorageFull (507)             the data disk is full; has retry_after_s
 """
 
 from __future__ import annotations
@@ -101,3 +102,11 @@ class IdempotencyConflict(Conflict):
 class SchemaNotMigrated(ServiceError):
     status_code = 503
     code = "schema_not_migrated"
+
+
+class StorageFull(ServiceError):
+    """The disk that holds data sets and artifacts is full; the request may succeed later."""
+
+    status_code = 507
+    code = "storage_full"
+    retry_after_s = 60

@@ -6,6 +6,7 @@ validation error also lists every problem under ``error.details``.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import ServiceError
+from service.errors import ServiceError, StorageFull
 
 log = logging.getLogger("service.http")
 
@@ -94,6 +95,15 @@ async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
                         status_code=503, headers={"Retry-After": "1"})
 
 
+async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OSError)
+    if exc.errno != errno.ENOSPC:
+        return await _unexpected(request, exc)
+    # The path goes to the server log, not to the client.
+    log.error("no space left on device on %s %s: %s", request.method, request.url.path, exc.filename)
+    return error_response(StorageFull("the server's data disk is full; retry later"))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(_body("internal_error", "internal server error; see the server log", None),
@@ -107,4 +117,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(sqlalchemy.exc.DataError, _value_refused)
     app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_busy)
     app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_busy)
+    app.add_exception_handler(OSError, _os_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,6 +6,7 @@ once. An object-storage backend implements the same four methods.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -52,8 +53,11 @@ class LocalBlobStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield handle, Path(tmp)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.filename is None:
+                # Name the store, so that the error says which disk is full.
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root)) from exc
             raise
 
     def _commit(self, tmp: Path, key: str) -> None:

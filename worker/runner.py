@@ -9,19 +9,21 @@ after the checkpoint of that epoch is on disk, so no epoch is counted twice and 
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
-from greentrainer_core.errors import GreenTrainerError
+from greentrainer_core.errors import GreenTrainerError, disk_full_cause
 from service.db import session_scope
 from service.job_events import append_event
 from service.job_records import EpochRecord as EpochRow
@@ -40,8 +42,11 @@ from worker.rho import JobRho
 
 log = logging.getLogger("worker.runner")
 
+T = TypeVar("T")
+
 PROGRESS_EVERY_SECONDS = 10.0  # step events are throttled to one progress event per interval
 CHECKPOINTS_KEPT = 2
+DISK_FULL = "disk_full"  # the error code of a job that ran out of disk space (checkpoints, artifacts)
 
 
 class JobStopped(Exception):
@@ -99,7 +104,8 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return f"skipped: {refused}"
     keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=pool.lease_seconds,
                          heartbeat_seconds=pool.heartbeat_seconds)
-    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook)
+    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook,
+                      db_patience_s=pool.lease_seconds)
     try:
         with keeper:
             job_run.run()
@@ -113,7 +119,7 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
         log.exception("job %s crashed", job_id)
-        _end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=f"{exc!r}")
+        _end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=crash_message(exc))
         return "retried"
     finally:
         job_run.close()
@@ -142,9 +148,22 @@ def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
 def crash_code(exc: BaseException) -> str:
     """The code of a crash that is retried: ``disk_full`` names a full disk (checkpoints or
     artifacts; another try may find space), anything else is a ``training_error``."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "disk_full"
-    return "training_error"
+    return DISK_FULL if disk_full_cause(exc) is not None else "training_error"
+
+
+def crash_message(exc: BaseException) -> str:
+    """What the job's error says about a crash; a full disk names the path and its free space."""
+    full = disk_full_cause(exc)
+    if full is None:
+        return repr(exc)
+    where = Path(str(full.filename)) if full.filename else None
+    free = ""
+    probe = where
+    while probe is not None and not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe is not None and probe.exists():
+        free = f", {shutil.disk_usage(probe).free:,} bytes free there"
+    return f"no space left on device writing {where or 'a file'}{free} ({full.strerror})"
 
 
 def error_code(exc: BaseException) -> str:
@@ -156,14 +175,22 @@ def error_code(exc: BaseException) -> str:
 
 def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
          how: str, *, code: str, message: str) -> None:
+    try:
+        _record_end(factory, job_id, me, pool, how, code=code, message=message)
+    except OperationalError:  # the job keeps our lease until it expires; the reconciler re-queues it
+        log.warning("job %s: could not record its end (%s), database unreachable", job_id, code)
+
+
+def _record_end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
+                how: str, *, code: str, message: str) -> None:
     with session_scope(factory) as session:
         job = session.get(Job, job_id)
         if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
             slots.release(session, job_id, name=me.name)
             return
         if how == "retry":
-            leases.requeue_or_fail(session, job, f"{code}: {message}",
-                                   max_attempts=pool.max_attempts)
+            leases.requeue_or_fail(session, job, f"{code}: {message}", max_attempts=pool.max_attempts,
+                                   give_up_code=DISK_FULL if code == DISK_FULL else leases.TOO_MANY_ATTEMPTS)
             return
         slots.release(session, job_id)
         leases.clear(job)
@@ -173,9 +200,11 @@ def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: 
 
 class _JobRun:
     def __init__(self, job_id: str, factory: sessionmaker[Session], settings: Settings,
-                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper, outlook: Any) -> None:
+                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper, outlook: Any,
+                 db_patience_s: float) -> None:
         self.job_id, self.factory, self.settings, self.store = job_id, factory, settings, store
         self.me, self.keeper, self.outlook = me, keeper, outlook
+        self.db_patience_s = db_patience_s
         self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
         self.measuring: int | None = None
         self.last_progress = 0.0
@@ -187,6 +216,26 @@ class _JobRun:
 
     def _session(self) -> Any:
         return session_scope(self.factory)
+
+    def _write(self, what: str, write: Callable[[], T]) -> T:
+        """Run the transaction ``write``, again while the database is unreachable (a restart, a
+        failover), for up to ``db_patience_s`` (the lease's length): a short outage neither fails
+        the job nor loses a trained epoch. Longer, the reconciler may have re-queued the job, so
+        the error is raised (the run ends and the job resumes from its last checkpoint). Each
+        ``write`` checks that the lease is still ours, and recording an epoch twice is refused
+        by its unique key, so a retried commit whose first try did land changes nothing (an event
+        whose commit landed unseen may be logged twice)."""
+        deadline, pause = time.monotonic() + self.db_patience_s, 0.2
+        while True:
+            try:
+                return write()
+            except OperationalError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("job %s: database unreachable while %s; retrying in %.1f s",
+                            self.job_id, what, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def run(self) -> None:
         import torch
@@ -245,8 +294,11 @@ class _JobRun:
 
     def _event(self, type_: str, message: str, data: dict[str, Any] | None = None,
                level: str = "info") -> None:
-        with self._session() as session:
-            append_event(session, self.job_id, type_, message, level=level, data=data)
+        def write() -> None:
+            with self._session() as session:
+                append_event(session, self.job_id, type_, message, level=level, data=data)
+
+        self._write(f"logging a {type_} event", write)
 
     def _epoch_started(self, event: EpochStart) -> None:
         self._rho_at_epoch_start(event.epoch)  # methods without rho ask nothing: start here
@@ -268,8 +320,14 @@ class _JobRun:
         if now - self.last_progress < PROGRESS_EVERY_SECONDS:
             return
         self.last_progress = now
-        self._event("progress", f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}",
-                    {"epoch_index": event.epoch, "step": event.step, "loss": event.loss})
+        try:  # best effort: training does not wait for the database to log progress
+            with self._session() as session:
+                append_event(session, self.job_id, "progress",
+                             f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}",
+                             data={"epoch_index": event.epoch, "step": event.step,
+                                   "loss": event.loss})
+        except OperationalError:
+            log.warning("job %s: progress event dropped, database unreachable", self.job_id)
 
     def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
         energy = self.meter.stop()
@@ -278,6 +336,16 @@ class _JobRun:
         path = checkpoint_path(self.settings, self.job_id, record.epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)
+        self._write(f"recording epoch {record.epoch}",
+                    lambda: self._record(record, reading, energy))
+        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
+            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
+        for old in path.parent.glob("epoch-*.pt"):
+            if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
+                old.unlink(missing_ok=True)
+
+    def _record(self, record: EpochRecord, reading: Any, energy: Any) -> None:
+        """The epoch's row and ``last_finished_epoch``, in one transaction, if the job is ours."""
         with self._session() as session:
             job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
             if job is None or job.status != JobStatus.RUNNING.value or \
@@ -296,20 +364,18 @@ class _JobRun:
                 energy_kwh=energy.energy_kwh if energy else None,
                 kg_co2=energy.kg_co2 if energy else None,
                 energy_is_estimate=energy.is_estimate if energy else True))
-        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
-            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
-        for old in path.parent.glob("epoch-*.pt"):
-            if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
-                old.unlink(missing_ok=True)
 
     def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
         from greentrainer_core.evaluate import evaluate_rouge
 
-        with self._session() as session:
-            totals = session.execute(select(
-                func.count(), func.sum(JobEpoch.executed_flops), func.sum(JobEpoch.full_ft_flops),
-                func.sum(JobEpoch.energy_kwh), func.sum(JobEpoch.kg_co2))
-                .where(JobEpoch.job_id == self.job_id)).one()
+        def read_totals() -> Any:
+            with self._session() as session:
+                return session.execute(select(
+                    func.count(), func.sum(JobEpoch.executed_flops), func.sum(JobEpoch.full_ft_flops),
+                    func.sum(JobEpoch.energy_kwh), func.sum(JobEpoch.kg_co2))
+                    .where(JobEpoch.job_id == self.job_id)).one()
+
+        totals = self._write("summing the epochs", read_totals)
         result: dict[str, Any] = {
             "epochs": int(totals[0]), "executed_flops": float(totals[1] or 0),
             "full_ft_flops": float(totals[2] or 0), "energy_kwh": float(totals[3] or 0),
@@ -323,16 +389,20 @@ class _JobRun:
                                "rougeL": scores.rougeL, "n": scores.n}
         if self.keeper.stop.is_set():
             raise JobStopped
-        with self._session() as session:
-            job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
-            if job is None or job.status != JobStatus.RUNNING.value or \
-                    job.lease_owner != self.me.name:
-                raise JobStopped
-            result["artifacts"] = save_outputs(session, self.store, job, trainer,
-                                               inputs.tokenizer, result)
-            slots.release(session, self.job_id)
-            leases.clear(job)
-            leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,
-                                  message="training finished")
+
+        def succeed() -> None:
+            with self._session() as session:
+                job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
+                if job is None or job.status != JobStatus.RUNNING.value or \
+                        job.lease_owner != self.me.name:
+                    raise JobStopped
+                result["artifacts"] = save_outputs(session, self.store, job, trainer,
+                                                   inputs.tokenizer, result)
+                slots.release(session, self.job_id)
+                leases.clear(job)
+                leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,
+                                      message="training finished")
+
+        self._write("storing the outputs", succeed)
         for old in checkpoint_path(self.settings, self.job_id, 0).parent.glob("epoch-*.pt"):
             old.unlink(missing_ok=True)

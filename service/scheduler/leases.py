@@ -61,14 +61,16 @@ def clear(job: Job) -> None:
     job.lease_expires_at = None
 
 
-def requeue_or_fail(session: Session, job: Job, reason: str, *, max_attempts: int) -> JobStatus:
-    """Running job -> queued (lease cleared, slot freed), or -> failed when it already used
-    ``max_attempts`` tries. Returns the new status. Raises `IllegalTransition` when the job
+def requeue_or_fail(session: Session, job: Job, reason: str, *, max_attempts: int,
+                    give_up_code: str = TOO_MANY_ATTEMPTS) -> JobStatus:
+    """Running job -> queued (lease cleared, slot freed), or -> failed with ``give_up_code``
+    when it already used ``max_attempts`` tries (a caller that knows the cause, e.g.
+    ``disk_full``, names it). Returns the new status. Raises `IllegalTransition` when the job
     changed concurrently (e.g. it was cancelled meanwhile)."""
     slots.release(session, job.id)
     clear(job)
     if job.attempts >= max_attempts:
-        transition(session, job, JobStatus.FAILED, error_code=TOO_MANY_ATTEMPTS,
+        transition(session, job, JobStatus.FAILED, error_code=give_up_code,
                    error_message=f"gave up after {job.attempts} attempts; last: {reason}",
                    message=f"failed after {job.attempts} attempts: {reason}")
         return JobStatus.FAILED

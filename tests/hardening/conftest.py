@@ -16,6 +16,8 @@ from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
 from service.dispatch import RecordingDispatcher
 from service.settings import Settings
+from tests.conftest import require
+from tests.hardening.private_services import PrivatePostgres, postgres_available
 from tests.service.conftest import ADMIN_KEY, UPLOAD_LIMIT_BYTES, Api, LiveServer
 
 
@@ -55,3 +57,16 @@ def hard_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """One live API per test module, with no practical limit on failed sign-ins."""
     with live_api(tmp_path_factory.mktemp("hard-api")) as api:
         yield api
+
+
+@pytest.fixture
+def pg() -> Iterator[PrivatePostgres]:
+    """A private Postgres cluster on a free port, for tests that stop and restart it."""
+    require(postgres_available(), "Postgres 15 binaries (/usr/lib/postgresql/15/bin)")
+    cluster = PrivatePostgres()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

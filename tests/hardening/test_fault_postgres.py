@@ -6,27 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
 from tests.hardening.conftest import live_api
-from tests.hardening.private_services import PrivatePostgres, postgres_available
+from tests.hardening.private_services import PrivatePostgres
 from tests.service.conftest import Api
-
-
-@pytest.fixture
-def pg() -> Iterator[PrivatePostgres]:
-    require(postgres_available(), "Postgres 15 binaries (/usr/lib/postgresql/15/bin)")
-    cluster = PrivatePostgres()
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 def _assert_503(r: object) -> None:

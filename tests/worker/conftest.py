@@ -58,7 +58,11 @@ class Bench:
 @pytest.fixture
 def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Bench:
     monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "static")
-    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    return make_bench(tmp_path, f"sqlite:///{tmp_path / 'w.sqlite'}")
+
+
+def make_bench(tmp_path: Path, url: str) -> Bench:
+    """A bench on the database at ``url`` (migrated here)."""
     upgrade(url)
     factory = make_session_factory(make_engine(url))
     store = LocalBlobStore(tmp_path / "blobs")
