@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -252,6 +253,19 @@ def _dispatch_cycles(database_url: str, slots: int) -> tuple[list[float], list[f
     return cycle_ms, reconcile_ms, len(set(sent)) if len(set(sent)) == len(sent) else -1
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the API server and its uvicorn worker processes."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def _stats(values: list[float]) -> str:
     return (f"{percentile(values, .5):.1f} / {percentile(values, .99):.1f} / "
             f"{max(values) if values else float('nan'):.1f}")
@@ -342,7 +356,7 @@ def main() -> int:
     accepted: dict[str, tuple[str, str]] = {}
     errors: list[str] = []
     per_burst: list[list[float]] = []
-    sweep: list[tuple[int, list[float], float]] = []
+    sweep: list[tuple[int, list[float], float, float]] = []
     try:
         base_url = f"http://127.0.0.1:{port}"
         teams = _setup_teams(base_url, admin_key, args.teams)
@@ -355,10 +369,11 @@ def main() -> int:
         burst_accepted = len(accepted)
         for level in (int(n) for n in args.sweep.split(",") if n):
             time.sleep(args.pause)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds(server.pid)
             latencies = asyncio.run(_burst(base_url, teams, max(1, args.sweep_jobs // args.teams),
                                            level, 0.0, accepted, errors))
-            sweep.append((level, latencies, time.perf_counter() - started))
+            sweep.append((level, latencies, time.perf_counter() - started,
+                          _cpu_seconds(server.pid) - cpu))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -370,7 +385,8 @@ def main() -> int:
     finally:
         drop_database(name)
     every = [v for burst in per_burst for v in burst]
-    print(f"{len(accepted)} jobs by {args.teams} teams in {args.bursts} bursts of "
+    print(f"{burst_accepted} jobs (+ {len(accepted) - burst_accepted} in the sweep) by {args.teams} teams in "
+          f"{args.bursts} bursts of "
           f"{per_team * args.teams} ({args.retry_share:.0%} sent twice), {args.concurrency} in "
           f"flight, {args.workers} uvicorn process(es), Postgres; {os.cpu_count()} CPUs shared "
           f"by client, server and Postgres (1-min load {os.getloadavg()[0]:.1f})\n")
@@ -385,9 +401,11 @@ def main() -> int:
           f"{len(accepted) - burst_accepted} in the sweep |\n"
           f"| recorded exactly once | {'yes' if ok else 'NO'} ({detail}) |")
     if sweep:
-        print("\n| requests in flight | requests | requests/s | POST p50 / p99 / max ms |\n|---:|---:|---:|---:|")
-        for level, latencies, wall_s in sweep:
-            print(f"| {level} | {len(latencies)} | {len(latencies) / wall_s:.0f} | {_stats(latencies)} |")
+        print("\n| requests in flight | requests | requests/s | POST p50 / p99 / max ms | API CPU ms per request |"
+              "\n|---:|---:|---:|---:|---:|")
+        for level, latencies, wall_s, cpu_s in sweep:
+            print(f"| {level} | {len(latencies)} | {len(latencies) / wall_s:.0f} | {_stats(latencies)} | "
+                  f"{cpu_s / len(latencies) * 1000:.1f} |")
     _print_dispatch(passes)
     all_sent = all(sent == len(accepted) for *_, sent in passes)
     hard = [e for e in errors if "retried" not in e]
