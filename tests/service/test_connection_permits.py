@@ -10,6 +10,7 @@ here; `ConnectionPermits` must answer every request 200.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,10 @@ def _serve_burst(tmp_path: Path, url: str) -> list[int]:
             team = httpx.post(f"{server.base_url}/teams", json={"name": "burst"}, headers=admin)
             assert team.status_code == 201, team.text
             headers = {"Authorization": f"Bearer {team.json()['api_key']['key']}"}
-            return asyncio.run(_burst(server.base_url, headers))
+            # In a thread of its own: another test of the session may leave an event loop
+            # running in this one (asyncio.run refuses to nest).
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, _burst(server.base_url, headers)).result()
     finally:
         app.state.context.engine.dispose()
 
