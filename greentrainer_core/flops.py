@@ -29,25 +29,53 @@ aten = torch.ops.aten
 T = TypeVar("T")
 
 
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+def _broadcast_heads(query_shape, kv_shape) -> tuple[int, ...]:
+    """A key or value shape with as many heads as the query: grouped-query attention (GQA)
+    broadcasts each key/value head over its group, and the kernel computes every product."""
+    b, h_kv, s, d = kv_shape
+    h_q = query_shape[1]
+    if h_q % h_kv:
+        raise ValueError(f"sdpa: {h_q} query heads are not a multiple of {h_kv} key/value heads")
+    return (b, h_q, s, d)
+
+
+def _sdpa_flop(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
     # q: [b, h, s_q, d] @ k: [b, h, d, s_k], then scores: [b, h, s_q, s_k] @ v: [b, h, s_k, d_v]
     # NB: like PyTorch's own sdpa formula, the causal mask's skipped half is still counted.
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
+    return sdpa_flop_count(
+        query_shape, _broadcast_heads(query_shape, key_shape), _broadcast_heads(query_shape, value_shape)
+    )
 
 
-def _sdpa_cpu_backward_flop(
+def _sdpa_backward_flop(
     grad_out_shape, query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any
 ) -> int:
     # Recompute the scores, then grads through scores @ v (2 bmm) and q @ k^T (2 bmm).
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    return sdpa_backward_flop_count(
+        grad_out_shape,
+        query_shape,
+        _broadcast_heads(query_shape, key_shape),
+        _broadcast_heads(query_shape, value_shape),
+    )
 
 
-#: Formulas PyTorch's FlopCounterMode does not register: the CPU flash-attention kernels that
-#: `scaled_dot_product_attention` picks on CPU. Without them attention costs nothing on CPU.
-EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
-    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flop,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flop,
-}
+_SDPA_KERNELS = (  # (forward, backward) of every fused kernel `scaled_dot_product_attention` picks
+    "_scaled_dot_product_flash_attention_for_cpu",  # CPU
+    "_scaled_dot_product_flash_attention",  # CUDA
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+)
+
+#: Formulas PyTorch's FlopCounterMode lacks or gets wrong here: the CPU flash-attention kernels
+#: (unregistered: without them attention costs nothing on CPU), and grouped-query attention in
+#: every fused kernel (PyTorch before 2.13 rejects key/value with fewer heads than the query, and
+#: SmolLM2, LLaMA and Qwen2 attend that way on CUDA).
+EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {}
+for _name in _SDPA_KERNELS:
+    if hasattr(aten, _name):  # the set of kernels differs between PyTorch builds
+        EXTRA_FLOP_FORMULAS[getattr(aten, _name)] = _sdpa_flop
+    if hasattr(aten, _name + "_backward"):
+        EXTRA_FLOP_FORMULAS[getattr(aten, _name + "_backward")] = _sdpa_backward_flop
 
 
 def flop_counter() -> FlopCounterMode:

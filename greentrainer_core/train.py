@@ -299,6 +299,8 @@ class Trainer:
         batch_size, length = batch["input_ids"].shape
         prof = self.profile(batch_size, length, batch["labels"].shape[1])
         predicted, full = self._predicted(prof), int(prof.full_flops)
+        if self.device.type == "cuda":  # CUDA kernels run asynchronously: wait before timing
+            torch.cuda.synchronize(self.device)
         wall = time.perf_counter() - t0
         record.steps += 1
         record.loss += float(loss)

@@ -153,3 +153,38 @@ def test_profiling_does_not_touch_the_real_model():
     for n, p in model.named_parameters():
         torch.testing.assert_close(p, before[n], rtol=0, atol=0)
         assert p.grad is None
+
+
+def test_grouped_query_attention_counts_every_broadcast_head_in_each_fused_kernel():
+    # On CUDA, SmolLM2's attention reaches the fused kernels with 3 key/value heads for 9 query
+    # heads; PyTorch before 2.13 rejects that shape, which stopped the profiler on a GPU.
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    from greentrainer_core.flops import EXTRA_FLOP_FORMULAS
+
+    aten = torch.ops.aten
+    kernels = [k for k in ("_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+                           "_scaled_dot_product_flash_attention_for_cpu") if hasattr(aten, k)]
+    assert "_scaled_dot_product_flash_attention_for_cpu" in kernels and len(kernels) >= 2
+    q, kv, full = (2, 9, 16, 64), (2, 3, 16, 64), (2, 9, 16, 64)
+    for name in kernels:
+        forward = EXTRA_FLOP_FORMULAS[getattr(aten, name)]
+        backward = EXTRA_FLOP_FORMULAS[getattr(aten, name + "_backward")]
+        assert forward(q, kv, kv) == sdpa_flop_count(q, full, full) == 2 * 2 * (2 * 9 * 16 * 16 * 64)
+        assert backward(q, q, kv, kv) == sdpa_backward_flop_count(q, q, full, full)
+    with pytest.raises(ValueError, match="9 query heads are not a multiple of 4"):
+        EXTRA_FLOP_FORMULAS[aten._scaled_dot_product_flash_attention](q, (2, 4, 16, 64), (2, 4, 16, 64))
+
+
+def test_a_grouped_query_attention_call_counts_as_its_broadcast_equivalent():
+    from greentrainer_core.flops import flop_counter
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, 8, 16, generator=g)
+    k, v = torch.randn(1, 2, 8, 16, generator=g), torch.randn(1, 2, 8, 16, generator=g)
+    counts = []
+    for key, value, gqa in ((k, v, True), (k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), False)):
+        with flop_counter() as counter:
+            torch.nn.functional.scaled_dot_product_attention(q, key, value, is_causal=True, enable_gqa=gqa)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 2 * 2 * 4 * 8 * 8 * 16

@@ -6,7 +6,7 @@ import torch
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent, TrainConfig, rho_for_epoch
 from greentrainer_core.data import SummaryRow, tokenize_rows
-from greentrainer_core.errors import TrainingConfigError
+from greentrainer_core.errors import InfeasibleBudget, TrainingConfigError
 from greentrainer_core.train import Trainer
 from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
@@ -36,6 +36,14 @@ def test_selection_follows_a_changing_rho_schedule_asked_at_each_epoch():
     assert [s.rho for s in starts] == [0.45, 1.0, 0.45]
     assert len(starts[1].selected) > len(starts[0].selected)
     assert all(s.predicted_step_flops <= s.rho * s.full_step_flops for s in starts)
+
+
+def test_a_rho_below_every_tensors_cost_is_reported_as_infeasible_not_as_an_autograd_error():
+    # No tensor fits alone, so the probe has nothing to rate; it must not run a backward pass
+    # with no gradient to compute, and the user must learn the lowest rho that works.
+    trainer = _trainer(0.05, epochs=1)
+    with pytest.raises(InfeasibleBudget, match=r"rho=0\.05 is below .* rho >= 0\.\d+"):
+        list(trainer.events())
 
 
 def test_tensors_never_selected_keep_bit_identical_weights():
