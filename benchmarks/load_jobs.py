@@ -144,7 +144,8 @@ def drop_database(name: str) -> None:
 
 def start_server(database_url: str, admin_key: str, port: int, data_dir: Path, workers: int
                  ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GREENTRAINER_DATABASE_URL": database_url,
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "GREENTRAINER_DATABASE_URL": database_url,
            "GREENTRAINER_ADMIN_KEY": admin_key, "GREENTRAINER_DATA_DIR": str(data_dir),
            "GREENTRAINER_LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "-m", "greentrainer.cli", "migrate"], env=env, check=True,

@@ -86,7 +86,8 @@ def main() -> int:
                        "GREENTRAINER_DISPATCH_INTERVAL_SECONDS": "1"})
     port = free_port()
     api = start_server(database_url, admin_key, port, root / "data", 1)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GREENTRAINER_DATABASE_URL": database_url,
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "GREENTRAINER_DATABASE_URL": database_url,
            "GREENTRAINER_DATA_DIR": str(root / "data"), "GREENTRAINER_LOG_LEVEL": "WARNING"}
     log = open(root / "procs.log", "wb")  # noqa: SIM115 (closed at the end)
     worker = subprocess.Popen([sys.executable, "-m", "greentrainer.cli", "worker",
