@@ -56,15 +56,20 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 async def get_session(context: Context) -> AsyncIterator[Session]:
     """One session per request, opened only with a connection permit (`ConnectionPermits`
-    says why); closed in a thread of its own so that returning the connection never waits
-    for the request thread pool."""
+    says why). A session still in a transaction is closed in a thread of its own (returning
+    its connection rolls back, a round trip) so that it never waits for the request thread
+    pool; one that holds none (committed, or never used) is closed here: no I/O, no thread."""
     async with context.db_permits.hold():
         session = context.factory()
         try:
             yield session
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
+            if session.in_transaction():
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(session.close,
+                                                   limiter=anyio.CapacityLimiter(1))
+            else:
+                session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -80,11 +85,10 @@ def current_principal(request: Request, context: Context, session: SessionDep,
                                field="Authorization")
     admin_key = context.settings.admin_key
     limiter, address = context.signin_limiter, client_address(request)
-    if limiter is not None:
-        limiter.check(session, address)  # 429 before the key is looked at
-    try:
+    try:  # with a limiter, 429 (an empty bucket) comes before the key counts
         return authenticate(session, credentials.credentials,
-                            admin_key=admin_key.get_secret_value() if admin_key else None)
+                            admin_key=admin_key.get_secret_value() if admin_key else None,
+                            limiter=limiter, address=address)
     except NotAuthenticated:
         if limiter is not None:
             limiter.failed(session, address)

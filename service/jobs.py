@@ -9,13 +9,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
-from service.job_events import append_event, append_events
+from service.job_events import NewEvent, append_event, append_events, insert_events
 from service.model_ref import ModelRef, resolve_model
 from service.models import Dataset, Job, new_id, utcnow
 from service.schemas import CarbonAwareRho, JobCreate, ScheduleRho
@@ -136,10 +136,10 @@ def _replay(existing: Job, fingerprint: str) -> Job:
 
 
 def _team_dataset(session: Session, team_id: str, dataset_id: str, field: str) -> str:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None or dataset.team_id != team_id:
+    found = session.scalar(_TEAM_DATASET, {"id": dataset_id, "team_id": team_id})
+    if found is None:
         raise UnknownDataset(f"{field}: no data set with id {dataset_id!r}", field=field)
-    return dataset.id
+    return found
 
 
 def _check_policy(request: JobCreate) -> None:
@@ -221,22 +221,35 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
             raise IdempotencyConflict("the job for this Idempotency-Key is being created by "
                                       "another request; retry", field="Idempotency-Key")
         return _replay(existing, fingerprint), False
-    append_event(session, job.id, "created", f"job submitted: {request.method} on {model.name}",
-                 data={"model_source": model.source})
-    append_event(session, job.id, "status", "validated; waiting for a GPU",
-                 data={"from": JobStatus.VALIDATING.value, "to": JobStatus.QUEUED.value})
+    insert_events(session, [
+        NewEvent(job.id, "created", f"job submitted: {request.method} on {model.name}",
+                 data={"model_source": model.source}),
+        NewEvent(job.id, "status", "validated; waiting for a GPU",
+                 data={"from": JobStatus.VALIDATING.value, "to": JobStatus.QUEUED.value})])
     return job, True
 
 
+# Built once (building a statement costs more CPU than its round trip): a data set of the
+# team, and the job INSERT ... ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING id.
+_datasets, _jobs = Dataset.__table__, Job.__table__
+_TEAM_DATASET = select(_datasets.c.id).where(_datasets.c.id == bindparam("id"),
+                                             _datasets.c.team_id == bindparam("team_id"))
+_INSERT_JOB = {
+    name: dialect.insert(_jobs)
+    .on_conflict_do_nothing(index_elements=["team_id", "idempotency_key"])
+    .returning(_jobs.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def _insert_unless_key_taken(session: Session, values: dict[str, Any]) -> Job | None:
-    """INSERT ... ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING the job: one
-    round trip, no savepoint, and a racing retry never raises. None when the key is taken."""
-    dialect = session.get_bind().dialect.name
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (insert_(Job).values(**values)
-                 .on_conflict_do_nothing(index_elements=["team_id", "idempotency_key"])
-                 .returning(Job))
-    return session.scalars(statement).first()
+    """Insert the job unless this team already used its idempotency key: one round trip, no
+    savepoint, and a racing retry never raises. The `Job` holds ``values`` as stored (the
+    columns not in them read None) and is not in ``session``; None when the key is taken."""
+    insert_ = _INSERT_JOB[session.get_bind().dialect.name]
+    if session.execute(insert_, values).first() is None:
+        return None
+    return Job(**values)
 
 
 def cancel_job(session: Session, job: Job) -> tuple[Job, bool]:
