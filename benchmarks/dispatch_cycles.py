@@ -106,17 +106,19 @@ def _profile_pass(database_url: str, slots: int) -> str:
     stats = pstats.Stats(profiler, stream=out)
     out.write(f"one pass, {slots} slots: {wall_ms:.1f} ms under the profiler, "
               f"{stats.total_calls} calls\n")  # type: ignore[attr-defined]
-    stats.sortstats("cumulative").printstats(25)
+    stats.sort_stats("cumulative").print_stats(25)
     return out.getvalue()
 
 
 def dispatch_cycles(database_url: str, slots: int) -> tuple[list[float], list[float], int]:
     """Decision time of each dispatch cycle until the queue is empty, and reconciler passes.
-    Every job is queued again first and the pool is ``slots`` idle slots."""
+    Every job is queued again first and the pool is ``slots`` idle slots. Between cycles the
+    started jobs finish and their slots are idle again, so, as in a real pool, no more jobs are
+    running than there are slots (the fair-share pass counts each team's running jobs)."""
     from sqlalchemy import update
 
     from service.db import make_engine, make_session_factory
-    from service.models import WorkerSlot, utcnow
+    from service.models import Job, WorkerSlot, utcnow
     from service.scheduler.dispatcher import dispatch_once
     from service.scheduler.reconciler import reconcile
 
@@ -137,7 +139,9 @@ def dispatch_cycles(database_url: str, slots: int) -> tuple[list[float], list[fl
         if not started:
             cycle_ms.pop()  # the last, empty pass decides nothing
             break
-        with factory.begin() as session:  # the workers took their jobs: slots idle again
+        with factory.begin() as session:  # the workers ran their jobs: slots idle again
+            session.execute(update(Job).where(Job.id.in_([s.job_id for s in started]))
+                            .values(status="succeeded", lease_owner=None, lease_expires_at=None))
             session.execute(update(WorkerSlot).values(job_id=None,
                                                       heartbeat_at=utcnow() + timedelta(0)))
     engine.dispose()

@@ -10,7 +10,7 @@
 #   bash benchmarks/on_gpu_host.sh smoke     # each part in miniature (about a minute)
 #   bash benchmarks/on_gpu_host.sh gpu       # train_flops.py on CUDA: SmolLM2-135M and a 1.7B shape
 #   bash benchmarks/on_gpu_host.sh big       # the 1.7B shape alone
-#   bash benchmarks/on_gpu_host.sh load      # load_burst.py (2 and 8 API processes) + dispatcher
+#   bash benchmarks/on_gpu_host.sh load      # load_burst.py (8, then 2 API processes) + dispatcher
 #   bash benchmarks/on_gpu_host.sh all
 # Results go to $OUT (default /tmp/gt_out). Every part runs even if an earlier one failed.
 set -u
@@ -88,18 +88,22 @@ load() {
         python3 benchmarks/load_burst.py --jobs 200 --bursts 2 --teams 4 --slots 20 --sweep 8 --sweep-jobs 40 2>&1 | tail -12
         return
     fi
-    python3 benchmarks/load_burst.py --workers 2 --sweep 4,8,16,32,64 --sweep-jobs 1000 --slots 20,200 \
-        > "$OUT/load_w2.md" 2>&1
-    grep -v '^| [0-9]* | [0-9]* | [0-9.]* / ' "$OUT/load_w2.md" | tail -n 25
-    python3 benchmarks/load_burst.py --workers 8 --sweep 8,16,32,64 --sweep-jobs 2000 --slots 200 \
+    python3 benchmarks/load_burst.py --workers 8 --client-procs 4 --sweep 8,16,32,64 --sweep-jobs 2000 --slots 20,200 \
         > "$OUT/load_w8.md" 2>&1
     grep -v '^| [0-9]* | [0-9]* | [0-9.]* / ' "$OUT/load_w8.md" | tail -n 20
+    python3 benchmarks/load_burst.py --workers 2 --client-procs 4 --sweep 8,64 --sweep-jobs 1000 --slots 200 \
+        > "$OUT/load_w2.md" 2>&1
+    grep -v '^| [0-9]* | [0-9]* | [0-9.]* / ' "$OUT/load_w2.md" | tail -n 20
 }
 
 case $stage in
     smoke) gpu 1; load 1 ;;
     gpu) gpu 0 ;;
     load) load 0 ;;
+    load8)  # the 8-process run alone, 4 client processes
+        start_postgres && python3 benchmarks/load_burst.py --workers 8 --client-procs 4 --sweep 8,16,32,64 \
+            --sweep-jobs 2000 --slots 200 > "$OUT/load_w8c4.md" 2>&1
+        grep -v '^| [0-9]* | [0-9]* | [0-9.]* / ' "$OUT/load_w8c4.md" | tail -n 20 ;;
     big) gpu_big ;;
     all) gpu 0; load 0 ;;
     *) echo "usage: $0 smoke|gpu|big|load|all" >&2; exit 2 ;;
