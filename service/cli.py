@@ -51,6 +51,14 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
         # Each worker process builds its own app from the same GREENTRAINER_* environment.
         app.state.context.engine.dispose()
         os.environ["GREENTRAINER_DATABASE_URL"] = settings.database_url
+        from service import serving
+
+        if serving.reuse_port_available() and port:  # a socket per process (see serving.py)
+            try:
+                return serving.serve_processes(host, port, workers)
+            except OSError as exc:
+                print(f"greentrainer: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+                return 2
         uvicorn.run("service.app:create_app", factory=True, workers=workers, host=host,
                     port=port, log_config=None, access_log=False)
     else:
