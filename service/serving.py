@@ -15,6 +15,7 @@ running after `SHUTDOWN_GRACE_S`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import signal
@@ -57,8 +58,22 @@ def _serve_one(host: str, port: int) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _answering(host: str, port: int) -> bool:
+    """Whether something already accepts connections on (host, port)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((target, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def serve_processes(host: str, port: int, workers: int) -> int:
-    """Run `workers` API processes on one port until SIGINT or SIGTERM; 0 on a clean stop."""
+    """Run `workers` API processes on one port until SIGINT or SIGTERM; 0 on a clean stop.
+    Raises OSError (EADDRINUSE) when the port is taken, also by another SO_REUSEPORT server of
+    the same user, which the kernel would otherwise let share the port silently."""
+    if _answering(host, port):
+        raise OSError(errno.EADDRINUSE, "another server is already listening there")
     bind(host, port).close()  # fail here, in one clear error, if the port is taken
     context = multiprocessing.get_context("spawn")
     stopping = False

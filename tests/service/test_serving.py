@@ -109,3 +109,16 @@ def test_an_api_process_that_dies_is_replaced_and_sigterm_stops_them_all(served)
     assert server.wait(timeout=60) == 0
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"
+
+
+def test_a_second_server_on_the_same_port_is_refused_not_sharing_it(served, fresh) -> None:  # noqa: F811
+    # SO_REUSEPORT lets any socket of the same user bind the port too: a second `serve` started
+    # by mistake would silently take half the connections.
+    server, port = served
+    second = subprocess.run(
+        [sys.executable, "-m", "greentrainer.cli", "serve", "--port", str(port), "--workers", "2",
+         "--database-url", f"sqlite:///{fresh / 'served.sqlite'}"], cwd=ROOT, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert second.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: another server is already listening there" in second.stderr
+    assert len(_api_processes(server, port)) == 2
