@@ -142,12 +142,14 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_server(database_url: str, admin_key: str, port: int, data_dir: Path, workers: int
-                 ) -> subprocess.Popen[bytes]:
+def start_server(database_url: str, admin_key: str, port: int, data_dir: Path, workers: int,
+                 log_level: str = "WARNING") -> subprocess.Popen[bytes]:
+    """`greentrainer serve` on a migrated ``database_url``; its output goes to
+    ``data_dir/server.log`` (at INFO, one JSON access-log line per request, as in production)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "GREENTRAINER_DATABASE_URL": database_url,
            "GREENTRAINER_ADMIN_KEY": admin_key, "GREENTRAINER_DATA_DIR": str(data_dir),
-           "GREENTRAINER_LOG_LEVEL": "WARNING"}
+           "GREENTRAINER_LOG_LEVEL": log_level}
     subprocess.run([sys.executable, "-m", "greentrainer.cli", "migrate"], env=env, check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data_dir.mkdir(parents=True, exist_ok=True)

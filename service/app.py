@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -80,4 +81,24 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app.add_middleware(NulGuard)
     app.add_middleware(HttpMetrics, registry=app.state.metrics_registry)
+    return app
+
+
+def settle_heap() -> None:
+    """Move everything a server process holds before serving (the imported modules, the app, its
+    routes and schemas: about 150,000 objects) out of the garbage collector's sight.
+
+    Python's full collection walks every tracked object; in a served API process one took about
+    87 ms of CPU, during which the process answers nothing (each of its requests in flight waits),
+    and two came in the first 850 requests. After `gc.freeze` the same collection walks the ~9,000
+    objects made since and takes about 4 ms. Frozen objects are never collected, so this is for a
+    process's start only, after a collection (no garbage is frozen with them)."""
+    gc.collect()
+    gc.freeze()
+
+
+def create_served_app() -> FastAPI:
+    """`create_app` for a server process (uvicorn's factory): the app, then `settle_heap`."""
+    app = create_app()
+    settle_heap()
     return app

@@ -35,7 +35,7 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
     import uvicorn
 
     from service import logs
-    from service.app import create_app
+    from service.app import create_app, settle_heap
     from service.dispatch import notify
 
     try:
@@ -59,9 +59,10 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
             except OSError as exc:
                 print(f"greentrainer: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
                 return 2
-        uvicorn.run("service.app:create_app", factory=True, workers=workers, host=host,
+        uvicorn.run("service.app:create_served_app", factory=True, workers=workers, host=host,
                     port=port, log_config=None, access_log=False)
     else:
+        settle_heap()
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
 

@@ -53,7 +53,7 @@ def _serve_one(host: str, port: int) -> None:
 
     logs.configure(Settings().log_level)
     sock = bind(host, port)
-    config = uvicorn.Config("service.app:create_app", factory=True, log_config=None,
+    config = uvicorn.Config("service.app:create_served_app", factory=True, log_config=None,
                             access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 

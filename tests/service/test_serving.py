@@ -3,6 +3,7 @@ processes; a process that dies is replaced; SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -122,3 +123,22 @@ def test_a_second_server_on_the_same_port_is_refused_not_sharing_it(served, fres
     assert second.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: another server is already listening there" in second.stderr
     assert len(_api_processes(server, port)) == 2
+
+
+def test_a_served_app_is_frozen_out_of_the_collectors_walks(fresh) -> None:  # noqa: F811
+    """What a server process allocates before serving goes to the permanent generation
+    (`settle_heap`): a full collection then walks only what requests made since."""
+    url = f"sqlite:///{fresh / 'served.db'}"
+    assert migrate_main(["--database-url", url]) == 0
+    probe = ("import gc, json\n"
+             "from service.app import create_app, create_served_app\n"
+             "create_app(); before = gc.get_freeze_count()\n"
+             "create_served_app()\n"
+             "print(json.dumps([before, gc.get_freeze_count(), len(gc.get_objects())]))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "GREENTRAINER_DATABASE_URL": url},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    before, frozen, tracked = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == 0  # create_app alone (tests, embedding) freezes nothing
+    assert frozen > 50_000 and tracked < frozen / 5, (frozen, tracked)
