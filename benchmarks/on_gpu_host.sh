@@ -6,6 +6,8 @@
 #   .devcarry/smollm2-135m/        SmolLM2-135M-Instruct's config.json and tokenizer (no weights: the
 #                                  98 MB GGUF is over the host's transfer limit; FLOPs and time do not
 #                                  depend on weight values, so train_flops.py uses --random-init)
+# `bash benchmarks/devcarry.sh` builds all three here (after `make install`); then call the device
+# tool's `run` with carry [".devcarry"] and, e.g., `bash benchmarks/on_gpu_host.sh load8`.
 #
 #   bash benchmarks/on_gpu_host.sh smoke     # each part in miniature (about a minute)
 #   bash benchmarks/on_gpu_host.sh gpu       # train_flops.py on CUDA: SmolLM2-135M and a 1.7B shape
