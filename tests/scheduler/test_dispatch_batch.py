@@ -151,3 +151,22 @@ def test_transition_many_refuses_a_job_changed_concurrently(factory: sessionmake
     with factory() as session:
         assert [session.get_one(Job, i).status for i in ids] == ["queued", "cancelled", "queued"]
         assert session.scalars(select(JobEvent)).all() == []
+
+
+def test_transition_many_can_skip_a_job_changed_concurrently(factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        t = team(session)
+        ids = [job(session, t) for _ in range(3)]
+    mine = factory()
+    jobs = [mine.get_one(Job, i) for i in ids]
+    mine.commit()
+    with factory.begin() as other:  # the team cancels one meanwhile
+        other.execute(update(Job).where(Job.id == ids[1]).values(status="cancelled"))
+    changed = transition_many(mine, jobs, JobStatus.RUNNING, messages=["a", "b", "c"], skip_changed=True)
+    mine.commit()
+    mine.close()
+    assert changed == [ids[0], ids[2]]
+    with factory() as session:
+        assert [session.get_one(Job, i).status for i in ids] == ["running", "cancelled", "running"]
+        events = status_events(session)
+        assert set(events) == {ids[0], ids[2]} and [events[i][0].message for i in (ids[0], ids[2])] == ["a", "c"]
