@@ -201,6 +201,22 @@ def test_every_team_with_room_gets_a_start_when_the_heads_exceed_a_pass(factory:
     assert Counter(s.team_id for s in started) == {t: 1 for t in teams}
 
 
+def test_a_team_with_a_long_queue_fills_the_slots_the_others_leave(factory: sessionmaker[Session]) -> None:
+    """Each team is first read up to its share of a pass (on Postgres); a team that had all
+    of its share started is read again for the slots left, in the same pass."""
+    with factory.begin() as session:
+        busy = team(session, max_jobs=1000)
+        busy_jobs = queue(session, busy, 300, oldest_minutes=120)
+        others = [team(session) for _ in range(19)]
+        for t in others:
+            job(session, t)
+        for _ in range(200):
+            slot(session, "cpu")
+    started = dispatch_once(factory, lambda *_: None, stale_after_s=STALE_S, pickup_seconds=30)
+    assert len(started) == 200 and Counter(s.team_id for s in started) == {busy: 181, **{t: 1 for t in others}}
+    assert {s.job_id for s in started if s.team_id == busy} == set(busy_jobs[:181])  # first in, first out
+
+
 def test_a_job_cancelled_while_the_pass_orders_is_skipped_and_its_slot_goes_to_the_next(
         factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
     with factory.begin() as session:
