@@ -9,9 +9,10 @@ One pass (`dispatch_once`), in one transaction:
    skipping teams past their `monthly_co2_budget_kg`;
 3. start them (`transition_many` with ``skip_changed``): lock those still queued, skipping any
    row another transaction holds, then one compare-and-set UPDATE and one INSERT of the events,
-   so no job starts twice and no dispatcher waits for another; when some were taken, read and
-   order again without them for the slots left (at most `MAX_ROUNDS` orderings); then reserve
-   one slot per started job in one statement (`slots.reserve`).
+   so no job starts twice and no dispatcher waits for another. When some were taken, or a team
+   had its whole share of the read started, read and order again for the slots left (at most
+   `MAX_ROUNDS` orderings); then reserve one slot per started job in one statement
+   (`slots.reserve`).
 Only after the commit are the tasks sent to the broker (`send(job_id, gpu_class)`); a send that
 fails leaves a reserved slot that the reconciler frees when the pickup deadline passes.
 """
