@@ -3,18 +3,26 @@ cycle after cycle until it is empty (and the reconciler pass before each cycle).
 
 `load_burst.py` uses `dispatch_cycles` after its API bursts, and runs `dispatch_only` for
 ``--dispatch-only`` (no API server: the --jobs queued jobs of --teams teams are written with bulk
-INSERTs; --profile prints a cProfile of one pass at the largest slot count):
+INSERTs; --profile prints a cProfile of one pass at the largest slot count; --analyze runs
+ANALYZE after seeding; --freeze-gc freezes the objects loaded before the cycles, as the
+scheduler process does). `compare_trees` alternates code trees for --code (before / after):
 
     python3 benchmarks/load_burst.py --dispatch-only
+    git archive main | tar -x -C /tmp/gt-main
+    python3 benchmarks/load_burst.py --dispatch-only --code /tmp/gt-main --code . --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import secrets
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from load_jobs import create_database, drop_database, percentile
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +33,7 @@ def stats(values: list[float]) -> str:
             f"{max(values) if values else float('nan'):.1f}")
 
 
-def _seed_queue(database_url: str, teams: int, jobs: int) -> None:
+def _seed_queue(database_url: str, teams: int, jobs: int, analyze: bool = False) -> None:
     """A migrated database with ``teams`` teams (one data set each) and ``jobs`` queued jobs,
     submitted round-robin a millisecond apart, written with one multi-row INSERT per table."""
     from sqlalchemy import insert
@@ -57,6 +65,9 @@ def _seed_queue(database_url: str, teams: int, jobs: int) -> None:
                     "training_dataset_id": f"ds_{t}", "idempotency_key": secrets.token_hex(12),
                     "created_at": at, "updated_at": at, "attempts": 0})
             session.execute(insert(Job), rows)
+    if analyze:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
     engine.dispose()
 
 
@@ -183,9 +194,12 @@ def dispatch_only(args: argparse.Namespace) -> int:
     profile = ""
     try:
         begin = time.perf_counter()
-        _seed_queue(database_url, args.teams, args.jobs)
+        _seed_queue(database_url, args.teams, args.jobs, args.analyze)
         seed_s = time.perf_counter() - begin
         counts = [int(n) for n in args.slots.split(",")]
+        if args.freeze_gc:  # as `greentrainer scheduler --dispatch` does before its loop
+            gc.collect()
+            gc.freeze()
         if args.profile:
             profile = _profile_pass(database_url, max(counts))
         for slots in counts:
@@ -193,12 +207,32 @@ def dispatch_only(args: argparse.Namespace) -> int:
         floor = _noise_floor(database_url)
     finally:
         drop_database(name)
-    print(f"{args.jobs} queued jobs of {args.teams} teams seeded in {seed_s:.1f} s (bulk INSERT), "
-          f"Postgres; dispatcher only; {os.cpu_count()} CPUs shared with other work "
-          f"(1-min load {os.getloadavg()[0]:.1f})")
+    print(f"{args.jobs} queued jobs of {args.teams} teams seeded in {seed_s:.1f} s (bulk INSERT"
+          f"{', then ANALYZE' if args.analyze else ''}), Postgres; dispatcher only"
+          f"{', gc.freeze() before the cycles' if args.freeze_gc else ''}; "
+          f"{os.cpu_count()} CPUs shared with other work (1-min load {os.getloadavg()[0]:.1f})")
     if profile:
         print("\n```\n" + profile.rstrip() + "\n```")
     print_dispatch(passes)
     print(f"\nnoise floor, {len(floor)} one-SELECT transactions right after: p50 / p99 / max "
           f"{stats(floor)} ms")
     return 0 if all(sent == args.jobs for *_, sent in passes) else 1
+
+
+def compare_trees(args: argparse.Namespace, script: Path, code_env: str) -> int:
+    """`dispatch_only` for each tree of ``args.code`` in turn, ``args.rounds`` times, each in a
+    process of its own with that tree's service code first on sys.path (this benchmark's code
+    stays the same for every tree), so that before and after meet the same load."""
+    options = ["--dispatch-only", "--jobs", str(args.jobs), "--teams", str(args.teams),
+               "--slots", args.slots] + (["--analyze"] if args.analyze else []) + \
+        (["--freeze-gc"] if args.freeze_gc else [])
+    failed = 0
+    for round_ in range(1, args.rounds + 1):
+        for tree in args.code:
+            commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip()
+            print(f"\n### round {round_}, code {tree.resolve()} ({commit or 'not a checkout'})",
+                  flush=True)
+            env = {**os.environ, code_env: str(tree.resolve())}
+            failed |= subprocess.run([sys.executable, str(script), *options], env=env).returncode
+    return 1 if failed else 0

@@ -45,10 +45,18 @@ from pathlib import Path
 import httpx
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The service code under test: this checkout, or the tree `--dispatch-only --code DIR` names.
+CODE_ENV = "GT_BENCH_CODE"
+sys.path.insert(0, os.environ.get(CODE_ENV, str(Path(__file__).resolve().parents[1])))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dispatch_cycles import dispatch_cycles, dispatch_only, print_dispatch, stats  # noqa: E402
+from dispatch_cycles import (  # noqa: E402
+    compare_trees,
+    dispatch_cycles,
+    dispatch_only,
+    print_dispatch,
+    stats,
+)
 from load_jobs import (  # noqa: E402  (benchmarks/ is not a package)
     create_database,
     drop_database,
@@ -306,7 +314,19 @@ def main() -> int:
                         help="seed the queued jobs with bulk INSERTs; measure only the dispatcher")
     parser.add_argument("--profile", action="store_true",
                         help="with --dispatch-only: cProfile one pass at the largest slot count")
+    parser.add_argument("--analyze", action="store_true",
+                        help="with --dispatch-only: ANALYZE after seeding (as autovacuum does within "
+                             "a minute); without it the planner starts with no statistics")
+    parser.add_argument("--freeze-gc", action="store_true",
+                        help="with --dispatch-only: gc.freeze() before the cycles, as the scheduler "
+                             "process does before its loop")
+    parser.add_argument("--code", action="append", type=Path, default=[],
+                        help="with --dispatch-only: a tree whose service code to measure (repeat to "
+                             "alternate trees, e.g. a `git archive` of main and .)")
+    parser.add_argument("--rounds", type=int, default=1, help="with --code: runs of each tree")
     args = parser.parse_args()
+    if args.dispatch_only and args.code:
+        return compare_trees(args, Path(__file__).resolve(), CODE_ENV)
     if args.dispatch_only:
         return dispatch_only(args)
     per_team = args.jobs // (args.teams * args.bursts)

@@ -35,8 +35,9 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
     import uvicorn
 
     from service import logs
-    from service.app import create_app, settle_heap
+    from service.app import create_app
     from service.dispatch import notify
+    from service.heap import settle_heap
 
     try:
         app = create_app(settings)

@@ -6,7 +6,7 @@ any directory and from an installed package.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, String, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from service.errors import SchemaNotMigrated
 
@@ -60,6 +61,16 @@ def make_engine(database_url: str, *, pool_size: int = 10, pool_timeout: float =
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def one_of(session: Session, column: ColumnElement[str] | InstrumentedAttribute[str],
+           values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN values``: on Postgres ``column = ANY(:values)``, one array parameter, so the
+    statement stays short and psycopg caches and prepares it. An IN of 200 values is expanded
+    by SQLAlchemy and, too long for psycopg's cache, parsed again on every call."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+    return column.in_(values)
 
 
 @contextmanager

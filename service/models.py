@@ -175,7 +175,8 @@ class Job(Base):
             "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")", name="status"
         ),
         Index("ix_jobs_team_id_id", "team_id", "id"),
-        Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),  # the dispatch queue order
+        # The dispatch queue: each team's waiting jobs in order (and running jobs per team).
+        Index("ix_jobs_status_team_id_created_at_id", "status", "team_id", "created_at", "id"),
     )
 
 

@@ -10,6 +10,7 @@ from types import FrameType
 
 from service.db import check_schema, make_engine, make_session_factory
 from service.errors import ServiceError
+from service.heap import settle_heap
 from service.settings import get_settings
 
 from .loop import run_forever
@@ -64,6 +65,7 @@ def dispatch_forever() -> int:
     signal.signal(signal.SIGINT, on_signal)
     print("scheduler: dispatching every "
           f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
+    settle_heap()  # what is loaded by now lives as long as the process (service/heap.py)
     try:
         run_forever(make_session_factory(engine), pool, send, forecast, stop, current)
     finally:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import String, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from service.models import WorkerSlot, utcnow
@@ -39,16 +40,29 @@ def take(session: Session, name: str, job_id: str) -> None:
 
 
 def reserve(session: Session, job_by_slot: Mapping[str, str]) -> None:
-    """Reserve each slot (by name) for its job: one cached UPDATE statement executed for every
-    slot in one round trip (psycopg's executemany pipeline). The caller holds the slots' row
-    locks (`free_slots` with ``lock``)."""
+    """Reserve each slot (by name) for its job, in one statement. The caller holds the slots'
+    row locks (`free_slots` with ``lock``)."""
     if not job_by_slot:
         return
-    # NB: a single UPDATE ... SET job_id = CASE name WHEN ... END costs twice the CPU: its
-    # hundreds of bound values are walked for the cache key and compiled on every pass.
+    if session.get_bind().dialect.name == "postgresql":
+        # Two array parameters, however many slots: an executemany of 200 UPDATEs (one
+        # pipeline) cost 4 times the client CPU and twice the time.
+        session.execute(_RESERVE_PG, {"slots": list(job_by_slot), "jobs": list(job_by_slot.values())})
+        return
+    # NB: a single UPDATE ... SET job_id = CASE name WHEN ... END costs twice the CPU of this
+    # executemany: its hundreds of bound values are walked for the cache key and compiled on
+    # every pass.
     session.connection().execute(
         update(WorkerSlot).where(WorkerSlot.name == bindparam("slot")).values(job_id=bindparam("job")),
         [{"slot": name, "job": job_id} for name, job_id in job_by_slot.items()])
+
+
+# Built once: UPDATE worker_slots SET job_id = booking.job FROM unnest(:slots, :jobs) AS
+# booking(slot, job) WHERE worker_slots.name = booking.slot
+_booking = (func.unnest(bindparam("slots", type_=ARRAY(String)), bindparam("jobs", type_=ARRAY(String)))
+            .table_valued("slot", "job").render_derived(name="booking"))
+_RESERVE_PG = (update(WorkerSlot).where(WorkerSlot.name == _booking.c.slot)
+               .values(job_id=_booking.c.job).execution_options(synchronize_session=False))
 
 
 def release(session: Session, job_id: str, *, name: str | None = None) -> None:
@@ -65,16 +79,17 @@ def unregister(session: Session, name: str) -> None:
 
 
 def free_slots(session: Session, *, now: datetime, stale_after_s: float,
-               lock: bool) -> list[WorkerSlot]:
-    """Idle slots with a fresh heartbeat, locked ``FOR UPDATE SKIP LOCKED`` on Postgres when
-    ``lock`` (a concurrent dispatcher skips them instead of reserving them twice)."""
-    query = (select(WorkerSlot)
+               lock: bool) -> list[tuple[str, str]]:
+    """(name, gpu_class) of the idle slots with a fresh heartbeat, locked ``FOR UPDATE SKIP
+    LOCKED`` on Postgres when ``lock`` (a concurrent dispatcher skips them instead of reserving
+    them twice). Rows, not `WorkerSlot` objects: 0.6 instead of 1.5 ms of CPU for 200 slots."""
+    query = (select(WorkerSlot.name, WorkerSlot.gpu_class)
              .where(WorkerSlot.job_id.is_(None),
                     WorkerSlot.heartbeat_at >= now - timedelta(seconds=stale_after_s))
              .order_by(WorkerSlot.name))
     if lock:
         query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+    return [(name, gpu_class) for name, gpu_class in session.execute(query)]
 
 
 def forget_dead(session: Session, *, now: datetime, dead_after_s: float) -> int:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import service.scheduler.dispatcher as dispatcher_module
 from service.errors import IllegalTransition
 from service.jobs import transition_many
 from service.models import Job, JobEpoch, JobEvent, WorkerSlot, utcnow
@@ -135,7 +137,8 @@ def test_transition_many_records_each_jobs_own_previous_status(factory: sessionm
         assert set(session.scalars(select(Job.status))) == {"cancelled"}
 
 
-def test_transition_many_refuses_a_job_changed_concurrently(factory: sessionmaker[Session]) -> None:
+def loaded_then_second_cancelled(factory: sessionmaker[Session]) -> tuple[Session, list[Job], list[str]]:
+    """Three queued jobs loaded in a session, then the second cancelled by another session."""
     with factory.begin() as session:
         t = team(session)
         ids = [job(session, t) for _ in range(3)]
@@ -144,6 +147,11 @@ def test_transition_many_refuses_a_job_changed_concurrently(factory: sessionmake
     mine.commit()  # the objects stay loaded (as `queued`); the next statement starts a new transaction
     with factory.begin() as other:  # e.g. the team cancels one meanwhile
         other.execute(update(Job).where(Job.id == ids[1]).values(status="cancelled"))
+    return mine, jobs, ids
+
+
+def test_transition_many_refuses_a_job_changed_concurrently(factory: sessionmaker[Session]) -> None:
+    mine, jobs, ids = loaded_then_second_cancelled(factory)
     with pytest.raises(IllegalTransition, match="1 of 3 queued jobs changed concurrently"):
         transition_many(mine, jobs, JobStatus.RUNNING)
     mine.rollback()
@@ -151,3 +159,87 @@ def test_transition_many_refuses_a_job_changed_concurrently(factory: sessionmake
     with factory() as session:
         assert [session.get_one(Job, i).status for i in ids] == ["queued", "cancelled", "queued"]
         assert session.scalars(select(JobEvent)).all() == []
+
+
+def test_transition_many_can_skip_a_job_changed_concurrently(factory: sessionmaker[Session]) -> None:
+    mine, jobs, ids = loaded_then_second_cancelled(factory)
+    changed = transition_many(mine, jobs, JobStatus.RUNNING, messages=["a", "b", "c"], skip_changed=True)
+    mine.commit()
+    mine.close()
+    assert changed == [ids[0], ids[2]]
+    with factory() as session:
+        assert [session.get_one(Job, i).status for i in ids] == ["running", "cancelled", "running"]
+        events = status_events(session)
+        assert set(events) == {ids[0], ids[2]} and [events[i][0].message for i in (ids[0], ids[2])] == ["a", "c"]
+
+
+def test_a_team_with_a_long_queue_of_old_jobs_does_not_hide_a_newer_team(factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        busy, other = team(session, max_jobs=1000), team(session)
+        queue(session, busy, 600, oldest_minutes=120)  # more old jobs than a pass used to read (500)
+        newer = job(session, other)
+        for _ in range(10):
+            slot(session, "cpu")
+    started = dispatch_once(factory, lambda *_: None, stale_after_s=STALE_S, pickup_seconds=30)
+    assert len(started) == 10 and newer in {s.job_id for s in started}  # the first pass, not the 61st
+    assert Counter(s.team_id for s in started) == {busy: 9, other: 1}
+
+
+def test_every_team_with_room_gets_a_start_when_the_heads_exceed_a_pass(factory: sessionmaker[Session]) -> None:
+    """A team's queue is read up to its room (max_concurrent_jobs less its running jobs), and a
+    pass takes each team's first job before any team's second: 400 teams, each older than the
+    next, with 700 startable jobs between them (more than a pass reads), all get one."""
+    with factory.begin() as session:
+        teams = [team(session, max_jobs=2) for _ in range(400)]
+        for i, t in enumerate(teams):
+            queue(session, t, 3, oldest_minutes=1000 - i)  # team 0's jobs are the oldest
+            if i % 4 == 0:
+                job(session, t, status="running")  # one of its two already runs
+        for _ in range(400):
+            slot(session, "cpu")
+    started = dispatch_once(factory, lambda *_: None, stale_after_s=STALE_S, pickup_seconds=30)
+    assert Counter(s.team_id for s in started) == {t: 1 for t in teams}
+
+
+def test_a_team_with_a_long_queue_fills_the_slots_the_others_leave(factory: sessionmaker[Session]) -> None:
+    """Each team is first read up to its share of a pass (on Postgres); a team that had all
+    of its share started is read again for the slots left, in the same pass."""
+    with factory.begin() as session:
+        busy = team(session, max_jobs=1000)
+        busy_jobs = queue(session, busy, 300, oldest_minutes=120)
+        others = [team(session) for _ in range(19)]
+        for t in others:
+            job(session, t)
+        for _ in range(200):
+            slot(session, "cpu")
+    started = dispatch_once(factory, lambda *_: None, stale_after_s=STALE_S, pickup_seconds=30)
+    assert len(started) == 200 and Counter(s.team_id for s in started) == {busy: 181, **{t: 1 for t in others}}
+    assert {s.job_id for s in started if s.team_id == busy} == set(busy_jobs[:181])  # first in, first out
+
+
+def test_a_job_cancelled_while_the_pass_orders_is_skipped_and_its_slot_goes_to_the_next(
+        factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    with factory.begin() as session:
+        t = team(session)
+        first, second, third = queue(session, t, 3)
+        slot(session, "cpu")
+        slot(session, "cpu")
+    real_order = dispatcher_module.order_dispatch
+    calls = []
+
+    def cancel_the_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # after the pass read the queue, before it starts anything
+            with factory.begin() as other:
+                if other.get_bind().dialect.name == "postgresql":  # fail, not hang, on a row lock
+                    other.execute(text("SET LOCAL lock_timeout = '2s'"))
+                other.execute(update(Job).where(Job.id == first).values(status="cancelled"))
+        return real_order(*args, **kwargs)
+
+    monkeypatch.setattr(dispatcher_module, "order_dispatch", cancel_the_first)
+    started = dispatch_once(factory, lambda *_: None, stale_after_s=STALE_S, pickup_seconds=30)
+    assert [s.job_id for s in started] == [second, third] and len(calls) == 2  # ordered again
+    with factory() as session:
+        assert session.get_one(Job, first).status == "cancelled"
+        assert set(status_events(session)) == {second, third}
+        assert sorted(filter(None, session.scalars(select(WorkerSlot.job_id)))) == sorted([second, third])

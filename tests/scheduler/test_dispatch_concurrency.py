@@ -114,3 +114,27 @@ def test_concurrent_dispatchers_on_200_slots_never_start_a_job_twice(pg_factory:
         assert set(session.scalars(select(Job.id).where(Job.status == "running"))) == set(race.sent)
         events = Counter(session.scalars(select(JobEvent.job_id).where(JobEvent.type == "status")))
     assert set(events) == set(race.sent) and set(events.values()) == {1}  # one start event each
+
+
+def test_a_job_another_transaction_holds_is_skipped_without_waiting(pg_factory: sessionmaker[Session]) -> None:
+    """The pass reads the queue without locks and claims its choices with SKIP LOCKED: a job
+    whose row another transaction holds (another dispatcher's start, a cancel in flight) is
+    passed over at once, and the slot goes to the next job in a second ordering."""
+    with pg_factory.begin() as session:
+        t = team(session)
+        held, nxt = job(session, t, "any"), job(session, t, "any")
+        slot(session, "cpu")
+    holder = pg_factory()
+    holder.execute(select(Job.id).where(Job.id == held).with_for_update())  # held until rollback
+    race = Race(pg_factory)
+    dispatcher = threading.Thread(target=lambda: dispatch_once(pg_factory, race.send, stale_after_s=60,
+                                                               pickup_seconds=30))
+    dispatcher.start()
+    dispatcher.join(timeout=5)
+    waited = dispatcher.is_alive()  # a pass that waits for the lock ends only after the rollback
+    holder.rollback()
+    holder.close()
+    dispatcher.join()
+    assert not waited and race.sent == [nxt]
+    with pg_factory() as session:
+        assert session.get_one(Job, held).status == "queued"

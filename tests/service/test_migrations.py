@@ -91,11 +91,24 @@ def _job_indexes(url: str) -> set[str]:
 
 
 def test_the_queue_index_migration_steps_down_to_0003_and_back(empty_database_url: str) -> None:
-    upgrade(empty_database_url)
+    upgrade(empty_database_url, "0004")
     assert {"ix_jobs_status_created_at_id"} <= _job_indexes(empty_database_url)
     assert "ix_jobs_status" not in _job_indexes(empty_database_url)
     downgrade(empty_database_url, "0003")
     assert "ix_jobs_status" in _job_indexes(empty_database_url)
     assert "ix_jobs_status_created_at_id" not in _job_indexes(empty_database_url)
-    upgrade(empty_database_url)
+    upgrade(empty_database_url, "0004")
     assert "ix_jobs_status_created_at_id" in _job_indexes(empty_database_url)
+
+
+def test_the_team_queue_index_migration_steps_down_to_0004_and_back(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    indexes = _job_indexes(empty_database_url)
+    assert "ix_jobs_status_team_id_created_at_id" in indexes
+    assert "ix_jobs_status_created_at_id" not in indexes
+    downgrade(empty_database_url, "0004")
+    indexes = _job_indexes(empty_database_url)
+    assert "ix_jobs_status_created_at_id" in indexes
+    assert "ix_jobs_status_team_id_created_at_id" not in indexes
+    upgrade(empty_database_url)
+    assert "ix_jobs_status_team_id_created_at_id" in _job_indexes(empty_database_url)
