@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.models import Job, JobEpoch
+from service.models import Job, TeamMonthCo2, month_key
 from service.states import ACTIVE
 
 
@@ -19,10 +19,6 @@ from service.states import ACTIVE
 class TeamUsage:
     active_jobs: int = 0
     co2_kg_this_month: float = 0.0
-
-
-def month_start(now: datetime) -> datetime:
-    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def usage_by_team(session: Session, team_ids: Iterable[str], *,
@@ -41,13 +37,12 @@ def usage_by_team(session: Session, team_ids: Iterable[str], *,
 
 def co2_kg_this_month(session: Session, team_ids: Iterable[str], *,
                       now: datetime | None = None) -> dict[str, float]:
-    """kg CO2 of each team's epochs this calendar month (UTC), one grouped query; 0.0 for a team
-    with none. The scheduler's monthly budget check uses only this part of the usage."""
+    """kg CO2 of each team's epochs this calendar month (UTC), from the running totals
+    (`TeamMonthCo2`: one row per team, however many epochs); 0.0 for a team with none. The
+    scheduler's monthly budget check uses only this part of the usage."""
     ids = list(team_ids)
-    since = month_start(now or datetime.now(UTC))
     co2 = dict(session.execute(
-        select(Job.team_id, func.coalesce(func.sum(JobEpoch.kg_co2), 0.0))
-        .join(JobEpoch, JobEpoch.job_id == Job.id)
-        .where(Job.team_id.in_(ids), JobEpoch.created_at >= since)
-        .group_by(Job.team_id)).all())
+        select(TeamMonthCo2.team_id, TeamMonthCo2.kg_co2)
+        .where(TeamMonthCo2.team_id.in_(ids),
+               TeamMonthCo2.month == month_key(now or datetime.now(UTC)))).all())
     return {team_id: float(co2.get(team_id) or 0.0) for team_id in ids}

@@ -112,3 +112,42 @@ def test_the_team_queue_index_migration_steps_down_to_0004_and_back(empty_databa
     assert "ix_jobs_status_team_id_created_at_id" not in indexes
     upgrade(empty_database_url)
     assert "ix_jobs_status_team_id_created_at_id" in _job_indexes(empty_database_url)
+
+
+def test_the_month_co2_migration_adds_up_the_epochs_already_recorded(empty_database_url: str) -> None:
+    """0006 fills `team_month_co2` from the epochs recorded before it: per team and month (UTC),
+    epochs without CO2 left out; downgrading drops the table."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete, select
+
+    from service.db import make_session_factory
+    from service.models import JobEpoch, TeamMonthCo2, month_key, utcnow
+    from tests.scheduler.test_dispatch import job, team
+
+    upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+    now, earlier = utcnow(), utcnow().replace(day=1) - timedelta(days=2)
+    try:
+        with make_session_factory(engine).begin() as session:
+            a, b = team(session), team(session)
+            for owner, kgs in ((a, [(0.5, now), (0.25, now), (2.0, earlier), (None, now)]),
+                               (b, [(1.0, earlier)])):
+                done = job(session, owner, status="succeeded")
+                for index, (kg, when) in enumerate(kgs):
+                    session.add(JobEpoch(job_id=done, epoch_index=index, rho=1.0,
+                                         selected_tensor_count=1, selected_tensor_names=[],
+                                         predicted_flops=1, executed_flops=1, full_ft_flops=1,
+                                         wall_seconds=1, kg_co2=kg, created_at=when))
+        with engine.begin() as connection:  # as before 0006: no totals yet
+            connection.execute(delete(TeamMonthCo2))
+        downgrade(empty_database_url, "0005")
+        assert "team_month_co2" not in _tables(empty_database_url)
+        upgrade(empty_database_url)
+        with engine.connect() as connection:
+            totals = {(t, m): kg for t, m, kg in connection.execute(
+                select(TeamMonthCo2.team_id, TeamMonthCo2.month, TeamMonthCo2.kg_co2))}
+    finally:
+        engine.dispose()
+    assert totals == {(a, month_key(now)): 0.75, (a, month_key(earlier)): 2.0,
+                      (b, month_key(earlier)): 1.0}

@@ -8,12 +8,17 @@ import hashlib
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
 
 from service.job_events import append_event
 from service.job_records import EpochRecord, record_epoch, register_artifact
 from service.jobs import transition
-from service.models import Job
+from service.models import Job, JobEpoch
+from service.quotas import co2_kg_this_month
 from service.states import JobStatus
 from tests.service.conftest import Api
 
@@ -157,3 +162,37 @@ def test_an_open_event_stream_does_not_hold_a_database_connection(api: Api) -> N
         api.client.post(f"/jobs/{job_id}/cancel", headers=team)
         reader.join(timeout=20)
     assert len(received) >= 2 and min(held) == 0, held
+
+
+def test_the_month_co2_totals_count_each_recorded_epoch_once_in_its_month(api: Api) -> None:
+    """The dispatcher's budget check reads running totals (`TeamMonthCo2`), not a sum over the
+    month's epochs: they must agree with that sum, a replayed epoch must not add to them, and an
+    epoch of another month must count there only."""
+    team, other = api.new_team(), api.new_team()
+    job_id, other_job = _running_job(api, team), _running_job(api, other)
+    last_month = datetime.now(UTC).replace(day=1) - timedelta(days=3)
+    with api.factory() as session:
+        job = session.get_one(Job, job_id)
+        for index, rho in [(0, 0.4), (1, 0.7)]:
+            record_epoch(session, job, _epoch(index, rho))
+        record_epoch(session, session.get_one(Job, other_job), _epoch(0, 1.0))
+        session.add(JobEpoch(job_id=job_id, epoch_index=9, rho=1.0, selected_tensor_count=1,
+                             selected_tensor_names=[], predicted_flops=1, executed_flops=1,
+                             full_ft_flops=1, wall_seconds=1, kg_co2=5.0, created_at=last_month))
+        session.commit()
+    with api.factory() as session:  # replayed after a crash: not counted again
+        record_epoch(session, session.get_one(Job, job_id), _epoch(1, 0.9))
+        session.commit()
+    ids = [team["X-Team-Id"], other["X-Team-Id"]]
+    with api.factory() as session:
+        this_month = co2_kg_this_month(session, ids)
+        summed = dict(session.execute(
+            select(Job.team_id, func.sum(JobEpoch.kg_co2)).join(JobEpoch, JobEpoch.job_id == Job.id)
+            .where(Job.team_id.in_(ids), JobEpoch.created_at >= datetime.now(UTC).replace(
+                day=1, hour=0, minute=0, second=0, microsecond=0))
+            .group_by(Job.team_id)).all())
+        before = co2_kg_this_month(session, ids, now=last_month)
+    assert this_month == pytest.approx(summed)
+    assert this_month[ids[0]] == pytest.approx(0.01 * (0.4 + 0.7) * 0.18)
+    assert this_month[ids[1]] == pytest.approx(0.01 * 0.18)
+    assert before == {ids[0]: 5.0, ids[1]: 0.0}
