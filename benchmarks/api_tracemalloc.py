@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from load_burst import BODY  # noqa: E402  (benchmarks/ is not a package)
+from load_client import BODY  # noqa: E402  (benchmarks/ is not a package)
 from load_jobs import create_database, drop_database, free_port, setup_team  # noqa: E402
 
 

@@ -5,7 +5,8 @@ Starts `greentrainer serve` on a fresh Postgres database (helpers from load_jobs
 its share of the burst at once (at most --concurrency requests in flight), and --retry-share
 of the submissions are sent twice with the same Idempotency-Key (a client retrying). Between
 bursts it pauses --pause seconds. It reports POST /jobs latency (p50/p99/max, per burst and
-overall) and checks in the database that every accepted job is recorded exactly once.
+overall) and checks in the database that every accepted job is recorded exactly once. The
+client (one-connection submitters over --client-procs processes) is load_client.py.
 
 Then it measures the dispatcher: --slots idle worker slots, and `dispatch_once` is run cycle
 after cycle (each cycle fills every slot; the slots are freed between cycles) until the queue
@@ -29,17 +30,14 @@ reconcile cycles are measured (--profile prints a cProfile of one pass at the la
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import resource
 import secrets
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -57,164 +55,13 @@ from dispatch_cycles import (  # noqa: E402
     print_dispatch,
     stats,
 )
-from load_jobs import (  # noqa: E402  (benchmarks/ is not a package)
+from load_client import submit_burst  # noqa: E402  (benchmarks/ is not a package)
+from load_jobs import (  # noqa: E402
     create_database,
     drop_database,
     free_port,
     start_server,
 )
-
-BODY = {"model": "smollm2-135m-instruct", "gpu_class": "any",
-        "rho_policy": {"type": "fixed", "rho": 0.6}, "hyperparameters": {"epochs": 2}}
-
-
-REPLY_TIMEOUT_S = 60.0  # then the connection counts as broken (TimeoutError is an OSError)
-MAX_BROKEN = 5  # broken connections in a row before a submission is reported failed
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection that sends prepared POSTs and reads the replies.
-
-    The load generator shares the machine with what it measures, so it must cost far less
-    than the server: httpx spent about 2 ms of CPU per request (as much as half the API's),
-    and a response waited in the client's own event loop behind the parsing of the others,
-    which put the client's CPU into the measured tail. This sends bytes built once per team
-    and parses only the status line, Content-Length and, for a created job, its id."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(OSError):
-                await self.writer.wait_closed()
-        self.reader = self.writer = None
-
-    async def request(self, head: bytes, body: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-        """Send ``head`` (request line and headers, without the blank line) and ``body``;
-        returns (status, lower-cased headers, body). Raises OSError or
-        asyncio.IncompleteReadError when the connection breaks (the caller reconnects)."""
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        self.writer.write(b"%s\r\nContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
-        status_and_headers = await self.reader.readuntil(b"\r\n\r\n")
-        lines = status_and_headers.split(b"\r\n")
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(b":")
-                headers[name.strip().lower()] = value.strip()
-        if b"content-length" not in headers:
-            raise OSError(f"reply without Content-Length: {lines[0]!r}")
-        content = await self.reader.readexactly(int(headers[b"content-length"]))
-        if headers.get(b"connection", b"").lower() == b"close":
-            await self.close()
-        return int(lines[0].split(b" ", 2)[1]), headers, content
-
-
-class Team:
-    """What one team's submissions share: the request bytes up to the Idempotency-Key."""
-
-    def __init__(self, team: dict[str, str], dataset: str, host: str, port: int) -> None:
-        self.id = team["X-Team-Id"]
-        self.head = (f"POST /jobs HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     f"Authorization: {team['Authorization']}\r\n"
-                     "Content-Type: application/json\r\nIdempotency-Key: ").encode()
-        self.body = json.dumps({**BODY, "training_dataset": dataset}).encode()
-
-
-async def _submit(connection: Connection, team: Team, retry: bool, latencies: list[float],
-                  accepted: dict[str, tuple[str, str]], errors: list[str]) -> None:
-    key = secrets.token_hex(12)
-    head = team.head + key.encode()
-    job_id = None
-    sends, broken = (2 if retry else 1), 0
-    while sends > 0:
-        start = time.perf_counter()
-        try:
-            status, headers, content = await asyncio.wait_for(
-                connection.request(head, team.body), REPLY_TIMEOUT_S)
-        except (OSError, asyncio.IncompleteReadError) as exc:  # outcome unknown: retry, same key
-            await connection.close()
-            broken += 1
-            if broken == MAX_BROKEN:
-                errors.append(f"POST gave up after {MAX_BROKEN} broken connections ({exc!r})")
-                return
-            errors.append(f"POST {type(exc).__name__} (retried)")
-            continue
-        latencies.append((time.perf_counter() - start) * 1000)
-        if status == 503:  # overload shed by the API: retry as told, same key
-            errors.append("POST 503 (retried after Retry-After)")
-            await asyncio.sleep(float(headers.get(b"retry-after", b"1")))
-            continue
-        sends -= 1
-        if status not in (200, 201):
-            errors.append(f"POST {status} {content[:120]!r}")
-            return
-        got = json.loads(content)["id"]
-        if job_id is not None and got != job_id:
-            errors.append("a retry with the same key returned another job")
-        job_id = got
-    accepted[key] = (team.id, str(job_id))
-
-
-Work = list[tuple[dict[str, str], str, bool]]  # (team headers, data set id, sent twice)
-
-
-async def _submitters(base_url: str, work: Work, concurrency: int
-                      ) -> tuple[list[float], dict[str, tuple[str, str]], list[str]]:
-    """`concurrency` submitters, each with its own connection, work through `work`."""
-    latencies: list[float] = []
-    accepted: dict[str, tuple[str, str]] = {}
-    errors: list[str] = []
-    url = httpx.URL(base_url)
-    host, port = url.host, url.port or 80
-    teams = {t["X-Team-Id"]: Team(t, dataset, host, port) for t, dataset, _ in work}
-    queue = ((teams[t["X-Team-Id"]], retry) for t, _, retry in work)
-
-    async def submitter() -> None:
-        connection = Connection(host, port)
-        try:
-            for team, retry in queue:
-                await _submit(connection, team, retry, latencies, accepted, errors)
-        finally:
-            await connection.close()
-
-    await asyncio.gather(*(submitter() for _ in range(concurrency)))
-    return latencies, accepted, errors
-
-
-def _client_process(base_url: str, work: Work, concurrency: int
-                    ) -> tuple[list[float], dict[str, tuple[str, str]], list[str]]:
-    return asyncio.run(_submitters(base_url, work, concurrency))
-
-
-def _burst(base_url: str, teams: list[tuple[dict[str, str], str]], per_team: int,
-           concurrency: int, retry_share: float, accepted: dict[str, tuple[str, str]],
-           errors: list[str], procs: int = 1) -> list[float]:
-    """One burst: per_team submissions by every team, `concurrency` in flight in all, spread over
-    `procs` client processes (one Python process tops out at a few hundred requests a second)."""
-    every = max(1, round(1 / retry_share)) if retry_share > 0 else 0
-    work = [(team, dataset, bool(every) and i % every == 0)
-            for i in range(per_team) for team, dataset in teams]
-    procs = max(1, min(procs, concurrency))
-    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
-    if procs == 1:
-        results = [_client_process(base_url, work, concurrency)]
-    else:
-        with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = list(pool.map(_client_process, [base_url] * procs,
-                                    [work[i::procs] for i in range(procs)], shares))
-    latencies: list[float] = []
-    for done, ok, failed in results:
-        latencies += done
-        accepted.update(ok)
-        errors += failed
-    return latencies
 
 
 def _setup_teams(base_url: str, admin_key: str, count: int) -> list[tuple[dict[str, str], str]]:
@@ -347,7 +194,7 @@ def main() -> int:
         access.skip()
         begin = time.perf_counter()
         for _ in range(args.bursts):
-            per_burst.append(_burst(base_url, teams, per_team, args.concurrency,
+            per_burst.append(submit_burst(base_url, teams, per_team, args.concurrency,
                                     args.retry_share, accepted, errors, args.client_procs))
             time.sleep(args.pause)
         submit_s = time.perf_counter() - begin
@@ -357,7 +204,7 @@ def main() -> int:
             time.sleep(args.pause)
             access.skip()
             started, cpu, client = time.perf_counter(), _cpu_seconds(server.pid), _client_cpu()
-            latencies = _burst(base_url, teams, max(1, args.sweep_jobs // args.teams),
+            latencies = submit_burst(base_url, teams, max(1, args.sweep_jobs // args.teams),
                                level, 0.0, accepted, errors, args.client_procs)
             sweep.append((level, latencies, time.perf_counter() - started,
                           _cpu_seconds(server.pid) - cpu, _client_cpu() - client, access.take()))
