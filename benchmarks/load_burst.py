@@ -38,6 +38,7 @@ import secrets
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -60,6 +61,8 @@ from load_jobs import (  # noqa: E402
     create_database,
     drop_database,
     free_port,
+    machine_busy_s,
+    postgres_cpu_s,
     start_server,
 )
 
@@ -140,6 +143,59 @@ def _client_cpu() -> float:
     return own.ru_utime + own.ru_stime + done.ru_utime + done.ru_stime
 
 
+def _sessions(database_url: str) -> int:
+    """Sessions ever started on the database (Postgres 14+), this query's own included."""
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+                           ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class _Counters:
+    """Clocks read before and after a sweep level (seconds); subtracting gives the level's."""
+    wall: float
+    api: float
+    postgres: float | None
+    client: float
+    busy: float
+    cpu_total: float
+    sessions: int
+
+    @classmethod
+    def now(cls, server_pid: int, database_url: str) -> _Counters:
+        return cls(time.perf_counter(), _cpu_seconds(server_pid), postgres_cpu_s(), _client_cpu(),
+                   *machine_busy_s(), _sessions(database_url))
+
+    def __sub__(self, start: _Counters) -> _Counters:
+        postgres = (None if self.postgres is None or start.postgres is None
+                    else self.postgres - start.postgres)
+        return _Counters(self.wall - start.wall, self.api - start.api, postgres,
+                         self.client - start.client, self.busy - start.busy,
+                         self.cpu_total - start.cpu_total, self.sessions - start.sessions)
+
+
+@dataclass(frozen=True)
+class SweepLevel:
+    """One level of the sweep: what the client and the API's access log timed, and what it
+    cost. "machine busy" is the share of every core's time not idle, so a level that does not
+    keep the machine busy is limited by waiting (locks, a queue), not by CPU. "connections
+    opened" counts the Postgres sessions started on the benchmark's database during the level
+    (each costs Postgres a process start, several ms of CPU)."""
+    in_flight: int
+    latencies: list[float]
+    inside: list[float]
+    used: _Counters
+
+    def row(self) -> str:
+        n, used = len(self.latencies), self.used
+        postgres = "-" if used.postgres is None else f"{used.postgres / n * 1000:.1f}"
+        return (f"| {self.in_flight} | {n} | {n / used.wall:.0f} | {stats(self.latencies)} | "
+                f"{stats(self.inside)} | {used.api / n * 1000:.1f} / {postgres} / "
+                f"{used.client / n * 1000:.1f} | {used.busy / used.cpu_total:.0%} | "
+                f"{used.sessions} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -186,7 +242,7 @@ def main() -> int:
     accepted: dict[str, tuple[str, str]] = {}
     errors: list[str] = []
     per_burst: list[list[float]] = []
-    sweep: list[tuple[int, list[float], float, float, float, list[float]]] = []
+    sweep: list[SweepLevel] = []
     seen_by_api: list[float] = []
     try:
         base_url = f"http://127.0.0.1:{port}"
@@ -203,11 +259,11 @@ def main() -> int:
         for level in (int(n) for n in args.sweep.split(",") if n):
             time.sleep(args.pause)
             access.skip()
-            started, cpu, client = time.perf_counter(), _cpu_seconds(server.pid), _client_cpu()
+            before = _Counters.now(server.pid, database_url)
             latencies = submit_burst(base_url, teams, max(1, args.sweep_jobs // args.teams),
                                level, 0.0, accepted, errors, args.client_procs)
-            sweep.append((level, latencies, time.perf_counter() - started,
-                          _cpu_seconds(server.pid) - cpu, _client_cpu() - client, access.take()))
+            sweep.append(SweepLevel(level, latencies, access.take(),
+                                    _Counters.now(server.pid, database_url) - before))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -238,12 +294,10 @@ def main() -> int:
           f"| recorded exactly once | {'yes' if ok else 'NO'} ({detail}) |")
     if sweep:
         print("\n| requests in flight | requests | requests/s | POST p50 / p99 / max ms | inside the API "
-              "p50 / p99 / max ms | API CPU ms per request | client CPU ms per request |\n"
-              "|---:|---:|---:|---:|---:|---:|---:|")
-        for level, latencies, wall_s, cpu_s, client_s, inside in sweep:
-            print(f"| {level} | {len(latencies)} | {len(latencies) / wall_s:.0f} | {stats(latencies)} | "
-                  f"{stats(inside)} | {cpu_s / len(latencies) * 1000:.1f} | "
-                  f"{client_s / len(latencies) * 1000:.1f} |")
+              "p50 / p99 / max ms | CPU ms per request: API / Postgres / client | machine busy | connections "
+              "opened |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for level in sweep:
+            print(level.row())
     print_dispatch(passes)
     all_sent = all(sent == len(accepted) for *_, sent in passes)
     hard = [e for e in errors if "retried" not in e]

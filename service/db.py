@@ -37,8 +37,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def pool_capacity(pool_size: int) -> int:
-    """Connections an engine from `make_engine` may open: ``pool_size`` kept plus as many overflow."""
-    return 2 * pool_size
+    """Connections an engine from `make_engine` may open: ``pool_size``, each opened when first
+    needed and then kept.
+
+    No overflow: SQLAlchemy closes an overflow connection as soon as it is returned to a pool
+    whose ``pool_size`` idle places are taken, and under a burst that happens many times a
+    second, so connections were opened and closed again all the time. Opening one costs
+    Postgres a process start (about 8 ms of CPU on the development machine): at 64 requests in
+    flight against 2 API processes with 10 kept plus 10 overflow each, 127 connections were
+    opened per 1,000 requests and Postgres spent 1.5 ms of CPU per request instead of 0.5
+    (benchmarks/results/load_burst.md, run 8). Requests beyond the pool wait for a connection
+    (`ConnectionPermits`) instead.
+    """
+    return pool_size
 
 
 def make_engine(database_url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> Engine:
@@ -49,13 +60,13 @@ def make_engine(database_url: str, *, pool_size: int = 10, pool_timeout: float =
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10},
-                               pool_size=pool_size, max_overflow=pool_capacity(pool_size) - pool_size,
+                               pool_size=pool_capacity(pool_size), max_overflow=0,
                                pool_timeout=pool_timeout)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping (it costs a round trip per request): a connection broken by a database restart
     # fails one request, invalidates the pool, and the next request reconnects.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_capacity(pool_size) - pool_size,
+    return create_engine(url, pool_size=pool_capacity(pool_size), max_overflow=0,
                          pool_recycle=1800, pool_timeout=pool_timeout)
 
 
@@ -104,6 +115,11 @@ class ConnectionPermits:
     def __init__(self, total: int, timeout_s: float) -> None:
         self.total, self.timeout_s = total, timeout_s
         self._semaphore = anyio.Semaphore(total)
+
+    @property
+    def available(self) -> int:
+        """Permits not held now."""
+        return self._semaphore.value
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:

@@ -58,7 +58,13 @@ async def get_session(context: Context) -> AsyncIterator[Session]:
     """One session per request, opened only with a connection permit (`ConnectionPermits`
     says why). A session still in a transaction is closed in a thread of its own (returning
     its connection rolls back, a round trip) so that it never waits for the request thread
-    pool; one that holds none (committed, or never used) is closed here: no I/O, no thread."""
+    pool; one that holds none (committed, or never used) is closed here: no I/O, no thread.
+
+    Used with ``scope="function"`` (`SessionDep`): the session and its permit end when the
+    endpoint has returned and its reply is serialized, before the body is sent. With the
+    default scope they lasted until the body was sent, so an open event stream (hours) or a
+    large download held a permit throughout, and as many open streams as permits left every
+    other request of the process waiting for the pool timeout."""
     async with context.db_permits.hold():
         session = context.factory()
         try:
@@ -72,7 +78,7 @@ async def get_session(context: Context) -> AsyncIterator[Session]:
                 session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="A team or admin API key.")
 

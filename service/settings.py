@@ -64,7 +64,8 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often an event stream looks for new job events."
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="DB connections kept per process (plus as many overflow)."
+        default=10, ge=1, description="DB connections per process, each opened when first needed and then "
+        "kept; requests beyond them wait for one (up to db_pool_timeout_seconds)."
     )
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long a request waits for a free DB connection "

@@ -38,7 +38,7 @@ def worker_name(gpu_class: str, gpu_ids: list[int] | None) -> str:
 def build(settings: Settings, gpu_class: str, gpu_ids: list[int] | None,
           country_iso3: str = "GBR") -> WorkerContext:
     global _current
-    engine = make_engine(settings.database_url, pool_size=2)
+    engine = make_engine(settings.database_url, pool_size=4)  # the task, its lease heartbeat, the slot heartbeat
     _current = WorkerContext(
         settings=settings, pool=PoolSettings(), factory=make_session_factory(engine),
         store=LocalBlobStore(Path(settings.data_dir) / "blobs"),

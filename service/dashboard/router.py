@@ -5,8 +5,9 @@ queries as the API; access to a job goes through `service.auth.owned` like every
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -49,6 +50,7 @@ METHODS = get_args(JobCreate.model_fields["method"].annotation)
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+_T = TypeVar("_T")
 
 
 class SignInRequired(Exception):
@@ -83,14 +85,27 @@ def _signed_in(request: Request, session: Session) -> tuple[WebSession, Principa
     return web, principal
 
 
-def _render(request: Request, web: WebSession, name: str, status_code: int = 200,
-            **values: Any) -> HTMLResponse:
+async def _in_db(request: Request, page: Callable[..., _T], *args: Any) -> _T:
+    """``page(request, *args)`` in the request thread pool, holding one of the API process's
+    database connection permits (taken here, on the event loop, as `SessionDep` does: see
+    `ConnectionPermits`). Every page that reads the database goes through here and opens one
+    session, so the dashboard can neither take connections that API requests hold permits
+    for, nor hold two at once."""
+    async with _context(request).db_permits.hold():
+        return await run_in_threadpool(page, request, *args)
+
+
+def _render(request: Request, web: WebSession, name: str, status_code: int = 200, *,
+            session: Session | None = None, **values: Any) -> HTMLResponse:
+    """The page; with a team's ``principal``, the team's name is read in the caller's
+    ``session`` (required then)."""
     settings: DashboardSettings = request.app.state.dashboard_settings
     principal = values.get("principal")
     if isinstance(principal, Principal) and principal.team_id and "team_name" not in values:
-        with _context(request).factory() as session:
-            values["team_name"] = session.scalar(select(Team.name).where(
-                Team.id == principal.team_id))
+        if session is None:
+            raise TypeError("_render: a team's page needs the request's session")
+        values["team_name"] = session.scalar(select(Team.name).where(
+            Team.id == principal.team_id))
     response = templates.TemplateResponse(request, name, {
         "csrf_field": CSRF_FIELD, "csrf_token": web.csrf, "prefix": PREFIX,
         "poll_ms": int(settings.poll_seconds * 1000), **values}, status_code=status_code)
@@ -110,7 +125,11 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request) -> HTMLResponse:
+async def login_page(request: Request) -> HTMLResponse:
+    return await _in_db(request, _login_page)
+
+
+def _login_page(request: Request) -> HTMLResponse:
     with _context(request).factory() as session:
         web, _ = _who(request, session)
     return _render(request, web, "login.html")
@@ -121,7 +140,7 @@ async def login(request: Request) -> Response:
     web = _codec(request).read(request)
     form = await _form(request, web)
     key = form.get("api_key")
-    return await run_in_threadpool(_login, request, web, key if isinstance(key, str) else "")
+    return await _in_db(request, _login, web, key if isinstance(key, str) else "")
 
 
 def _login(request: Request, web: WebSession, key: str) -> Response:
@@ -156,26 +175,33 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-def overview_page(request: Request) -> HTMLResponse:
-    context = _context(request)
-    with context.factory() as session:
+async def overview_page(request: Request) -> HTMLResponse:
+    return await _in_db(request, _overview_page)
+
+
+def _overview_page(request: Request) -> HTMLResponse:
+    with _context(request).factory() as session:
         web, principal = _signed_in(request, session)
         figures = overview(session, None if principal.is_admin else principal.team_id)
-    return _render(request, web, "overview.html", principal=principal,
-                   figures=figures, charts=charts.overview_charts(figures))
+        return _render(request, web, "overview.html", session=session, principal=principal,
+                       figures=figures, charts=charts.overview_charts(figures))
 
 
 @router.get("/grid", response_class=HTMLResponse)
-def grid_fragment(request: Request) -> HTMLResponse:
+async def grid_fragment(request: Request) -> HTMLResponse:
     """The overview's "grid now" section, fetched after the page so that a slow carbon API
-    never delays the page's own figures."""
-    with _context(request).factory() as session:
-        web, principal = _who(request, session)
+    never delays the page's own figures (nor holds a database connection while it answers)."""
+    web, principal = await _in_db(request, _who_alone)
     if principal is None:
         raise NotAuthenticated("sign in with your team's API key", field="session")
-    carbon = app_outlook(request.app.state)
-    return _render(request, web, "_grid.html", carbon=carbon,
-                   carbon_chart=charts.forecast_chart(carbon))
+    carbon = await run_in_threadpool(app_outlook, request.app.state)
+    return await run_in_threadpool(_render, request, web, "_grid.html", carbon=carbon,
+                                   carbon_chart=charts.forecast_chart(carbon))
+
+
+def _who_alone(request: Request) -> tuple[WebSession, Principal | None]:
+    with _context(request).factory() as session:
+        return _who(request, session)
 
 
 def _jobs_page(request: Request, web: WebSession, principal: Principal, session: Session,
@@ -185,14 +211,19 @@ def _jobs_page(request: Request, web: WebSession, principal: Principal, session:
     rows, _ = list_jobs(session, scope, after=None, limit=50)
     datasets = [] if scope is None else list(session.scalars(
         select(Dataset).where(Dataset.team_id == scope).order_by(Dataset.id.desc()).limit(50)))
-    return _render(request, web, "jobs.html", status_code, principal=principal, jobs=rows,
+    return _render(request, web, "jobs.html", status_code, session=session,
+                   principal=principal, jobs=rows,
                    datasets=datasets, errors=errors or FormErrors(), form=form or {},
                    methods=METHODS, rho_types=RHO_TYPES, terminal=[s.value for s in TERMINAL],
                    idempotency_key=secrets.token_urlsafe(16))
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request) -> HTMLResponse:
+async def jobs_page(request: Request) -> HTMLResponse:
+    return await _in_db(request, _jobs_page_alone)
+
+
+def _jobs_page_alone(request: Request) -> HTMLResponse:
     with _context(request).factory() as session:
         web, principal = _signed_in(request, session)
         return _jobs_page(request, web, principal, session)
@@ -203,7 +234,7 @@ async def submit(request: Request) -> Response:
     # The upload is read (and the CSRF token checked) before any database connection is taken;
     # the database work runs in the thread pool, like the API's own routes.
     form = await _form(request, _codec(request).read(request))
-    return await run_in_threadpool(_submit, request, form)
+    return await _in_db(request, _submit, form)
 
 
 def _submit(request: Request, form: Any) -> Response:
@@ -219,8 +250,12 @@ def _submit(request: Request, form: Any) -> Response:
 
 
 @router.get("/api/jobs")
-def jobs_json(request: Request) -> JSONResponse:
+async def jobs_json(request: Request) -> JSONResponse:
     """The live list's data: the same rows and fields as `GET /jobs` for the session's caller."""
+    return await _in_db(request, _jobs_json)
+
+
+def _jobs_json(request: Request) -> JSONResponse:
     with _context(request).factory() as session:
         _, principal = _who(request, session)
         if principal is None:
@@ -231,8 +266,12 @@ def jobs_json(request: Request) -> JSONResponse:
 
 
 @router.get("/api/jobs/{job_id}")
-def job_json(request: Request, job_id: str) -> JSONResponse:
+async def job_json(request: Request, job_id: str) -> JSONResponse:
     """One job as `GET /jobs/{id}` returns it; the job page re-draws when ``updated_at`` moves."""
+    return await _in_db(request, _job_json, job_id)
+
+
+def _job_json(request: Request, job_id: str) -> JSONResponse:
     with _context(request).factory() as session:
         _, principal = _who(request, session)
         if principal is None:
@@ -279,32 +318,40 @@ def _job_view(request: Request, session: Session, principal: Principal,
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: str) -> HTMLResponse:
+async def job_page(request: Request, job_id: str) -> HTMLResponse:
+    return await _in_db(request, _job_page, job_id)
+
+
+def _job_page(request: Request, job_id: str) -> HTMLResponse:
     with _context(request).factory() as session:
         web, principal = _signed_in(request, session)
         try:
             view = _job_view(request, session, principal, job_id)
         except NotFound as exc:
-            return _render(request, web, "not_found.html", 404, message=exc.message,
-                           principal=principal)
-        return _render(request, web, "job.html", **view)
+            return _render(request, web, "not_found.html", 404, session=session,
+                           message=exc.message, principal=principal)
+        return _render(request, web, "job.html", session=session, **view)
 
 
 @router.get("/jobs/{job_id}/fragment", response_class=HTMLResponse)
-def job_fragment(request: Request, job_id: str) -> HTMLResponse:
+async def job_fragment(request: Request, job_id: str) -> HTMLResponse:
     """The job page's body, re-fetched by the page while the job runs."""
+    return await _in_db(request, _job_fragment, job_id)
+
+
+def _job_fragment(request: Request, job_id: str) -> HTMLResponse:
     with _context(request).factory() as session:
         web, principal = _who(request, session)
         if principal is None:
             raise NotAuthenticated("sign in with your team's API key", field="session")
-        return _render(request, web, "_job_body.html",
+        return _render(request, web, "_job_body.html", session=session,
                        **_job_view(request, session, principal, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(request: Request, job_id: str) -> Response:
     await _form(request, _codec(request).read(request))
-    return await run_in_threadpool(_cancel, request, job_id)
+    return await _in_db(request, _cancel, job_id)
 
 
 def _cancel(request: Request, job_id: str) -> Response:
@@ -319,7 +366,12 @@ def _cancel(request: Request, job_id: str) -> Response:
 
 
 @router.get("/jobs/{job_id}/artifacts/{artifact_id}")
-def download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
+async def download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
+    # The permit is held while the artifact is looked up, not while its bytes are sent.
+    return await _in_db(request, _download, job_id, artifact_id)
+
+
+def _download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
     context = _context(request)
     with context.factory() as session:
         _, principal = _signed_in(request, session)

@@ -123,7 +123,8 @@ def get_events(job: OwnedJob, request: Request, context: Context, session: Sessi
         frames = follow_events(context.factory, job.id,
                                after=last_event_id if last_event_id is not None else after,
                                poll_seconds=context.settings.sse_poll_seconds,
-                               disconnected=request.is_disconnected)
+                               disconnected=request.is_disconnected,
+                               permits=context.db_permits)
         return StreamingResponse(frames, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     rows = list_events(session, job.id, after=after, limit=limit + 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import sqlalchemy.exc
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,10 +22,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(context: Context) -> JSONResponse:
+    async def database_check() -> str | None:  # a connection, so under a permit like any request
+        try:
+            async with context.db_permits.hold():
+                return await asyncio.to_thread(check_database, context.engine)
+        except sqlalchemy.exc.TimeoutError as exc:  # every permit held for the pool timeout
+            return str(exc)
+
     database, broker = await asyncio.gather(
-        asyncio.to_thread(check_database, context.engine),
-        asyncio.to_thread(check_broker, context.settings.broker_url),
-    )
+        database_check(), asyncio.to_thread(check_broker, context.settings.broker_url))
     checks = {
         "database": database or "ok",
         "broker": broker or ("ok" if context.settings.broker_url else "embedded (no broker)"),
@@ -35,6 +41,7 @@ async def readyz(context: Context) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics_registry),
-                    media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, context: Context) -> Response:
+    async with context.db_permits.hold():  # the job gauges are read from the database
+        body = await asyncio.to_thread(generate_latest, request.app.state.metrics_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -30,7 +30,7 @@ def dispatch_forever() -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = make_engine(settings.database_url, pool_size=2)
+    engine = make_engine(settings.database_url, pool_size=4)  # the loop's passes, with room to spare
     try:
         check_schema(engine)
     except ServiceError as exc:

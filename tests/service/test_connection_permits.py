@@ -10,6 +10,7 @@ here; `ConnectionPermits` must answer every request 200.
 from __future__ import annotations
 
 import asyncio
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,17 @@ from typing import Any
 import anyio.to_thread
 import httpx
 import pytest
+from sqlalchemy import event
 
 from service.app import create_app
-from service.db import ConnectionPermits, upgrade
+from service.db import ConnectionPermits, pool_capacity, upgrade
 from service.dispatch import RecordingDispatcher
 from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY, LiveServer, PostgresDatabases
 
 THREADS = 4
 REQUESTS = 16
+POOL = 2  # database connections
 
 
 class FewThreads:
@@ -39,29 +42,53 @@ class FewThreads:
         await self.app(scope, receive, send)
 
 
-async def _burst(base_url: str, headers: dict[str, str]) -> list[int]:
+async def _burst(base_url: str, headers: dict[str, str],
+                 dashboard: httpx.Cookies | None = None) -> list[int]:
+    """REQUESTS requests at once: GET /jobs, or with a signed-in ``dashboard`` session, every
+    other one a dashboard page (the jobs page: the team's name, jobs and data sets)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=60,
                                  limits=httpx.Limits(max_connections=REQUESTS)) as client:
-        responses = await asyncio.gather(*(client.get("/jobs", headers=headers)
-                                           for _ in range(REQUESTS)))
+        responses = await asyncio.gather(*(
+            client.get("/dashboard/jobs", cookies=dashboard) if dashboard and i % 2
+            else client.get("/jobs", headers=headers) for i in range(REQUESTS)))
     return [r.status_code for r in responses]
 
 
-def _serve_burst(tmp_path: Path, url: str) -> list[int]:
+def _dashboard_session(base_url: str, key: str) -> httpx.Cookies:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"',
+                          client.get("/dashboard/login").text)
+        assert token is not None
+        r = client.post("/dashboard/login", data={"api_key": key, "csrf_token": token.group(1)})
+        assert r.status_code == 303, r.text
+        return client.cookies
+
+
+def _serve_burst(tmp_path: Path, url: str, rounds: int = 1,
+                 with_dashboard: bool = False) -> tuple[list[int], int]:
+    """The status codes of ``rounds`` bursts, and how many DB connections the app opened."""
     upgrade(url)
     settings = Settings(database_url=url, data_dir=tmp_path / "data", admin_key=ADMIN_KEY,
-                        db_pool_size=1, db_pool_timeout_seconds=3)  # 2 connections in all
+                        db_pool_size=POOL, db_pool_timeout_seconds=3)
     app = create_app(settings, dispatcher=RecordingDispatcher())
+    opened = []
+    event.listen(app.state.context.engine, "connect", lambda *_: opened.append(1))
     try:
         with LiveServer(FewThreads(app, THREADS)) as server:
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             team = httpx.post(f"{server.base_url}/teams", json={"name": "burst"}, headers=admin)
             assert team.status_code == 201, team.text
-            headers = {"Authorization": f"Bearer {team.json()['api_key']['key']}"}
+            key = team.json()["api_key"]["key"]
+            headers = {"Authorization": f"Bearer {key}"}
+            cookies = _dashboard_session(server.base_url, key) if with_dashboard else None
             # In a thread of its own: another test of the session may leave an event loop
             # running in this one (asyncio.run refuses to nest).
             with ThreadPoolExecutor(1) as pool:
-                return pool.submit(asyncio.run, _burst(server.base_url, headers)).result()
+                codes = [code for _ in range(rounds)
+                         for code in pool.submit(asyncio.run,
+                                                 _burst(server.base_url, headers, cookies)
+                                                 ).result()]
+        return codes, len(opened)
     finally:
         app.state.context.engine.dispose()
 
@@ -73,7 +100,27 @@ def database_url(postgres: PostgresDatabases) -> str:
 
 def test_a_burst_larger_than_threads_and_connections_is_served(tmp_path: Path,
                                                                database_url: str) -> None:
-    assert _serve_burst(tmp_path, database_url) == [200] * REQUESTS
+    assert _serve_burst(tmp_path, database_url)[0] == [200] * REQUESTS
+
+
+def test_dashboard_pages_in_the_burst_wait_for_permits_too(tmp_path: Path,
+                                                          database_url: str) -> None:
+    """Dashboard pages read the database in the same thread pool and the same connection pool.
+    Taking connections without a permit (and two at once, for the team's name) they could hold
+    every thread waiting for the pool while the API requests that held the connections waited
+    for a thread: the stall of the module docstring, through the dashboard."""
+    codes, opened = _serve_burst(tmp_path, database_url, rounds=2, with_dashboard=True)
+    assert codes == [200] * REQUESTS * 2
+    assert opened <= POOL
+
+
+def test_bursts_reuse_the_pooled_connections(tmp_path: Path, database_url: str) -> None:
+    """Connections are opened once and kept, however often bursts come. (With overflow
+    connections the pool closed each one it got back while its kept places were full, so a
+    burst opened and closed connections all the time: a process start in Postgres each.)"""
+    codes, opened = _serve_burst(tmp_path, database_url, rounds=5)
+    assert codes == [200] * REQUESTS * 5
+    assert opened <= pool_capacity(POOL) == POOL
 
 
 def test_without_the_permits_the_same_burst_stalls(tmp_path: Path, database_url: str,
@@ -86,4 +133,4 @@ def test_without_the_permits_the_same_burst_stalls(tmp_path: Path, database_url:
             super().__init__(total=10_000, timeout_s=timeout_s)
 
     monkeypatch.setattr("service.deps.ConnectionPermits", NoPermits)
-    assert 503 in _serve_burst(tmp_path, database_url)
+    assert 503 in _serve_burst(tmp_path, database_url)[0]

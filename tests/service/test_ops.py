@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from service.app import create_app
+from service.db import pool_capacity
 from service.job_records import EpochRecord, record_epoch
 from service.models import Job
 from tests.conftest import require
@@ -103,7 +104,7 @@ def test_an_exhausted_connection_pool_is_503_with_retry_after(api: Api) -> None:
     settings = api.settings.model_copy(update={"db_pool_size": 1, "db_pool_timeout_seconds": 0.3})
     app = create_app(settings)
     engine = app.state.context.engine
-    held = [engine.connect() for _ in range(2)]  # pool_size 1 + overflow 1: nothing left
+    held = [engine.connect() for _ in range(pool_capacity(1))]  # nothing left
     try:
         with LiveServer(app) as server:
             r = httpx.get(f"{server.base_url}/jobs", headers=team, timeout=10)

@@ -149,19 +149,22 @@ def test_an_open_event_stream_does_not_hold_a_database_connection(api: Api) -> N
     reader = threading.Thread(target=_read_sse, args=(api, f"/jobs/{job_id}/events", team,
                                                       received))
     reader.start()
-    pool = api.app.state.context.engine.pool
+    context = api.app.state.context
     try:
         deadline = time.monotonic() + 10
         while len(received) < 2 and time.monotonic() < deadline:  # the stream is open
             time.sleep(0.02)
-        held = []
+        held, permits_free = [], []
         for _ in range(50):
-            held.append(pool.checkedout())
+            held.append(context.engine.pool.checkedout())
+            permits_free.append(context.db_permits.available)
             time.sleep(0.01)
     finally:
         api.client.post(f"/jobs/{job_id}/cancel", headers=team)
         reader.join(timeout=20)
     assert len(received) >= 2 and min(held) == 0, held
+    # nor a connection permit: streams open for hours would leave other requests none
+    assert max(permits_free) == context.db_permits.total, permits_free
 
 
 def test_the_month_co2_totals_count_each_recorded_epoch_once_in_its_month(api: Api) -> None:
