@@ -43,7 +43,7 @@ def pool_capacity(pool_size: int) -> int:
     No overflow: SQLAlchemy closes an overflow connection as soon as it is returned to a pool
     whose ``pool_size`` idle places are taken, and under a burst that happens many times a
     second, so connections were opened and closed again all the time. Opening one costs
-    Postgres a process start (about 8 ms of CPU on the development machine): at 64 requests in
+    Postgres a process start (8-10 ms of CPU on the development machine): at 64 requests in
     flight against 2 API processes with 10 kept plus 10 overflow each, 127 connections were
     opened per 1,000 requests and Postgres spent 1.5 ms of CPU per request instead of 0.5
     (benchmarks/results/load_burst.md, run 8). Requests beyond the pool wait for a connection
