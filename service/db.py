@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,9 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+_HOLDING: ContextVar[bool] = ContextVar("greentrainer_db_permit_held", default=False)
+
+
 class ConnectionPermits:
     """At most one request per pooled connection holds a DB session at a time.
 
@@ -116,6 +120,12 @@ class ConnectionPermits:
         self.total, self.timeout_s = total, timeout_s
         self._semaphore = anyio.Semaphore(total)
 
+    @staticmethod
+    def held_here() -> bool:
+        """Whether the code running now (this task, or a thread it runs work in) holds a permit:
+        every pool checkout of an API process must (tests check it with a checkout listener)."""
+        return _HOLDING.get()
+
     @property
     def available(self) -> int:
         """Permits not held now."""
@@ -130,9 +140,14 @@ class ConnectionPermits:
             raise sqlalchemy.exc.TimeoutError(
                 f"no database connection free within {self.timeout_s:g} s "
                 f"({self.total} in use by other requests)") from None
+        token = _HOLDING.set(True)
         try:
             yield
         finally:
+            try:
+                _HOLDING.reset(token)
+            except ValueError:  # exited in another context than entered: only this flag moves
+                _HOLDING.set(False)
             self._semaphore.release()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from service.app import create_app
 from service.db import ConnectionPermits, pool_capacity, upgrade
 from service.dispatch import RecordingDispatcher
 from service.settings import Settings
-from tests.service.conftest import ADMIN_KEY, LiveServer, PostgresDatabases
+from tests.service.conftest import ADMIN_KEY, Api, LiveServer, PostgresDatabases
 
 THREADS = 4
 REQUESTS = 16
@@ -134,3 +135,45 @@ def test_without_the_permits_the_same_burst_stalls(tmp_path: Path, database_url:
 
     monkeypatch.setattr("service.deps.ConnectionPermits", NoPermits)
     assert 503 in _serve_burst(tmp_path, database_url)[0]
+
+
+def test_every_connection_an_api_process_takes_is_under_a_permit(api: Api) -> None:
+    """The permits prevent the stall only if nothing in the API process takes a pooled
+    connection without one. Every route of the API and the dashboard is called (an event
+    stream included) while a checkout listener notes whether the code checking out holds one:
+    the dashboard pages, the stream's polls, /readyz and /metrics did not."""
+    engine = api.app.state.context.engine
+    unpermitted: list[str] = []
+
+    def on_checkout(*_: object) -> None:
+        if not ConnectionPermits.held_here():
+            unpermitted.append("".join(traceback.format_stack(limit=12)))
+
+    team, admin = api.new_team(), api.admin
+    team_id = team["X-Team-Id"]
+    event.listen(engine, "checkout", on_checkout)
+    try:
+        dataset = api.upload(team)
+        job_id = api.job_id(team, dataset=dataset)
+        api_gets = ["/me", f"/teams/{team_id}", "/datasets", f"/datasets/{dataset}",
+                    "/jobs", f"/jobs/{job_id}", f"/jobs/{job_id}/events", f"/jobs/{job_id}/epochs",
+                    f"/jobs/{job_id}/artifacts", f"/jobs/{job_id}/series", "/stats/overview",
+                    "/stats/carbon"]
+        for path in api_gets:
+            r = api.client.get(path, headers=team)
+            assert r.status_code == 200, (path, r.text)
+        assert api.client.get("/teams", headers=admin).status_code == 200
+        assert api.client.post(f"/jobs/{job_id}/cancel", headers=team).status_code == 200
+        stream = api.client.get(f"/jobs/{job_id}/events", params={"stream": "true"}, headers=team)
+        assert stream.status_code == 200 and "event: end" in stream.text
+        for path in ["/readyz", "/metrics"]:
+            assert api.client.get(path).status_code == 200, path
+        cookies = _dashboard_session(str(api.client.base_url), team["Authorization"][7:])
+        with httpx.Client(base_url=api.client.base_url, cookies=cookies, timeout=30) as browser:
+            for path in ["", "/grid", "/jobs", "/api/jobs", f"/api/jobs/{job_id}",
+                         f"/jobs/{job_id}", f"/jobs/{job_id}/fragment"]:
+                r = browser.get(f"/dashboard{path}")
+                assert r.status_code == 200, (path, r.text[:300])
+    finally:
+        event.remove(engine, "checkout", on_checkout)
+    assert not unpermitted, unpermitted[0]
