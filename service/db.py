@@ -6,11 +6,11 @@ any directory and from an installed package.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import sqlalchemy.exc
@@ -27,6 +27,7 @@ from service.errors import SchemaNotMigrated
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATE_COMMAND = "greentrainer migrate"
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -149,6 +150,13 @@ class ConnectionPermits:
             except ValueError:  # exited in another context than entered: only this flag moves
                 _HOLDING.set(False)
             self._semaphore.release()
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in the request thread pool, holding a permit taken first, on the
+        event loop: how any code of an API process that uses the pool outside `SessionDep`
+        (dashboard pages, event-stream polls, /readyz, /metrics) gets its connection."""
+        async with self.hold():
+            return await anyio.to_thread.run_sync(func, *args)
 
 
 def alembic_config(database_url: str) -> Config:

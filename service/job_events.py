@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -107,13 +106,12 @@ def sse_frame(event: JobEvent) -> str:
 
 async def follow_events(factory: sessionmaker[Session], job_id: str, *, after: int | None,
                         poll_seconds: float,
-                        disconnected: Callable[[], Any] | None = None,
-                        permits: ConnectionPermits | None = None) -> AsyncIterator[str]:
+                        permits: ConnectionPermits,
+                        disconnected: Callable[[], Any] | None = None) -> AsyncIterator[str]:
     """SSE frames for every event after ``after``, polling the database, until the job is in
     a terminal status and its last event has been sent (or the client goes away). A comment
-    line is sent on every empty poll so that proxies keep the connection open. With
-    ``permits`` (the API's), each poll takes a connection permit like any request, and only
-    for the poll."""
+    line is sent on every empty poll so that proxies keep the connection open. Each poll takes
+    one of the API's connection ``permits`` like any request, and only for the poll."""
 
     def poll(last: int | None) -> tuple[list[JobEvent], bool]:
         with factory() as session:
@@ -123,8 +121,7 @@ async def follow_events(factory: sessionmaker[Session], job_id: str, *, after: i
 
     last = after
     while True:
-        async with permits.hold() if permits is not None else contextlib.nullcontext():
-            events, finished = await asyncio.to_thread(poll, last)
+        events, finished = await permits.run(poll, last)
         for event in events:
             last = event.id
             yield sse_frame(event)

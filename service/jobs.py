@@ -110,14 +110,13 @@ def transition_many(session: Session, jobs: Sequence[JobRef], target: JobStatus,
         # by primary key. As `status = ?`, statistics that count few or no queued jobs (a new
         # database, a burst since the last ANALYZE) let the planner scan every queued job and
         # check it against the ids: 29 ms (median, no statistics yet) for 200 starts, not 5.
-        unchanged = (one_of(session, Job.id, ids), (Job.status == current.value).is_(true()))
+        same_status = (Job.status == current.value).is_(true())
         if skip_changed:  # lock those unchanged, skipping rows another transaction holds
-            ids = list(session.scalars(select(Job.id).where(*unchanged)
+            ids = list(session.scalars(select(Job.id).where(one_of(session, Job.id, ids), same_status)
                                        .with_for_update(skip_locked=True)))
             if not ids:
                 continue
-            unchanged = (one_of(session, Job.id, ids), (Job.status == current.value).is_(true()))
-        statement = update(Job).where(*unchanged).values(**common)
+        statement = update(Job).where(one_of(session, Job.id, ids), same_status).values(**common)
         if target is JobStatus.RUNNING:  # as `transition`: the first start only
             statement = statement.values(started_at=func.coalesce(Job.started_at, now))
         # synchronize_session=False: the Job objects' attributes are set below, as stored.

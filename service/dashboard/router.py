@@ -91,8 +91,7 @@ async def _in_db(request: Request, page: Callable[..., _T], *args: Any) -> _T:
     `ConnectionPermits`). Every page that reads the database goes through here and opens one
     session, so the dashboard can neither take connections that API requests hold permits
     for, nor hold two at once."""
-    async with _context(request).db_permits.hold():
-        return await run_in_threadpool(page, request, *args)
+    return await _context(request).db_permits.run(page, request, *args)
 
 
 def _render(request: Request, web: WebSession, name: str, status_code: int = 200, *,

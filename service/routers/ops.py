@@ -24,8 +24,7 @@ def healthz() -> dict[str, str]:
 async def readyz(context: Context) -> JSONResponse:
     async def database_check() -> str | None:  # a connection, so under a permit like any request
         try:
-            async with context.db_permits.hold():
-                return await asyncio.to_thread(check_database, context.engine)
+            return await context.db_permits.run(check_database, context.engine)
         except sqlalchemy.exc.TimeoutError as exc:  # every permit held for the pool timeout
             return str(exc)
 
@@ -42,6 +41,6 @@ async def readyz(context: Context) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, context: Context) -> Response:
-    async with context.db_permits.hold():  # the job gauges are read from the database
-        body = await asyncio.to_thread(generate_latest, request.app.state.metrics_registry)
+    # the job gauges are read from the database
+    body = await context.db_permits.run(generate_latest, request.app.state.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
