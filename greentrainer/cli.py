@@ -48,7 +48,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"greentrainer: the {name!r} command is not available in this build ({exc})", file=sys.stderr)
             return 2
         raise
-    return int(getattr(module, function_name)(rest) or 0)
+    try:
+        return int(getattr(module, function_name)(rest) or 0)
+    except Exception as exc:
+        message = settings_error(exc)
+        if message is None:
+            raise
+        print(f"greentrainer {name}: {message}", file=sys.stderr)
+        return 2
+
+
+SECRET_PARTS = ("KEY", "URL", "PASSWORD", "SECRET", "TOKEN")
+
+
+def settings_error(exc: BaseException) -> str | None:
+    """What is wrong with the GREENTRAINER_* variables, one line per variable that does not parse
+    (the service's `Settings` raise pydantic's ValidationError); None for any other exception.
+    A value is repeated unless its variable may hold a secret (a key, a URL with a password)."""
+    if type(exc).__name__ != "ValidationError" or getattr(exc, "title", None) != "Settings":
+        return None
+    lines = []
+    for error in exc.errors():  # type: ignore[attr-defined]
+        variable = "GREENTRAINER_" + "_".join(str(part) for part in error["loc"]).upper()
+        shown = "" if any(part in variable for part in SECRET_PARTS) else f"={error['input']!r}"
+        lines.append(f"{variable}{shown}: {error['msg']}")
+    return "; ".join(lines)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
     except ServiceError as exc:
         print(f"greentrainer: {exc.message}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if queued is not None:
         notify(app.state.context.dispatcher, "queued", queued)
     host, port = host or settings.host, port or settings.port
@@ -107,6 +107,8 @@ def up_main(argv: list[str]) -> int:
     parser.add_argument("--api-only", action="store_true",
                         help="do not start the worker and scheduler next to the API")
     args = parser.parse_args(argv)
+    # Text logs for a terminal; the API, worker and scheduler all read this (a value set, kept).
+    os.environ.setdefault("GREENTRAINER_LOG_FORMAT", "text")
     settings = _settings(args.database_url)
     try:
         demo_job = _prepare(settings, args.demo, args.demo_dataset, args.host, args.port)

@@ -51,7 +51,8 @@ def _serve_one(host: str, port: int) -> None:
     from service import logs
     from service.settings import Settings
 
-    logs.configure(Settings().log_level)
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
     sock = bind(host, port)
     config = uvicorn.Config("service.app:create_served_app", factory=True, log_config=None,
                             access_log=False)

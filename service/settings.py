@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.logs import LogFormat
+
 MIB = 1024 * 1024
 
 
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `greentrainer serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `greentrainer serve` binds.")
     log_level: str = Field(default="INFO", description="Python log level of the service loggers.")
+    log_format: LogFormat = Field(
+        default="json", description="`json` (one object per line) or `text`; `up` defaults to "
+        "text.")
     sse_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often an event stream looks for new job events."
     )

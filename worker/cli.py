@@ -19,6 +19,14 @@ import threading
 log = logging.getLogger("worker.cli")
 
 
+# Progress bars off in a worker: a job's progress goes to its events and this log, and the bars
+# of model loading and data set building (tqdm, Hugging Face) would reach the log through
+# Celery's stdout redirect as dozens of WARNING lines per job. Read when those libraries are
+# imported, so set before any of them is. A variable the operator set is kept.
+QUIET_PROGRESS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                  "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
 def _gpu_ids(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -75,16 +83,17 @@ def worker_main(argv: list[str] | None = None) -> int:
                         "(sets CUDA_VISIBLE_DEVICES; CodeCarbon measures these)")
     parser.add_argument("--country", default="GBR", help="ISO3 country for CodeCarbon's "
                         "fallback energy mix when no intensity is known (default GBR)")
-    parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument("--loglevel", help="log level (default: GREENTRAINER_LOG_LEVEL, INFO)")
     args = parser.parse_args(argv)
     if args.gpus and not args.gpu_class:
         parser.error("--gpus needs --gpu-class (e.g. --gpu-class a100 --gpus 0)")
     gpu_class = args.gpu_class or "cpu"
+    for name, value in QUIET_PROGRESS.items():
+        os.environ.setdefault(name, value)
     if args.gpus:
         # Before torch is imported anywhere in this process.
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
-    logging.basicConfig(level=args.loglevel, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service import logs
     from service.db import check_schema
     from service.errors import ServiceError
     from service.settings import get_settings
@@ -92,6 +101,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     from worker.celery_app import queue_name
 
     settings = get_settings()
+    loglevel = args.loglevel or settings.log_level
+    logs.configure(loglevel, settings.log_format)
     ctx = context.build(settings, gpu_class, args.gpus, args.country)
     try:
         check_schema(ctx.factory.kw["bind"])
@@ -108,7 +119,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",
                          "--queues", queue_name(gpu_class), "--hostname",
                          f"{gpu_class}-{os.getpid()}@{socket.gethostname()}",
-                         "--without-gossip", "--without-mingle", "--loglevel", args.loglevel])
+                         "--without-gossip", "--without-mingle", "--loglevel", loglevel])
     finally:
         keeper.close()
     return 0

@@ -35,7 +35,7 @@ from service.settings import Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
 from worker.artifacts import save_outputs
-from worker.energy import EnergyMeter
+from worker.energy import EnergyMeter, EpochEnergy
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
 from worker.rho import JobRho
@@ -115,6 +115,7 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
             slots.release(session, job_id, name=me.name)
         return "stopped"
     except (GreenTrainerError, SchedulerError, MissingInput) as exc:  # the job's own input
+        log.warning("job %s failed: %s: %s", job_id, error_code(exc), exc, extra={"job_id": job_id})
         _end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
@@ -143,6 +144,28 @@ def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
     if not energy_kwh or executed_flops <= 0:
         return None
     return energy_kwh * full_flops / executed_flops
+
+
+def epoch_line(record: EpochRecord, energy: EpochEnergy | None) -> str:
+    """The worker log's line for a finished epoch (the dashboard shows the same figures)."""
+    share = record.executed_flops / record.full_flops if record.full_flops else 1.0
+    line = (f"epoch {record.epoch} done at rho {record.rho:.2f}: loss {record.loss:.4f}, "
+            f"{share:.0%} of full fine-tuning's FLOPs, {record.wall_s:.1f} s")
+    if energy is not None:
+        line += f", {energy.energy_kwh:.3g} kWh, {energy.kg_co2:.3g} kg CO2"
+    return line + (" (estimated)" if energy is not None and energy.is_estimate else "")
+
+
+def result_line(result: dict[str, Any]) -> str:
+    """The worker log's line for a job that succeeded: what its ``result`` holds."""
+    share = result["executed_flops"] / result["full_ft_flops"] if result["full_ft_flops"] else 1.0
+    line = (f"{result['epochs']} epoch(s), {share:.0%} of full fine-tuning's FLOPs, "
+            f"{result['energy_kwh']:.3g} kWh, {result['kg_co2']:.3g} kg CO2")
+    if "rouge" in result:
+        line += f", ROUGE-L {result['rouge']['rougeL']:.1f} on {result['rouge']['n']} examples"
+    if "stopped_early" in result:
+        line += f"; stopped early ({result['stopped_early']})"
+    return line
 
 
 def crash_code(exc: BaseException) -> str:
@@ -299,6 +322,8 @@ class _JobRun:
                 append_event(session, self.job_id, type_, message, level=level, data=data)
 
         self._write(f"logging a {type_} event", write)
+        log.log(logging.getLevelNamesMapping().get(level.upper(), logging.INFO),
+                "job %s: %s", self.job_id, message, extra={"job_id": self.job_id})
 
     def _epoch_started(self, event: EpochStart) -> None:
         self._rho_at_epoch_start(event.epoch)  # methods without rho ask nothing: start here
@@ -320,10 +345,11 @@ class _JobRun:
         if now - self.last_progress < PROGRESS_EVERY_SECONDS:
             return
         self.last_progress = now
+        message = f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}"
+        log.info("job %s: %s", self.job_id, message, extra={"job_id": self.job_id})
         try:  # best effort: training does not wait for the database to log progress
             with self._session() as session:
-                append_event(session, self.job_id, "progress",
-                             f"epoch {event.epoch} step {event.step} loss {event.loss:.4f}",
+                append_event(session, self.job_id, "progress", message,
                              data={"epoch_index": event.epoch, "step": event.step,
                                    "loss": event.loss})
         except OperationalError:
@@ -338,6 +364,8 @@ class _JobRun:
         trainer.save_checkpoint(path)
         self._write(f"recording epoch {record.epoch}",
                     lambda: self._record(record, reading, energy))
+        log.info("job %s: %s", self.job_id, epoch_line(record, energy),
+                 extra={"job_id": self.job_id})
         self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
             energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
         for old in path.parent.glob("epoch-*.pt"):
@@ -404,5 +432,7 @@ class _JobRun:
                                       message="training finished")
 
         self._write("storing the outputs", succeed)
+        log.info("job %s succeeded: %s", self.job_id, result_line(result),
+                 extra={"job_id": self.job_id})
         for old in checkpoint_path(self.settings, self.job_id, 0).parent.glob("epoch-*.pt"):
             old.unlink(missing_ok=True)

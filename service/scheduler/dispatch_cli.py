@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from service import logs
 from service.db import check_schema, make_engine, make_session_factory
 from service.errors import ServiceError
 from service.heap import settle_heap
@@ -28,8 +29,7 @@ def dispatch_forever() -> int:
     from worker.rho import region_chain
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url, pool_size=4)  # the loop's passes, with room to spare
     try:
         check_schema(engine)

@@ -67,9 +67,14 @@ class Stack:
         log = open(Path(self.settings.data_dir) / f"worker-{len(self.workers)}.log", "wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "greentrainer.cli", "worker", "--gpu-class", self.gpu_class,
-             "--loglevel", "WARNING"], env=self.env, cwd=REPO, stdout=log, stderr=log)
+             "--loglevel", "INFO"], env=self.env, cwd=REPO, stdout=log, stderr=log)
         self.workers.append(process)
         return process
+
+    def worker_log(self) -> str:
+        """What the worker processes have written so far (stdout and stderr)."""
+        return "".join(path.read_text(errors="replace")
+                       for path in sorted(Path(self.settings.data_dir).glob("worker-*.log")))
 
     def kill_workers(self) -> None:
         for process in self.workers:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from greentrainer.cli import COMMANDS
+from greentrainer.cli import COMMANDS, main
 from service import companions
 from service.app import create_app
 from service.cli import migrate_main, up_main
@@ -112,6 +112,22 @@ def test_up_demo_without_the_sample_file_says_what_is_missing(
     assert "nope.jsonl is missing" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["serve", "up", "worker", "migrate"])
+def test_a_setting_that_does_not_parse_is_named_not_traced(
+        command: str, fresh: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GREENTRAINER_LOG_FORMAT", "xml")
+    monkeypatch.setenv("GREENTRAINER_DB_POOL_SIZE", "many")
+    monkeypatch.setenv("GREENTRAINER_ADMIN_KEY", "")  # a secret: named, never repeated
+    monkeypatch.setenv("GREENTRAINER_DATABASE_URL", "postgresql://u:hunter2@db/gt")
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"greentrainer {command}: ") and "Traceback" not in err
+    assert "GREENTRAINER_LOG_FORMAT='xml': Input should be 'json' or 'text'" in err
+    assert "GREENTRAINER_DB_POOL_SIZE='many': Input should be a valid integer" in err
+    assert "hunter2" not in err
+
+
 def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
     port = _free_port()
     process = subprocess.Popen(
@@ -125,6 +141,9 @@ def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert "admin key:" in output and (fresh / "var" / "greentrainer.sqlite").is_file()
+    # Text logs on a terminal (JSON is the default of `serve`), without alembic's plugin list.
+    assert "INFO uvicorn.error: Application startup complete." in output, output
+    assert '{"ts":' not in output and "setup plugin" not in output, output
 
 
 def test_companions_in_the_build_run_with_the_database_and_missing_ones_are_reported(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -75,12 +76,15 @@ def test_a_job_with_an_expired_lease_is_taken_over_and_resumes_from_its_checkpoi
     assert bench.read(job_id).attempts == 2
 
 
-def test_bad_job_input_fails_at_once_with_a_named_error(bench: Bench, tmp_path) -> None:
+def test_bad_job_input_fails_at_once_with_a_named_error(bench: Bench, tmp_path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     job_id = bench.job(model=str(tmp_path / "models" / "nothing-here"))
-    assert run(bench, job_id) == "failed"
+    with caplog.at_level(logging.INFO, logger="worker.runner"):
+        assert run(bench, job_id) == "failed"
     job = bench.read(job_id)
     assert job.status == "failed" and job.error_code == "model_load_error"
     assert job.attempts == 1
+    assert f"job {job_id} failed: model_load_error: {job.error_message}" in caplog.messages
 
 
 def test_a_crashing_job_is_retried_then_failed_after_max_attempts(
@@ -129,12 +133,21 @@ def test_a_job_out_of_co2_budget_stops_early_with_what_it_trained(bench: Bench) 
     assert job.result is not None and "CO2 budget" in job.result["stopped_early"]
 
 
-def test_a_job_with_a_test_set_reports_rouge_in_its_result(bench: Bench) -> None:
+def test_a_job_with_a_test_set_reports_rouge_in_its_result(
+        bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
     job_id = bench.job(test_dataset_id=bench.dataset_id,
                        hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 64})
-    assert run(bench, job_id) == "succeeded"
-    rouge = bench.read(job_id).result["rouge"]  # type: ignore[index]
+    with caplog.at_level(logging.INFO, logger="worker.runner"):
+        assert run(bench, job_id) == "succeeded"
+    result = bench.read(job_id).result
+    assert result is not None
+    rouge = result["rouge"]
     assert rouge["n"] == 8 and 0 <= rouge["rouge1"] <= 100 and set(rouge) >= {"rouge2", "rougeL"}
+    # The worker's log says what the job's result holds.
+    share = result["executed_flops"] / result["full_ft_flops"]
+    assert (f"job {job_id} succeeded: 1 epoch(s), {share:.0%} of full fine-tuning's FLOPs, "
+            f"{result['energy_kwh']:.3g} kWh, {result['kg_co2']:.3g} kg CO2, "
+            f"ROUGE-L {rouge['rougeL']:.1f} on 8 examples") in caplog.messages
 
 
 def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Bench) -> None:
