@@ -20,6 +20,15 @@ def _rho(text: str) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, except where there is none (None, a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _train_parser() -> argparse.ArgumentParser:
     from greentrainer_core.config import TrainConfig
     from greentrainer_core.methods import METHODS
@@ -30,12 +39,10 @@ def _train_parser() -> argparse.ArgumentParser:
         prog="greentrainer train",
         description="Fine-tune a model with GreenTrainer "
         "(or a baseline) on a local summarization data set.",
+        formatter_class=_DefaultsShown,
     )
-    p.add_argument(
-        "--model",
-        default=SHIPPED_MODEL,
-        help=f"HF id (cached), local dir or .gguf file (default {SHIPPED_MODEL})",
-    )
+    p.add_argument("--model", default=SHIPPED_MODEL,
+                   help="HF id (cached), local dir or .gguf file")
     p.add_argument(
         "--data",
         required=True,
@@ -44,9 +51,11 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test-data", help="test file of the same format: generate and report ROUGE-1/2/L"
     )
-    p.add_argument("--source-field", default="source")
-    p.add_argument("--target-field", default="target")
-    p.add_argument("--method", default="greentrainer", choices=METHODS)
+    p.add_argument("--source-field", default="source", help="input text column")
+    p.add_argument("--target-field", default="target", help="output text column")
+    p.add_argument("--method", default="greentrainer", choices=METHODS,
+                   help="greentrainer, or a baseline: full fine-tuning, the top 2 layers, LoRA, "
+                   "prefix tuning")
     p.add_argument(
         "--rho",
         type=_rho,
@@ -76,7 +85,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay", type=float, default=TrainConfig.weight_decay, help=helps["weight_decay"]
     )
-    p.add_argument("--mixed-precision", default="auto", choices=("auto", "bf16", "no"))
+    p.add_argument("--mixed-precision", default="auto", choices=("auto", "bf16", "no"),
+                   help=helps["mixed_precision"])
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument(
         "--output", help="directory for the fine-tuned model (from_pretrained-loadable) and delta"
@@ -84,8 +94,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-limit", type=int, default=None, help="evaluate on the first N test rows only"
     )
-    p.add_argument("--num-beams", type=int, default=1)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1, help="beams of the test-set generation")
+    p.add_argument("--max-new-tokens", type=int, default=64,
+                   help="longest generated summary of the test set, in tokens")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

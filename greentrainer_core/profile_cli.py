@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Profile the FLOPs of every trainable tensor and select tensors within rho.",
     )
     parser.add_argument("--model", default=SHIPPED_MODEL, help="model id, local directory or .gguf file (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4, help="examples per step (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, default=256, help="tokens per example (default: %(default)s)")
     parser.add_argument("--target-len", type=int, default=None, help="decoder length for encoder-decoder models")
     parser.add_argument(
         "--rho", type=float, default=0.6, help="FLOPs budget as a fraction of full fine-tuning (default: %(default)s)"
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="JSON file {tensor name: importance}; default: every tensor equally important",
     )
-    parser.add_argument("--top", type=int, default=12, help="how many tensors of the profile to print")
+    parser.add_argument("--top", type=int, default=12, help="how many tensors of the profile to print (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the profile and selection to this file")
     return parser
 

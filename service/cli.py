@@ -130,6 +130,7 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
              port: int | None) -> str | None:
     """Migrate, make the admin key (and the demo), print them; returns a new demo job's id."""
     from service import demo as first_run
+    from service.dashboard.router import PREFIX as DASHBOARD
     from service.db import make_session_factory, session_scope
     from service.storage import LocalBlobStore
 
@@ -150,6 +151,7 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
     finally:
         engine.dispose()
     print(f"GreenTrainer API:  {url}  (docs: {url}/docs)")
+    print(f"dashboard:         {url}{DASHBOARD}  (sign in with a team key)")
     shown = make_url(settings.database_url).render_as_string(hide_password=True)
     print(f"database:          {shown}  (schema at the latest migration)")
     print(f"admin key:         {admin_key}  (saved in {settings.data_dir}/admin.key)")
@@ -157,6 +159,6 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
         print(f"demo team key:     {setup.team_key}")
         print(f"demo data set:     {setup.dataset_id}"
               + (f"  (test set: {setup.test_dataset_id})" if setup.test_dataset_id else ""))
-        print(f"demo job:          {setup.job_id}  ({url}/jobs/{setup.job_id})")
+        print(f"demo job:          {setup.job_id}  (watch it: {url}{DASHBOARD}/jobs/{setup.job_id})")
         return setup.job_id if setup.job_created else None
     return None

@@ -85,8 +85,10 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--providers", help="override GREENTRAINER_CARBON_PROVIDERS (e.g. gb,static)"
     )
-    parser.add_argument("--rho-min", type=float, default=0.4)
-    parser.add_argument("--rho-max", type=float, default=1.0)
+    parser.add_argument("--rho-min", type=float, default=0.4,
+                        help="rho on the dirtiest grid (default %(default)s)")
+    parser.add_argument("--rho-max", type=float, default=1.0,
+                        help="rho on the cleanest grid (default %(default)s)")
     parser.add_argument(
         "--once", action="store_true", help="one dispatch decision (dry run) and exit"
     )
@@ -105,7 +107,8 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     try:
         if args.once:
             if not args.queue:
-                parser.error("--once needs --queue FILE until the database-backed dispatcher lands")
+                parser.error("--once needs --queue FILE (a dry run on a JSON queue; "
+                             "--dispatch runs the dispatcher on the database)")
             return _dispatch_dry_run(args.queue)
         return _decision(args)
     except (SchedulerError, ValueError, KeyError, OSError) as exc:
@@ -115,15 +118,25 @@ def scheduler_main(argv: list[str] | None = None) -> int:
 
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SimConfig()
-    parser.add_argument("--trace", default="gb-2020", help="gb-2020, fr-2020 or a CSV path")
+    parser.add_argument("--trace", default="gb-2020",
+                        help="gb-2020, fr-2020 (shipped) or a CSV path (default %(default)s)")
     parser.add_argument("--kinds", default="short,long", help="comma list of: " + ",".join(KINDS))
-    parser.add_argument("--jobs", type=int, default=defaults.n_jobs, help="jobs per kind")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--slack-hours", type=float, default=defaults.slack_hours)
-    parser.add_argument("--rho-fixed", type=float, default=defaults.rho_fixed)
-    parser.add_argument("--rho-min", type=float, default=defaults.rho_min)
-    parser.add_argument("--rho-max", type=float, default=defaults.rho_max)
-    parser.add_argument("--budget-fraction", type=float, default=defaults.budget_fraction)
+    parser.add_argument("--jobs", type=int, default=defaults.n_jobs,
+                        help="jobs per kind (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the job arrivals (default %(default)s)")
+    parser.add_argument("--slack-hours", type=float, default=defaults.slack_hours,
+                        help="a deferrable job's deadline: arrival + this + its full-cost "
+                        "duration (default %(default)s)")
+    parser.add_argument("--rho-fixed", type=float, default=defaults.rho_fixed,
+                        help="rho of the fixed-rho policies (default %(default)s, the paper's)")
+    parser.add_argument("--rho-min", type=float, default=defaults.rho_min,
+                        help="carbon-aware rho on the dirtiest grid (default %(default)s)")
+    parser.add_argument("--rho-max", type=float, default=defaults.rho_max,
+                        help="carbon-aware rho on the cleanest grid (default %(default)s)")
+    parser.add_argument("--budget-fraction", type=float, default=defaults.budget_fraction,
+                        help="CO2-budget mode: budget = this x the job's full-cost emissions "
+                        "at the past week's mean intensity (default %(default)s)")
     parser.add_argument(
         "--time-model",
         default=defaults.time_model,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from service.app import create_app
 from service.cli import migrate_main, up_main
 from service.db import current_revision, head_revision, make_engine
 from service.settings import Settings
+from tests.dashboard.helpers import csrf_of
 from tests.service.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,13 +71,25 @@ def test_up_demo_prepares_a_working_admin_key_team_data_set_and_job(
     admin, team_key, job_id = (_printed(out, "admin key"), _printed(out, "demo team key"),
                                _printed(out, "demo job"))
     assert (fresh / "var" / "admin.key").stat().st_mode & 0o777 == 0o600
+    # The printed links are the dashboard's, where the demo team's key signs in.
+    dashboard = urlsplit(_printed(out, "dashboard")).path
+    watch = re.search(r"watch it: (\S+)\)", out)
+    assert watch, out
+    job_page = urlsplit(watch.group(1)).path
+    assert job_page == f"{dashboard}/jobs/{job_id}"
     app = create_app(Settings())
     try:
         with LiveServer(app) as server, httpx.Client(base_url=server.base_url) as client:
             teams = client.get("/teams", headers={"Authorization": f"Bearer {admin}"}).json()
             job = client.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {team_key}"})
+            token = csrf_of(client.get(f"{dashboard}/login").text)
+            signed_in = client.post(f"{dashboard}/login",
+                                    data={"api_key": team_key, "csrf_token": token})
+            page = client.get(job_page)
     finally:
         app.state.context.engine.dispose()
+    assert signed_in.status_code == 303
+    assert page.status_code == 200 and job_id in page.text
     assert [t["name"] for t in teams] == ["demo"]
     assert job.status_code == 200 and job.json()["status"] == "queued"
     assert job.json()["model"] == "smollm2-135m-instruct"
