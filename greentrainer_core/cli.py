@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -97,7 +98,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-beams", type=int, default=1, help="beams of the test-set generation")
     p.add_argument("--max-new-tokens", type=int, default=64,
                    help="longest generated summary of the test set, in tokens")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, a line per epoch instead (transformers still draws "
+                   "one while converting a .gguf file)")
     return p
 
 
@@ -135,6 +138,9 @@ def summary_table(history, rouge_scores=None) -> str:
 def train_main(argv: Sequence[str] | None = None) -> int:
     """`greentrainer train`: returns 0 on success, 2 on bad input (with a one-line error)."""
     args = _train_parser().parse_args(argv)
+    if args.no_progress:  # read by the Hugging Face libraries when imported (not yet: _train)
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
     try:
         return _train(args)
     except GreenTrainerError as exc:
@@ -147,8 +153,14 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from greentrainer_core.checkpoint import save_delta, save_model
-    from greentrainer_core.config import EpochRecord, EpochStart, StepEvent, TrainConfig
-    from greentrainer_core.data import load_examples, load_rows
+    from greentrainer_core.config import (
+        EpochRecord,
+        EpochStart,
+        StepEvent,
+        TrainConfig,
+        rho_for_epoch,
+    )
+    from greentrainer_core.data import load_rows, tokenize_rows
     from greentrainer_core.evaluate import evaluate_rouge
     from greentrainer_core.models import load_causal_lm
     from greentrainer_core.train import Trainer
@@ -171,6 +183,10 @@ def _train(args: argparse.Namespace) -> int:
     device = (
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
+    # What the user gave is checked before the model loads (18 s for the shipped one).
+    for epoch in range(config.epochs):
+        rho_for_epoch(args.rho, epoch)
+    rows = load_rows(args.data, args.source_field, args.target_field)
     test_rows = (
         load_rows(args.test_data, args.source_field, args.target_field) if args.test_data else None
     )
@@ -179,14 +195,13 @@ def _train(args: argparse.Namespace) -> int:
         model.to(device)
     except (RuntimeError, AssertionError) as exc:
         raise TrainingConfigError(f"--device {device!r} is not usable: {exc}") from exc
-    examples = load_examples(
-        args.data,
+    examples = tokenize_rows(
+        rows,
         tokenizer,
-        source_field=args.source_field,
-        target_field=args.target_field,
         is_encoder_decoder=bool(model.config.is_encoder_decoder),
         max_length=config.max_length,
         max_target_length=config.max_target_length,
+        file=args.data,
     )
     torch.manual_seed(config.seed)
     trainer = Trainer(model, tokenizer, examples, config, rho=args.rho)

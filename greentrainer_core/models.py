@@ -44,8 +44,21 @@ def shipped_model_source() -> ModelSource:
     return ModelSource(str(directory), _SHIPPED_GGUF)
 
 
-def resolve_model_source(model: str) -> ModelSource:
-    """Map a user's model string to files: the shipped alias, a `.gguf` file, a directory, or a hub id."""
+def offline() -> None:
+    """Keep the Hugging Face libraries off the network: those imported later read the variable,
+    and huggingface_hub, which reads it once when imported, may be imported already (by
+    `datasets`, say); without this, loading a hub id from the cache first tries the hub and
+    waits for its timeouts (23 s on a machine without internet)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+
+
+def resolve_model_source(model: str, cache_dir: str | Path | None = None) -> ModelSource:
+    """Map a user's model string to files: the shipped alias, a `.gguf` file, a directory, or a
+    hub id in the local Hugging Face cache (``cache_dir``, default the hub's). Raises
+    ModelLoadError naming the model for anything else."""
     if model == SHIPPED_MODEL:
         return shipped_model_source()
     path = Path(model).expanduser()
@@ -55,10 +68,34 @@ def resolve_model_source(model: str) -> ModelSource:
         return ModelSource(str(path.parent), path.name)
     if path.exists() and not path.is_dir():
         raise ModelLoadError(f"model path {model!r} is a file but not a .gguf file")
-    return ModelSource(str(path) if path.is_dir() else model)
+    if path.is_dir():
+        return ModelSource(str(path))
+    if model.startswith(("/", "./", "../", "~", "\\")):
+        raise ModelLoadError(f"model {model!r}: no such directory or .gguf file")
+    _check_cached(model, cache_dir)
+    return ModelSource(model)
 
 
-def load_causal_lm(model: str, *, dtype: str | None = None):  # -> (PreTrainedModel, tokenizer)
+def _check_cached(model: str, cache_dir: str | Path | None) -> None:
+    """A hub id must be in the local Hugging Face cache: nothing is ever downloaded, and the
+    loader's own error for a missing one tells the user to check their internet connection."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    hint = (f"use {SHIPPED_MODEL!r} (shipped), a local directory, a .gguf file, or a Hugging Face "
+            f"id already in the local cache ({cache_dir or constants.HF_HUB_CACHE}); nothing is "
+            "downloaded")
+    try:
+        cached = try_to_load_from_cache(model, "config.json", cache_dir=cache_dir)
+    except HFValidationError:
+        raise ModelLoadError(f"model {model!r} is not a directory, a .gguf file or a Hugging "
+                             f"Face id: {hint}") from None
+    if not isinstance(cached, str):
+        raise ModelLoadError(f"model {model!r} is not in the local Hugging Face cache: {hint}")
+
+
+def load_causal_lm(model: str, *, dtype: str | None = None,
+                   cache_dir: str | Path | None = None):  # -> (PreTrainedModel, tokenizer)
     """Load a model and its tokenizer offline. Encoder-decoder models (T5) load as seq2seq LMs.
 
     Returns (model, tokenizer). Raises ModelLoadError naming the model when it cannot be found
@@ -67,11 +104,13 @@ def load_causal_lm(model: str, *, dtype: str | None = None):  # -> (PreTrainedMo
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    source = resolve_model_source(model)
+    offline()
+    source = resolve_model_source(model, cache_dir)
     kwargs: dict = {"local_files_only": True}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         config = AutoConfig.from_pretrained(source.path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +57,8 @@ def load_inputs(session: Session, store: BlobStore, settings: Settings, job: Job
     """Load everything the job trains on. Raises the core's DataError / ModelLoadError."""
     from greentrainer_core.models import load_causal_lm
 
-    if settings.hf_cache_dir is not None:
-        os.environ.setdefault("HF_HUB_CACHE", str(settings.hf_cache_dir))
     config = train_config(job)
-    model, tokenizer = load_causal_lm(job.model)
+    model, tokenizer = load_causal_lm(job.model, cache_dir=settings.hf_cache_dir)
     model.to(device)
     path, dataset = _dataset_file(session, store, job.training_dataset_id)
     examples = load_examples(path, tokenizer, source_field=dataset.source_field,

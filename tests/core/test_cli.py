@@ -2,8 +2,17 @@
 
 import json
 
+import pytest
+
 from greentrainer_core.cli import train_main
 from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer, write_jsonl
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored(monkeypatch):
+    """`--no-progress` sets variables in the process's environment: undo them after each test."""
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        monkeypatch.setenv(name, "0")
 
 
 def _model_dir(tmp_path):
@@ -54,3 +63,26 @@ def test_bad_data_file_exits_2_with_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "error: data file" in err and "no field(s) ['source', 'target']" in err
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--data", "{missing}"], "does not exist"),
+    (["--data", "{good}", "--test-data", "{missing}"], "does not exist"),
+    (["--data", "{good}", "--rho", "0.5,0.7", "--epochs", "3"], "rho"),
+    (["--data", "{good}", "--rho", "1.5"], "rho"),
+])
+def test_bad_input_is_reported_before_the_model_loads(tmp_path, capsys, monkeypatch, extra,
+                                                      expected):
+    import greentrainer_core.models as models
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(models, "load_causal_lm", never)
+    good = write_jsonl(tmp_path / "good.jsonl")
+    paths = {"missing": str(tmp_path / "missing.jsonl"), "good": str(good)}
+    argv = ["--model", "smollm2-135m-instruct", "--no-progress"]
+    argv += [arg.format(**paths) for arg in extra]
+    assert train_main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("greentrainer train: error: ") and expected in last, last
