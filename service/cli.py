@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -44,10 +45,14 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
     except ServiceError as exc:
         print(f"greentrainer: {exc.message}", file=sys.stderr)
         return 2
+    host, port = host or settings.host, port or settings.port
+    taken = port_taken(host, port)
+    if taken:
+        print(taken, file=sys.stderr)
+        return 2
     logs.configure(settings.log_level, settings.log_format)
     if queued is not None:
         notify(app.state.context.dispatcher, "queued", queued)
-    host, port = host or settings.host, port or settings.port
     if workers > 1:
         # Each worker process builds its own app from the same GREENTRAINER_* environment.
         app.state.context.engine.dispose()
@@ -66,6 +71,21 @@ def _run(settings: Settings, host: str | None, port: int | None, *, workers: int
         settle_heap()
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why the API cannot listen on (host, port), e.g. another `up` holds it; None when it can.
+    Checked before anything starts, so that no worker or scheduler is left running behind an
+    API that failed, and the error is one line instead of uvicorn's shutdown log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return (f"greentrainer: cannot listen on {host}:{port}: {exc.strerror} "
+                    "(another `greentrainer up` or `serve`? choose one with --port)")
+    return None
 
 
 def serve_main(argv: list[str]) -> int:
@@ -117,6 +137,10 @@ def up_main(argv: list[str]) -> int:
         return 2
     if args.no_serve:
         return 0
+    taken = port_taken(args.host or settings.host, args.port or settings.port)
+    if taken:
+        print(taken, file=sys.stderr)
+        return 2
     from service import companions
 
     processes = [] if args.api_only else companions.start(settings.database_url)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ import pytest
 from greentrainer.cli import COMMANDS, main
 from service import companions
 from service.app import create_app
-from service.cli import migrate_main, up_main
+from service.cli import migrate_main, serve_main, up_main
 from service.db import current_revision, head_revision, make_engine
 from service.settings import Settings
 from tests.dashboard.helpers import csrf_of
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for name in list(os.environ):
         if name.startswith("GREENTRAINER_"):
             monkeypatch.delenv(name)
@@ -37,7 +38,8 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     sample = tmp_path / "sample.jsonl"
     sample.write_text("\n".join(json.dumps({"source": f"text {i}", "target": f"sum {i}"})
                                 for i in range(3)))
-    return tmp_path
+    yield tmp_path
+    os.environ.pop("GREENTRAINER_LOG_FORMAT", None)  # `up` sets it for the processes it starts
 
 
 def _printed(out: str, label: str) -> str:
@@ -140,6 +142,25 @@ def test_a_setting_that_does_not_parse_is_named_not_traced(
     assert "GREENTRAINER_LOG_FORMAT='xml': Input should be 'json' or 'text'" in err
     assert "GREENTRAINER_DB_POOL_SIZE='many': Input should be a valid integer" in err
     assert "hunter2" not in err
+
+
+@pytest.mark.parametrize("command", [up_main, serve_main])
+def test_a_port_in_use_is_reported_before_anything_starts(
+        command, fresh: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def not_started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the worker and scheduler started behind an API that cannot listen")
+
+    monkeypatch.setattr(companions, "start", not_started)
+    assert migrate_main([]) == 0
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert command(["--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"greentrainer: cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "--port" in err and "Traceback" not in err
 
 
 def test_greentrainer_up_serves_the_api_on_a_fresh_machine(fresh: Path) -> None:
