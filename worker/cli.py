@@ -19,12 +19,15 @@ import threading
 log = logging.getLogger("worker.cli")
 
 
-# Progress bars off in a worker: a job's progress goes to its events and this log, and the bars
-# of model loading and data set building (tqdm, Hugging Face) would reach the log through
-# Celery's stdout redirect as dozens of WARNING lines per job. Read when those libraries are
+# A worker's log says what its jobs do (worker.runner), not how its libraries feel. Progress bars
+# are off: a job's progress goes to its events and this log, and the bars of model loading and
+# data set building (tqdm, Hugging Face) would reach the log through Celery's stdout redirect as
+# dozens of WARNING lines per job. CodeCarbon logs three lines each epoch ("offline tracker
+# init", "Multiple instances ... allowed", the forced intensity) before it applies the tracker's
+# log level; a failed measurement is logged by worker.energy. Read when those libraries are
 # imported, so set before any of them is. A variable the operator set is kept.
-QUIET_PROGRESS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                  "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+QUIET_LIBRARIES = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                   "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "CODECARBON_LOG_LEVEL": "error"}
 
 
 def _gpu_ids(text: str | None) -> list[int] | None:
@@ -88,7 +91,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.gpus and not args.gpu_class:
         parser.error("--gpus needs --gpu-class (e.g. --gpu-class a100 --gpus 0)")
     gpu_class = args.gpu_class or "cpu"
-    for name, value in QUIET_PROGRESS.items():
+    for name, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(name, value)
     if args.gpus:
         # Before torch is imported anywhere in this process.

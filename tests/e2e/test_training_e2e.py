@@ -44,7 +44,8 @@ def _check_epochs_and_artifacts(stack: Stack, team: dict[str, str], job: dict[st
         assert content.status_code == 200 and len(content.content) == artifact["size_bytes"]
     assert job["result"]["epochs"] == 3 and job["result"]["energy_kwh"] > 0
     # The worker's log tells the job's story, a line per epoch, and carries no progress bars
-    # (loading the model and building the data set draw them; Celery would log each redraw).
+    # (loading the model and building the data set draw them; Celery would log each redraw)
+    # nor CodeCarbon's three lines per epoch.
     log = stack.worker_log()
     for epoch in epochs:
         share = epoch["executed_flops"] / epoch["full_ft_flops"]
@@ -52,6 +53,7 @@ def _check_epochs_and_artifacts(stack: Stack, team: dict[str, str], job: dict[st
                 f"loss ") in log and f"{share:.0%} of full fine-tuning's FLOPs" in log
     assert f"job {job['id']} succeeded: 3 epoch(s)" in log
     assert "it/s]" not in log and "celery.redirected" not in log, log[-2000:]
+    assert "[codecarbon INFO" not in log and "[codecarbon WARNING" not in log, log[-2000:]
 
 
 def test_job_runs_on_redis_and_postgres_with_the_scheduled_rho(production_stack: Stack) -> None:

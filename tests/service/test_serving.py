@@ -121,7 +121,8 @@ def test_a_second_server_on_the_same_port_is_refused_not_sharing_it(served, fres
          "--database-url", f"sqlite:///{fresh / 'served.sqlite'}"], cwd=ROOT, capture_output=True,
         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert second.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{port}: another server is already listening there" in second.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
+    assert "choose one with --port" in second.stderr
     assert len(_api_processes(server, port)) == 2
 
 
