@@ -16,8 +16,9 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 }
 
 # Loggers that say nothing an operator needs at INFO: alembic logs a line per built-in plugin
-# when it is first imported, in every process that checks the schema.
-QUIET = {"alembic.runtime.plugins": logging.WARNING}
+# when it is first imported, in every process that checks the schema; rouge-score (through absl)
+# says "Using default tokenizer." at each evaluation.
+QUIET = {"alembic.runtime.plugins": logging.WARNING, "absl": logging.WARNING}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

@@ -269,7 +269,14 @@ class _JobRun:
         with self._session() as session:
             job = session.get(Job, self.job_id)
             assert job is not None  # claimed a moment ago; jobs are never deleted while running
+            log.info("job %s: loading %s and its data on %s", self.job_id, job.model, device,
+                     extra={"job_id": self.job_id})
+            loading = time.monotonic()
             inputs = load_inputs(session, self.store, self.settings, job, device)
+            log.info("job %s: loaded in %.1f s: %d training examples%s", self.job_id,
+                     time.monotonic() - loading, len(inputs.examples),
+                     f", {len(inputs.test_rows)} test rows" if inputs.test_rows else "",
+                     extra={"job_id": self.job_id})
             rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
                                         .order_by(JobEpoch.epoch_index)))
             policy, last = dict(job.rho_policy), job.last_finished_epoch

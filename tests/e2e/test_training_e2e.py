@@ -52,6 +52,7 @@ def _check_epochs_and_artifacts(stack: Stack, team: dict[str, str], job: dict[st
         assert (f"job {job['id']}: epoch {epoch['epoch_index']} done at rho {epoch['rho']:.2f}: "
                 f"loss ") in log and f"{share:.0%} of full fine-tuning's FLOPs" in log
     assert f"job {job['id']} succeeded: 3 epoch(s)" in log
+    assert f"job {job['id']}: loaded in " in log and "8 training examples" in log
     assert "it/s]" not in log and "celery.redirected" not in log, log[-2000:]
     assert "[codecarbon INFO" not in log and "[codecarbon WARNING" not in log, log[-2000:]
 
