@@ -10,8 +10,6 @@ after the checkpoint of that epoch is on disk, so no epoch is counted twice and 
 from __future__ import annotations
 
 import logging
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
-from greentrainer_core.errors import GreenTrainerError, disk_full_cause
+from greentrainer_core.errors import GreenTrainerError
 from service.db import session_scope
 from service.job_events import append_event
 from service.job_records import EpochRecord as EpochRow
@@ -35,9 +33,17 @@ from service.settings import Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
 from worker.artifacts import save_outputs
-from worker.energy import EnergyMeter, EpochEnergy
+from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
+from worker.outcomes import (
+    DISK_FULL,
+    crash_code,
+    crash_message,
+    epoch_line,
+    error_code,
+    result_line,
+)
 from worker.rho import JobRho
 
 log = logging.getLogger("worker.runner")
@@ -46,7 +52,6 @@ T = TypeVar("T")
 
 PROGRESS_EVERY_SECONDS = 10.0  # step events are throttled to one progress event per interval
 CHECKPOINTS_KEPT = 2
-DISK_FULL = "disk_full"  # the error code of a job that ran out of disk space (checkpoints, artifacts)
 
 
 class JobStopped(Exception):
@@ -144,56 +149,6 @@ def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
     if not energy_kwh or executed_flops <= 0:
         return None
     return energy_kwh * full_flops / executed_flops
-
-
-def epoch_line(record: EpochRecord, energy: EpochEnergy | None) -> str:
-    """The worker log's line for a finished epoch (the dashboard shows the same figures)."""
-    share = record.executed_flops / record.full_flops if record.full_flops else 1.0
-    line = (f"epoch {record.epoch} done at rho {record.rho:.2f}: loss {record.loss:.4f}, "
-            f"{share:.0%} of full fine-tuning's FLOPs, {record.wall_s:.1f} s")
-    if energy is not None:
-        line += f", {energy.energy_kwh:.3g} kWh, {energy.kg_co2:.3g} kg CO2"
-    return line + (" (estimated)" if energy is not None and energy.is_estimate else "")
-
-
-def result_line(result: dict[str, Any]) -> str:
-    """The worker log's line for a job that succeeded: what its ``result`` holds."""
-    share = result["executed_flops"] / result["full_ft_flops"] if result["full_ft_flops"] else 1.0
-    line = (f"{result['epochs']} epoch(s), {share:.0%} of full fine-tuning's FLOPs, "
-            f"{result['energy_kwh']:.3g} kWh, {result['kg_co2']:.3g} kg CO2")
-    if "rouge" in result:
-        line += f", ROUGE-L {result['rouge']['rougeL']:.1f} on {result['rouge']['n']} examples"
-    if "stopped_early" in result:
-        line += f"; stopped early ({result['stopped_early']})"
-    return line
-
-
-def crash_code(exc: BaseException) -> str:
-    """The code of a crash that is retried: ``disk_full`` names a full disk (checkpoints or
-    artifacts; another try may find space), anything else is a ``training_error``."""
-    return DISK_FULL if disk_full_cause(exc) is not None else "training_error"
-
-
-def crash_message(exc: BaseException) -> str:
-    """What the job's error says about a crash; a full disk names the path and its free space."""
-    full = disk_full_cause(exc)
-    if full is None:
-        return repr(exc)
-    where = Path(str(full.filename)) if full.filename else None
-    free = ""
-    probe = where
-    while probe is not None and not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe is not None and probe.exists():
-        free = f", {shutil.disk_usage(probe).free:,} bytes free there"
-    return f"no space left on device writing {where or 'a file'}{free} ({full.strerror})"
-
-
-def error_code(exc: BaseException) -> str:
-    """``DataError`` -> ``data_error``: the job's error code names the kind of problem."""
-    if isinstance(exc, MissingInput):
-        return "missing_input"
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
