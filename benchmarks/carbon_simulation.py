@@ -2,7 +2,7 @@
 
     python3 benchmarks/carbon_simulation.py [--jobs 1000] [--traces gb,fr]
 
-Runs the production policy / window code through service.scheduler.simulator (the same code
+Runs the production policy / window code through greentrainer_carbon.simulator (the same code
 as `greentrainer simulate`) for both time models; writes
 benchmarks/results/carbon_simulation_<gb|fr>.md.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.scheduler.cli import add_simulation_arguments, run_simulation  # noqa: E402
+from greentrainer.commands.simulate import add_simulation_arguments, run_simulation  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TIME_MODEL_NOTES = {

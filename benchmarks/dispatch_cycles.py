@@ -98,7 +98,7 @@ def _profile_pass(database_url: str, slots: int) -> str:
 
     from service.db import make_engine, make_session_factory
     from service.models import WorkerSlot
-    from service.scheduler.dispatcher import dispatch_once
+    from service.pool.dispatcher import dispatch_once
 
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
@@ -130,8 +130,8 @@ def dispatch_cycles(database_url: str, slots: int) -> tuple[list[float], list[fl
 
     from service.db import make_engine, make_session_factory
     from service.models import Job, WorkerSlot, utcnow
-    from service.scheduler.dispatcher import dispatch_once
-    from service.scheduler.reconciler import reconcile
+    from service.pool.dispatcher import dispatch_once
+    from service.pool.reconciler import reconcile
 
     engine = make_engine(database_url)
     factory = make_session_factory(engine)

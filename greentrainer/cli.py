@@ -1,8 +1,6 @@
-"""`greentrainer <command>`: dispatches each command to the part of the project that owns it.
-
-Each part keeps its own argument parser (``<module>.<function>(argv) -> int``); this module only
-names the commands, so `greentrainer train` never imports the service and `greentrainer serve`
-never imports torch.
+"""`greentrainer <command>`: names each command and the module of `greentrainer.commands` that
+runs it (``<module>.<function>(argv) -> int``), imported only when that command runs, so that
+`greentrainer train` never imports the service and `greentrainer serve` never imports torch.
 """
 
 from __future__ import annotations
@@ -12,14 +10,16 @@ import sys
 
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "up": ("service.cli", "up_main", "run API, dashboard, worker and scheduler together (embedded defaults)"),
-    "serve": ("service.cli", "serve_main", "run the HTTP API and dashboard"),
-    "migrate": ("service.cli", "migrate_main", "upgrade the database schema to the latest revision"),
-    "worker": ("worker.cli", "worker_main", "run a Celery worker that trains jobs on one GPU (or CPU)"),
-    "scheduler": ("service.scheduler.cli", "scheduler_main", "run the carbon-aware dispatcher"),
-    "simulate": ("service.scheduler.cli", "simulate_main", "replay a carbon-intensity trace against the policies"),
-    "train": ("greentrainer_core.cli", "train_main", "fine-tune a model with GreenTrainer from the command line"),
-    "profile": ("greentrainer_core.profile_cli", "profile_main", "print a model's tensor FLOPs profile and a selection at rho"),
+    "up": ("greentrainer.commands.up", "up_main", "run API, dashboard, worker and scheduler together (embedded defaults)"),
+    "serve": ("greentrainer.commands.serve", "serve_main", "run the HTTP API and dashboard"),
+    "migrate": ("greentrainer.commands.serve", "migrate_main", "upgrade the database schema to the latest revision"),
+    "worker": ("greentrainer.commands.worker", "worker_main", "run a Celery worker that trains jobs on one GPU (or CPU)"),
+    "scheduler": ("greentrainer.commands.scheduler", "scheduler_main", "run the carbon-aware dispatcher"),
+    "dispatcher": ("greentrainer.commands.dispatcher", "dispatcher_main",
+                   "run the dispatcher and reconciler (scheduler --dispatch)"),
+    "simulate": ("greentrainer.commands.simulate", "simulate_main", "replay a carbon-intensity trace against the policies"),
+    "train": ("greentrainer.commands.train", "train_main", "fine-tune a model with GreenTrainer from the command line"),
+    "profile": ("greentrainer.commands.profile", "profile_main", "print a model's tensor FLOPs profile and a selection at rho"),
 }
 
 
@@ -64,12 +64,22 @@ SECRET_PARTS = ("KEY", "URL", "PASSWORD", "SECRET", "TOKEN")
 def settings_error(exc: BaseException) -> str | None:
     """What is wrong with the GREENTRAINER_* variables, one line per variable that does not parse
     (the service's `Settings` raise pydantic's ValidationError); None for any other exception.
-    A value is repeated unless its variable may hold a secret (a key, a URL with a password)."""
+    A value is repeated unless its variable may hold a secret (a key, a URL with a password).
+    A section's setting given by its old flat name is named by both."""
     if type(exc).__name__ != "ValidationError" or getattr(exc, "title", None) != "Settings":
         return None
+    import os
+
+    from service.settings import LEGACY_NAMES, env_name
+
+    legacy = {where: old for old, where in LEGACY_NAMES.items()}
     lines = []
     for error in exc.errors():  # type: ignore[attr-defined]
-        variable = "GREENTRAINER_" + "_".join(str(part) for part in error["loc"]).upper()
+        loc = tuple(str(part) for part in error["loc"])
+        variable = env_name(*loc)
+        old = legacy.get(loc[:2]) if len(loc) >= 2 else None
+        if old is not None and old in os.environ and variable not in os.environ:
+            variable = f"{old} (now {variable})"
         shown = "" if any(part in variable for part in SECRET_PARTS) else f"={error['input']!r}"
         lines.append(f"{variable}{shown}: {error['msg']}")
     return "; ".join(lines)

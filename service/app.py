@@ -35,7 +35,7 @@ def _default_dispatcher(settings: Settings, factory: sessionmaker[Session]) -> J
     """With a broker and the worker in this build: start jobs right after their commit
     (docs/worker.md); otherwise only log (the scheduler loop picks queued jobs up)."""
     if settings.broker_url and importlib.util.find_spec("worker") is not None:
-        from worker.api_dispatcher import CeleryJobDispatcher
+        from service.pool.api_dispatcher import CeleryJobDispatcher
 
         return CeleryJobDispatcher(settings, factory)
     return LoggingDispatcher()
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     http_errors.install(app)
     for module in (ops, teams, datasets, jobs, stats):
         app.include_router(module.router)
-    mount_dashboard(app, Path(settings.data_dir))
+    mount_dashboard(app, settings)
     # Bodies past the upload limit (plus multipart framing) are refused while they stream in,
     # before anything is spooled to disk; `read_limited` then enforces the exact file limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)

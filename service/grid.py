@@ -9,23 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.datastructures import State
 
-from service.scheduler import AllProvidersFailed, ProviderError, SchedulerSettings, build_chain
-from service.scheduler.providers import ProviderChain
+from greentrainer_carbon import AllProvidersFailed, CarbonSettings, ProviderError, build_chain
+from greentrainer_carbon.providers import ProviderChain
 
 OFFLINE_SOURCES = ("codecarbon-static", "trace")
-
-
-class GridSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GREENTRAINER_", extra="ignore")
-
-    pool_region: str = Field(default="GB", min_length=1, max_length=64,
-                             description="Grid region of the GPU pool (shown with its intensity; "
-                             "the providers' own region settings choose the data).")
-    pool_forecast_hours: float = Field(default=24.0, gt=0, le=72,
-                                       description="Hours of forecast shown.")
 
 
 class IntensityPoint(BaseModel):
@@ -48,7 +37,7 @@ def _offline(source: str | None) -> bool:
     return source is None or source.startswith(OFFLINE_SOURCES)
 
 
-def pool_outlook(chain: ProviderChain, settings: GridSettings) -> PoolOutlook:
+def pool_outlook(chain: ProviderChain, settings: CarbonSettings) -> PoolOutlook:
     """Current intensity and forecast; a failing provider becomes a note, never an exception."""
     notes: list[str] = []
     current = forecast = None
@@ -80,19 +69,18 @@ def pool_outlook(chain: ProviderChain, settings: GridSettings) -> PoolOutlook:
         forecast_source=forecast.used if forecast else None, notes=notes)
 
 
-def app_outlook(state: State, settings: GridSettings | None = None) -> PoolOutlook:
-    """`pool_outlook` with the app's provider chain (built once from the GREENTRAINER_*
-    scheduler settings and kept on ``app.state`` so that its TTL cache spares the public APIs).
+def app_outlook(state: State, settings: CarbonSettings) -> PoolOutlook:
+    """`pool_outlook` with the app's provider chain (built once from the deployment's carbon
+    settings and kept on ``app.state`` so that its TTL cache spares the public APIs).
     Misconfigured providers (e.g. a token missing) fall back to the static average, noted."""
-    settings = settings or GridSettings()
     chain: ProviderChain | None = getattr(state, "grid_chain", None)
     problem: str | None = getattr(state, "grid_chain_problem", None)
     if chain is None:
         try:
-            chain = build_chain()
+            chain = build_chain(settings)
         except ValueError as exc:
             problem = f"carbon providers misconfigured ({exc}); showing the static average"
-            chain = build_chain(SchedulerSettings(carbon_providers="static"))
+            chain = build_chain(settings.model_copy(update={"providers": "static"}))
         state.grid_chain, state.grid_chain_problem = chain, problem
     outlook = pool_outlook(chain, settings)
     if problem:

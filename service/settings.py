@@ -1,8 +1,17 @@
-"""Every setting of the service, from `GREENTRAINER_*` environment variables (pydantic-settings).
+"""Every setting of every process, from `GREENTRAINER_*` environment variables: one `Settings`
+(pydantic-settings) with nested sections, read once per process (`get_settings`).
+
+    GREENTRAINER_<FIELD>               the service itself: database, broker, uploads, API, logs
+    GREENTRAINER_CARBON__<FIELD>       carbon-intensity providers (greentrainer_carbon.config)
+    GREENTRAINER_POOL__<FIELD>         leases, heartbeats, retries, the dispatcher's pace
+    GREENTRAINER_DASHBOARD__<FIELD>    the dashboard's sign-in and pages
 
 The defaults are the embedded mode: a SQLite file and uploaded data under ``./var/``, no broker
 (the worker picks its in-process transport), no admin key until `greentrainer up` creates one.
 Production sets ``GREENTRAINER_DATABASE_URL`` to Postgres and ``GREENTRAINER_BROKER_URL`` to Redis.
+The flat names of the sections' settings that earlier releases read (``GREENTRAINER_LEASE_SECONDS``
+for ``GREENTRAINER_POOL__LEASE_SECONDS``, ...) still work: `LEGACY_NAMES` maps each to its new
+name, and the new name wins when both are set. docs/settings.md lists them all.
 """
 
 from __future__ import annotations
@@ -13,28 +22,135 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from greentrainer_carbon.config import CarbonSettings
 from service.logs import LogFormat
 
 MIB = 1024 * 1024
 
 
-class Settings(BaseSettings):
-    """Service settings; every field maps to ``GREENTRAINER_<FIELD NAME IN CAPITALS>``."""
 
-    model_config = SettingsConfigDict(env_prefix="GREENTRAINER_", extra="ignore")
+ENV_PREFIX = "GREENTRAINER_"
+NESTED = "__"
+
+# The flat variable names of earlier releases -> (section, field) they now set.
+LEGACY_NAMES: dict[str, tuple[str, str]] = {
+    **{f"GREENTRAINER_{old}": ("carbon", new) for old, new in {
+        "CARBON_PROVIDERS": "providers", "CARBON_CACHE_TTL_S": "cache_ttl_s",
+        "HTTP_TIMEOUT_S": "http_timeout_s", "HTTP_MAX_RETRIES": "http_max_retries",
+        "HTTP_BACKOFF_S": "http_backoff_s", "GB_API_BASE_URL": "gb_api_base_url",
+        "GB_REGION_ID": "gb_region_id", "ELECTRICITYMAPS_BASE_URL": "electricitymaps_base_url",
+        "ELECTRICITYMAPS_TOKEN": "electricitymaps_token",
+        "ELECTRICITYMAPS_ZONE": "electricitymaps_zone", "WATTTIME_BASE_URL": "watttime_base_url",
+        "WATTTIME_USERNAME": "watttime_username", "WATTTIME_PASSWORD": "watttime_password",
+        "WATTTIME_REGION": "watttime_region", "STATIC_COUNTRY_ISO3": "static_country_iso3",
+        "CARBON_TRACE": "trace", "POOL_REGION": "pool_region",
+        "POOL_FORECAST_HOURS": "pool_forecast_hours"}.items()},
+    **{f"GREENTRAINER_{name.upper()}": ("pool", name) for name in (
+        "lease_seconds", "heartbeat_seconds", "pickup_seconds", "max_attempts",
+        "visibility_timeout_seconds", "dispatch_interval_seconds", "default_epoch_seconds")},
+    **{f"GREENTRAINER_{name.upper()}": ("dashboard", name) for name in (
+        "session_secret", "session_max_age_s", "cookie_secure", "poll_seconds")},
+}
+
+
+def env_name(*loc: str | int) -> str:
+    """The variable that sets the field at ``loc`` (("pool", "lease_seconds") ->
+    GREENTRAINER_POOL__LEASE_SECONDS)."""
+    return ENV_PREFIX + NESTED.join(str(part) for part in loc).upper()
+
+
+class _LegacyNames(PydanticBaseSettingsSource):
+    """Reads the flat names of `LEGACY_NAMES` into their sections; below the environment source,
+    so a new name that is set wins."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, dict[str, str]] = {}
+        for old, (section, name) in LEGACY_NAMES.items():
+            if old in os.environ and env_name(section, name) not in os.environ:
+                values.setdefault(section, {})[name] = os.environ[old]
+        return values
+
+class PoolSettings(BaseModel):
+    """Leases, heartbeats, retries and the dispatcher's pace: GREENTRAINER_POOL__<FIELD>
+    (docs/worker.md explains each value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lease_seconds: float = Field(
+        default=60.0, gt=0, description="How long a worker's lease on a running job lasts "
+        "without renewal; a job whose lease expired is re-queued by the reconciler."
+    )
+    heartbeat_seconds: float = Field(
+        default=2.0, gt=0, description="How often a worker renews its lease and slot heartbeat "
+        "and looks for a cancel (the cancel latency)."
+    )
+    pickup_seconds: float = Field(
+        default=120.0, gt=0, description="How long a dispatched job may wait for a worker to "
+        "take it before the reconciler re-queues it (a message the broker lost)."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Tries of one job (worker crashes, transient errors) "
+        "before it is failed."
+    )
+    visibility_timeout_seconds: int = Field(
+        default=7 * 24 * 3600, gt=0, description="Redis visibility timeout: above the longest "
+        "job, so that Redis never hands a running job to a second worker."
+    )
+    dispatch_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often `greentrainer scheduler --dispatch` runs a "
+        "reconcile, plan and dispatch pass."
+    )
+    default_epoch_seconds: float = Field(
+        default=1800.0, gt=0, description="Epoch duration assumed for green-window planning "
+        "until the pool has measured epochs of the job's model."
+    )
+
+
+class DashboardSettings(BaseModel):
+    """The dashboard's sign-in and pages: GREENTRAINER_DASHBOARD__<FIELD>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_secret: SecretStr | None = Field(
+        default=None, description="Signs the session cookie; unset = a random secret kept in "
+        "<data_dir>/session.key (all API processes on one data dir share it).")
+    session_max_age_s: int = Field(default=12 * 3600, gt=0,
+                                   description="Seconds a sign-in lasts.")
+    cookie_secure: bool = Field(default=False, description="Send the cookie over HTTPS only.")
+    poll_seconds: float = Field(default=1.0, gt=0,
+                                description="How often the live pages ask for updates.")
+
+
+class Settings(BaseSettings):
+    """Every setting; a field maps to ``GREENTRAINER_<FIELD>``, a section's field to
+    ``GREENTRAINER_<SECTION>__<FIELD>`` (see the module docstring)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED,
+                                      extra="ignore")
 
     data_dir: Path = Field(
         default=Path("var"), description="Uploaded data sets, artifacts, embedded DB."
     )
     database_url: str = Field(
         default="",
-        description="SQLAlchemy URL; empty = SQLite file <data_dir>/greentrainer.sqlite.",
+        description="SQLAlchemy URL; empty = the SQLite file <data_dir>/greentrainer.sqlite; "
+        "production: postgresql+psycopg://user:pass@host/db.",
     )
     broker_url: str | None = Field(
-        default=None, description="Celery broker (redis://...); unset = embedded mode, no broker."
+        default=None, description="Celery broker (redis://...); unset = embedded mode, no broker "
+        "(a SQLite transport next to the embedded database). /readyz pings it."
     )
     admin_key: SecretStr | None = Field(
         default=None,
@@ -61,16 +177,19 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `greentrainer serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `greentrainer serve` binds.")
-    log_level: str = Field(default="INFO", description="Python log level of the service loggers.")
+    log_level: str = Field(default="INFO", description="Log level of every process (API, worker, "
+                           "scheduler); `greentrainer worker --loglevel` overrides it for one worker.")
     log_format: LogFormat = Field(
-        default="json", description="`json` (one object per line) or `text`; `up` defaults to "
-        "text.")
+        default="json", description="`json`: one JSON object per line on stderr, with the record's "
+        "fields, for a log collector; `text`: `time LEVEL logger: message key=value ...` (the "
+        "default under `greentrainer up`).")
     sse_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often an event stream looks for new job events."
     )
     db_pool_size: int = Field(
-        default=10, ge=1, description="DB connections per process, each opened when first needed and then "
-        "kept; requests beyond them wait for one (up to db_pool_timeout_seconds)."
+        default=10, ge=1, description="Database connections per process, each opened when first "
+        "needed and then kept; requests beyond them wait for one. All processes together must stay "
+        "under Postgres's max_connections (docs/service.md)."
     )
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long a request waits for a free DB connection "
@@ -78,12 +197,29 @@ class Settings(BaseSettings):
     )
     signin_failure_burst: int = Field(
         default=20, ge=1, description="Wrong API keys one client address may present in a burst "
-        "(API or dashboard sign-in) before it is answered 429."
+        "(API or dashboard sign-in) before it is answered 429; counted in the database, across all "
+        "API processes (docs/reliability.md)."
     )
     signin_failure_refill_seconds: float = Field(
         default=3.0, gt=0, description="One more failed sign-in is allowed per address after "
         "this many seconds."
     )
+
+    carbon: CarbonSettings = Field(default_factory=CarbonSettings,
+                                   description="Carbon-intensity providers.")
+    pool: PoolSettings = Field(default_factory=PoolSettings,
+                               description="Leases, heartbeats, retries, dispatch pace.")
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings,
+                                         description="The dashboard's sign-in and pages.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _LegacyNames(settings_cls), dotenv_settings,
+                file_secret_settings)
 
     @field_validator("allowed_model_dirs", mode="before")
     @classmethod
@@ -112,3 +248,37 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "unset"
+    if isinstance(value, SecretStr):
+        return "unset"
+    return f"`{value}`"
+
+
+def settings_reference() -> list[tuple[str, str, str, str | None]]:
+    """(variable, default, meaning, old flat name or None) of every setting, in declaration
+    order: the rows of the table in docs/settings.md (a test holds the two equal)."""
+    old_names = {where: old for old, where in LEGACY_NAMES.items()}
+    rows: list[tuple[str, str, str, str | None]] = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            defaults = section()
+            for sub, sub_field in section.model_fields.items():
+                rows.append((env_name(name, sub), _shown(getattr(defaults, sub)),
+                             sub_field.description or "", old_names.get((name, sub))))
+        else:
+            default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+            rows.append((env_name(name), _shown(default), field.description or "", None))
+    return rows
+
+
+def settings_table() -> str:
+    """docs/settings.md's table, made from `settings_reference`."""
+    lines = ["| Variable | Default | Meaning | Old name (still read) |", "|---|---|---|---|"]
+    for variable, default, meaning, old in settings_reference():
+        lines.append(f"| `{variable}` | {default} | {meaning} | {f'`{old}`' if old else ''} |")
+    return "\n".join(lines)

@@ -12,8 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import make_engine, make_session_factory
-from service.scheduler.pool_settings import PoolSettings
-from service.settings import Settings, get_settings
+from service.settings import PoolSettings, Settings, get_settings
 from service.storage import BlobStore, LocalBlobStore
 from worker.runner import WorkerIdentity
 
@@ -40,7 +39,7 @@ def build(settings: Settings, gpu_class: str, gpu_ids: list[int] | None,
     global _current
     engine = make_engine(settings.database_url, pool_size=4)  # the task, its lease heartbeat, the slot heartbeat
     _current = WorkerContext(
-        settings=settings, pool=PoolSettings(), factory=make_session_factory(engine),
+        settings=settings, pool=settings.pool, factory=make_session_factory(engine),
         store=LocalBlobStore(Path(settings.data_dir) / "blobs"),
         identity=WorkerIdentity(worker_name(gpu_class, gpu_ids), gpu_class, gpu_ids,
                                 country_iso3))

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
-from service.scheduler import leases
+from service.pool import leases
 
 log = logging.getLogger("worker.heartbeat")
 

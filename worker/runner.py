@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_carbon import BudgetExhaustedError, SchedulerError
+from greentrainer_carbon.job_policy import JobRho
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
 from greentrainer_core.errors import GreenTrainerError
 from service.db import session_scope
@@ -27,9 +29,8 @@ from service.job_events import append_event
 from service.job_records import EpochRecord as EpochRow
 from service.job_records import record_epoch
 from service.models import Job, JobEpoch
-from service.scheduler import BudgetExhaustedError, SchedulerError, leases, slots
-from service.scheduler.pool_settings import PoolSettings
-from service.settings import Settings
+from service.pool import leases, slots
+from service.settings import PoolSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
 from worker.artifacts import save_outputs
@@ -44,7 +45,6 @@ from worker.outcomes import (
     error_code,
     result_line,
 )
-from worker.rho import JobRho
 
 log = logging.getLogger("worker.runner")
 
@@ -235,7 +235,8 @@ class _JobRun:
             rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
                                         .order_by(JobEpoch.epoch_index)))
             policy, last = dict(job.rho_policy), job.last_finished_epoch
-        self.rho = JobRho(policy, inputs.config.epochs, outlook=self.outlook)
+        self.rho = JobRho(policy, inputs.config.epochs, outlook=self.outlook,
+                          carbon=self.settings.carbon)
         self.rho.restore({e.epoch_index: e.rho for e in rows})
         for row in rows:
             self.rho.record_epoch(row.epoch_index, row.kg_co2, _full_epoch_kwh(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from service.pool.queue import RUN_JOB_TASK, make_celery
 from service.settings import get_settings
 from worker import context
-from worker.celery_app import RUN_JOB_TASK, make_celery
 from worker.runner import run_job
 
 app = make_celery(get_settings())

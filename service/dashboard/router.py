@@ -21,6 +21,7 @@ from service.auth import Principal, owned
 from service.dashboard import charts
 from service.dashboard.format import FILTERS
 from service.dashboard.forms import RHO_TYPES, FormErrors, submit_form
+from service.dashboard.secret import session_secret
 from service.dashboard.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -30,7 +31,6 @@ from service.dashboard.sessions import (
     principal_of,
     sign_in,
 )
-from service.dashboard.settings import DashboardSettings, session_secret
 from service.deps import AppContext, client_address
 from service.dispatch import notify
 from service.errors import NotAuthenticated, NotFound, TooManyFailedSignIns
@@ -40,6 +40,7 @@ from service.jobs import cancel_job, list_jobs
 from service.models import Artifact, Dataset, Job, Team
 from service.routers.jobs import job_out
 from service.schemas import JobCreate
+from service.settings import DashboardSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.stats import job_series, overview
 
@@ -193,7 +194,8 @@ async def grid_fragment(request: Request) -> HTMLResponse:
     web, principal = await _in_db(request, _who_alone)
     if principal is None:
         raise NotAuthenticated("sign in with your team's API key", field="session")
-    carbon = await run_in_threadpool(app_outlook, request.app.state)
+    carbon = await run_in_threadpool(app_outlook, request.app.state,
+                                    _context(request).settings.carbon)
     return await run_in_threadpool(_render, request, web, "_grid.html", carbon=carbon,
                                    carbon_chart=charts.forecast_chart(carbon))
 
@@ -386,11 +388,11 @@ async def _sign_in_redirect(request: Request, _exc: Exception) -> Response:
     return _redirect(f"{PREFIX}/login")
 
 
-def mount(app: FastAPI, data_dir: Path) -> None:
+def mount(app: FastAPI, service_settings: Settings) -> None:
     """Add the dashboard to ``app``: pages, static files, the session codec."""
-    settings = DashboardSettings()
+    settings = service_settings.dashboard
     app.state.dashboard_settings = settings
-    app.state.dashboard_codec = SessionCodec(session_secret(settings, data_dir),
+    app.state.dashboard_codec = SessionCodec(session_secret(settings, Path(service_settings.data_dir)),
                                              max_age_s=settings.session_max_age_s,
                                              secure=settings.cookie_secure)
     app.include_router(router)

@@ -37,4 +37,4 @@ def get_series(job: OwnedJob, session: SessionDep) -> JobSeries:
 def get_carbon(request: Request, _principal: CurrentPrincipal) -> PoolOutlook:
     """The grid's intensity now and its forecast for the pool's region (GREENTRAINER_POOL_REGION);
     `offline_fallback` is true when the answer is a static average or a recorded trace."""
-    return app_outlook(request.app.state)
+    return app_outlook(request.app.state, request.app.state.context.settings.carbon)

@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 from pydantic import SecretStr
+from service.settings import DashboardSettings
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
-from service.dashboard.settings import DashboardSettings
 from service.db import make_engine, make_session_factory, upgrade
 from service.settings import Settings
 from tests.conftest import require

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import update
 from starlette.datastructures import State
 
+from greentrainer_carbon import CarbonSettings
 from service.db import session_scope
 from service.grid import app_outlook
 from service.models import JobEpoch, utcnow
@@ -90,13 +91,10 @@ def test_the_live_list_serves_the_api_job_list(site: Site) -> None:
     assert live == listed and {j["id"] for j in live} == set(jobs)
 
 
-def test_misconfigured_providers_fall_back_to_the_static_average_with_a_note(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "electricitymaps")
-    monkeypatch.delenv("GREENTRAINER_ELECTRICITYMAPS_TOKEN", raising=False)
-    outlook = app_outlook(State())
+def test_misconfigured_providers_fall_back_to_the_static_average_with_a_note() -> None:
+    outlook = app_outlook(State(), CarbonSettings(providers="electricitymaps"))
     assert outlook.offline_fallback and outlook.current is not None
-    assert "GREENTRAINER_ELECTRICITYMAPS_TOKEN" in outlook.notes[0]
+    assert "GREENTRAINER_CARBON__ELECTRICITYMAPS_TOKEN" in outlook.notes[0]
 
 
 def test_series_buckets_are_hourly_up_to_two_days_then_daily(site: Site) -> None:

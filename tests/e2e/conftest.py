@@ -19,16 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
+from greentrainer_carbon.readings import CarbonReading
 from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
-from service.scheduler.loop import run_forever
-from service.scheduler.pool_settings import PoolSettings
-from service.scheduler.readings import CarbonReading
-from service.settings import Settings
+from service.pool.loop import run_forever
+from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
+from service.settings import PoolSettings, Settings
 from tests.conftest import require
 from tests.core.tiny import tiny_llama, tiny_tokenizer
 from tests.service.conftest import ADMIN_KEY, LiveServer, PostgresDatabases, _pg_admin_url
-from worker.celery_app import RUN_JOB_TASK, make_celery, queue_name
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a db number of its own; queues named per session
 REPO = Path(__file__).resolve().parents[2]

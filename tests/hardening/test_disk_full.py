@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 import service.storage
 from service.models import Artifact
-from service.scheduler.pool_settings import PoolSettings
+from service.settings import PoolSettings
 from tests.worker.conftest import Bench, bench  # noqa: F401  (the fixture)
 from worker.runner import run_job
 

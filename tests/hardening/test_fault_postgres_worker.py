@@ -125,7 +125,7 @@ def test_an_epoch_commit_during_a_postgres_restart_waits_for_it_in_the_same_run(
 
     from greentrainer_core.train import Trainer
     from service.models import JobEpoch
-    from service.scheduler.pool_settings import PoolSettings
+    from service.settings import PoolSettings
     from tests.worker.conftest import make_bench
     from worker.runner import run_job
 

@@ -51,7 +51,7 @@ def test_commands_whose_module_is_in_this_build_accept_their_options(
             main([*command[1:], "--help"])
         assert exit_info.value.code == 0, command
         checked += 1
-    assert checked >= 2  # at least serve and migrate (service.cli)
+    assert checked >= 2  # at least serve and migrate (greentrainer.commands.serve)
 
 
 def test_health_gated_dependencies_have_health_checks(compose: dict[str, Any]) -> None:

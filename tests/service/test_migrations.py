@@ -8,8 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from greentrainer.commands.serve import migrate_main, serve_main
 from service.app import create_app
-from service.cli import migrate_main, serve_main
 from service.db import downgrade, head_revision, make_engine, upgrade
 from service.errors import SchemaNotMigrated
 from service.models import Base
@@ -123,7 +123,7 @@ def test_the_month_co2_migration_adds_up_the_epochs_already_recorded(empty_datab
 
     from service.db import make_session_factory
     from service.models import JobEpoch, TeamMonthCo2, month_key, utcnow
-    from tests.scheduler.test_dispatch import job, team
+    from tests.pool.test_dispatch import job, team
 
     upgrade(empty_database_url)
     engine = make_engine(empty_database_url)

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import make_engine, make_session_factory, upgrade
 from service.models import Dataset, Job, Team, new_id, utcnow
-from service.scheduler.pool_settings import PoolSettings
-from service.settings import Settings
+from service.settings import PoolSettings, Settings
 from service.storage import LocalBlobStore
 from tests.core.tiny import ROWS
 from tests.e2e.conftest import write_tiny_model

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import worker_main
+from greentrainer.commands.worker import worker_main
 
 REPO = Path(__file__).resolve().parents[2]
 

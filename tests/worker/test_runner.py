@@ -152,7 +152,7 @@ def test_a_job_with_a_test_set_reports_rouge_in_its_result(
 
 def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Bench) -> None:
     from service.models import WorkerSlot
-    from service.scheduler import slots
+    from service.pool import slots
 
     job_id = bench.job(lease_owner="me", lease_expires_at=utcnow() + timedelta(minutes=1))
     with bench.factory.begin() as session:

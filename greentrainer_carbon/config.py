@@ -1,0 +1,187 @@
+"""The carbon settings (one section of the service's `Settings`) and the provider chain they build."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from greentrainer_carbon.providers import (
+    CachedProvider,
+    CarbonProvider,
+    ElectricityMapsProvider,
+    GBCarbonIntensityProvider,
+    ProviderChain,
+    StaticCountryProvider,
+    TraceReplayProvider,
+    WattTimeProvider,
+)
+from greentrainer_carbon.providers.base import Clock, utc_now
+from greentrainer_carbon.providers.electricitymaps import ELECTRICITY_MAPS_BASE_URL
+from greentrainer_carbon.providers.gb import GB_API_BASE_URL
+from greentrainer_carbon.providers.watttime import WATTTIME_BASE_URL
+from greentrainer_carbon.retrying_http import RetryingHTTP
+from greentrainer_carbon.trace_data import load_trace
+
+KNOWN_PROVIDERS = ("gb", "electricitymaps", "watttime", "static", "trace")
+
+
+class CarbonSettings(BaseModel):
+    """The carbon section of the service's settings: read from GREENTRAINER_CARBON__<FIELD>
+    (service.settings.Settings); built directly (e.g. ``CarbonSettings(providers="trace")``) by
+    the simulator and tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    providers: str = Field(
+        default="static", description="Comma list of carbon-intensity providers, tried in order: "
+        + ", ".join(KNOWN_PROVIDERS) + " (the static average is always appended last)."
+    )
+    cache_ttl_s: float = Field(
+        default=300.0, ge=0, description="Seconds a provider's answer is reused."
+    )
+    http_timeout_s: float = Field(
+        default=10.0, gt=0, description="Per-request timeout of the provider clients."
+    )
+    http_max_retries: int = Field(default=3, ge=0,
+                                  description="Retries on timeouts, 429 and 5xx answers.")
+    http_backoff_s: float = Field(
+        default=0.5, ge=0, description="First backoff; doubles each retry unless Retry-After."
+    )
+    gb_api_base_url: str = Field(default=GB_API_BASE_URL,
+                                 description="Base URL of the GB Carbon Intensity API.")
+    gb_region_id: int | None = Field(
+        default=None, ge=1, le=17, description="GB region 1..17; unset = national."
+    )
+    electricitymaps_base_url: str = Field(default=ELECTRICITY_MAPS_BASE_URL,
+                                          description="Base URL of the Electricity Maps API.")
+    electricitymaps_token: SecretStr | None = Field(
+        default=None, description="Electricity Maps API token (required by that provider).")
+    electricitymaps_zone: str = Field(default="GB", description="Electricity Maps zone, "
+                                      "unless a job names its region.")
+    watttime_base_url: str = Field(default=WATTTIME_BASE_URL,
+                                   description="Base URL of the WattTime API.")
+    watttime_username: str | None = Field(default=None, description="WattTime user name.")
+    watttime_password: SecretStr | None = Field(default=None, description="WattTime password.")
+    watttime_region: str = Field(default="UK", description="WattTime balancing authority.")
+    static_country_iso3: str = Field(
+        default="GBR", description="Country (ISO 3166 alpha-3) of the static yearly average, "
+        "unless a job names its region.")
+    trace: str = Field(
+        default="gb-2020", description="Shipped trace name or CSV path of the `trace` provider."
+    )
+    pool_region: str = Field(default="GB", min_length=1, max_length=64,
+                             description="Grid region of the GPU pool (shown with its intensity; "
+                             "the providers' own region settings choose the data).")
+    pool_forecast_hours: float = Field(default=24.0, gt=0, le=72,
+                                       description="Hours of forecast shown for the pool.")
+
+    @field_validator("providers")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in KNOWN_PROVIDERS]
+        if not names or unknown:
+            raise ValueError(
+                f"unknown carbon provider(s) {unknown or 'none given'}; "
+                f"choose from {', '.join(KNOWN_PROVIDERS)}"
+            )
+        return ",".join(names)
+
+    @property
+    def provider_names(self) -> list[str]:
+        return self.providers.split(",")
+
+
+def _http(settings: CarbonSettings, name: str, base_url: str) -> RetryingHTTP:
+    return RetryingHTTP(
+        name,
+        base_url,
+        timeout_s=settings.http_timeout_s,
+        max_retries=settings.http_max_retries,
+        backoff_s=settings.http_backoff_s,
+    )
+
+
+def build_provider(
+    name: str,
+    settings: CarbonSettings,
+    clock: Clock = utc_now,
+    trace_anchor: datetime | None = None,
+) -> CarbonProvider:
+    """One configured provider. Raises ValueError naming the missing setting."""
+    if name == "gb":
+        return GBCarbonIntensityProvider(
+            _http(settings, "gb-carbon-intensity", settings.gb_api_base_url),
+            region_id=settings.gb_region_id,
+            clock=clock,
+        )
+    if name == "electricitymaps":
+        if settings.electricitymaps_token is None:
+            raise ValueError(
+                "GREENTRAINER_CARBON__ELECTRICITYMAPS_TOKEN is required for the electricitymaps provider"
+            )
+        return ElectricityMapsProvider(
+            settings.electricitymaps_token.get_secret_value(),
+            settings.electricitymaps_zone,
+            _http(settings, "electricitymaps", settings.electricitymaps_base_url),
+        )
+    if name == "watttime":
+        if not settings.watttime_username or settings.watttime_password is None:
+            raise ValueError(
+                "GREENTRAINER_CARBON__WATTTIME_USERNAME and GREENTRAINER_CARBON__WATTTIME_PASSWORD "
+                "are required for the watttime provider"
+            )
+        return WattTimeProvider(
+            settings.watttime_username,
+            settings.watttime_password.get_secret_value(),
+            settings.watttime_region,
+            _http(settings, "watttime", settings.watttime_base_url),
+            clock=clock,
+        )
+    if name == "static":
+        return StaticCountryProvider(settings.static_country_iso3, clock=clock)
+    if name == "trace":
+        return TraceReplayProvider(
+            load_trace(settings.trace), clock=clock, anchor=trace_anchor
+        )
+    raise ValueError(f"unknown provider {name!r}; choose from {', '.join(KNOWN_PROVIDERS)}")
+
+
+def build_chain(
+    settings: CarbonSettings,
+    clock: Clock = utc_now,
+    trace_anchor: datetime | None = None,
+) -> ProviderChain:
+    """The configured providers, each behind a TTL cache, with the static average always last.
+    Raises ValueError naming a setting that a configured provider lacks."""
+    names = settings.provider_names
+    if "static" not in names:
+        names = [*names, "static"]  # the offline default never needs the network
+    providers = [
+        CachedProvider(
+            build_provider(n, settings, clock, trace_anchor), settings.cache_ttl_s, clock
+        )
+        for n in names
+    ]
+    return ProviderChain(providers, clock)
+
+
+def for_region(settings: CarbonSettings, region: str | None) -> CarbonSettings:
+    """``settings`` pointed at a job's region where a provider takes one per request: the
+    Electricity Maps zone and the static country average (ISO 3166 alpha-2 such as ``FR`` ->
+    ``FRA``). The GB and WattTime providers keep their deployment-wide region settings."""
+    if not region:
+        return settings
+    import pycountry  # installed with CodeCarbon
+
+    updates: dict[str, str] = {"electricitymaps_zone": region}
+    country = pycountry.countries.get(alpha_2=region.upper()[:2]) if len(region) >= 2 else None
+    if country is not None:
+        updates["static_country_iso3"] = country.alpha_3
+    return settings.model_copy(update=updates)
+
+
+def region_chain(settings: CarbonSettings, region: str | None) -> ProviderChain:
+    """The deployment's provider chain pointed at a job's region (`for_region`)."""
+    return build_chain(for_region(settings, region))

@@ -1,0 +1,51 @@
+"""The periodic scheduler process (`greentrainer scheduler --dispatch`): every
+``dispatch_interval_seconds`` it reconciles (expired leases, stale slots), notes the grid's
+intensity for newly submitted jobs, plans green windows for deadline jobs, and dispatches what
+fits. Several may run at once (row locks)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.pool.dispatcher import Send, dispatch_once
+from service.pool.green import Forecast, plan_windows
+from service.pool.reconciler import reconcile
+from service.pool.submission import Current, note_submission_intensities
+from service.settings import PoolSettings
+
+log = logging.getLogger("service.pool.loop")
+
+STALE_HEARTBEATS = 5  # a slot silent for 5 heartbeats is not offered to new jobs
+
+
+def stale_after_s(pool: PoolSettings) -> float:
+    return pool.heartbeat_seconds * STALE_HEARTBEATS
+
+
+def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
+         forecast: Forecast | None, current: Current | None = None) -> None:
+    """One reconcile + note + plan + dispatch pass."""
+    stale = stale_after_s(pool)
+    reconcile(factory, max_attempts=pool.max_attempts, stale_after_s=stale)
+    if current is not None:
+        note_submission_intensities(factory, current)
+    if forecast is not None:
+        plan_windows(factory, forecast, default_epoch_seconds=pool.default_epoch_seconds)
+    for item in dispatch_once(factory, send, stale_after_s=stale,
+                              pickup_seconds=pool.pickup_seconds):
+        log.info("started job %s on %s (slot %s)", item.job_id, item.gpu_class, item.slot)
+
+
+def run_forever(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
+                forecast: Forecast | None, stop: threading.Event,
+                current: Current | None = None) -> None:
+    """Tick until ``stop`` is set; a failing pass is logged and the next one runs."""
+    while not stop.is_set():
+        try:
+            tick(factory, pool, send, forecast, current)
+        except Exception:  # one bad pass (DB restart, broker down) must not end the loop
+            log.exception("scheduler pass failed; retrying")
+        stop.wait(pool.dispatch_interval_seconds)

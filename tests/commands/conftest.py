@@ -1,0 +1,3 @@
+"""The commands reuse the carbon tests' scripted HTTP server for the providers they call."""
+
+from tests.carbon.conftest import fake_server  # noqa: F401
