@@ -21,16 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from greentrainer_carbon.config import CarbonSettings, region_chain
-from greentrainer_carbon.errors import SchedulerError
 from greentrainer_carbon.outlook import ChainOutlook
 from greentrainer_carbon.policy import RhoBounds
 from greentrainer_carbon.providers import ProviderChain
 from greentrainer_carbon.readings import CarbonReading, FallbackEvent
+from greentrainer_carbon.rho_policy import build_schedule
 from greentrainer_carbon.schedule import (
     BudgetRhoSchedule,
-    CarbonAwareRhoSchedule,
-    ExplicitRhoSchedule,
-    FixedRhoSchedule,
     RhoSchedule,
 )
 
@@ -58,7 +55,7 @@ class JobRho:
             self._chain = region_chain(carbon, policy.get("region"))
             outlook = ChainOutlook(self._chain)
         self.outlook = outlook
-        self.schedule: RhoSchedule = _schedule(policy, n_epochs, self.outlook, epoch_hours)
+        self.schedule: RhoSchedule = build_schedule(policy, n_epochs, self.outlook, epoch_hours)
         self.decisions: dict[int, EpochDecision] = {}
         self.policy, self.n_epochs, self.epoch_hours = dict(policy), n_epochs, epoch_hours
         self.budget_kg: float | None = (float(policy["co2_budget_kg"])
@@ -102,16 +99,3 @@ class JobRho:
 
     def __call__(self, epoch: int) -> float:
         return self.decide(epoch).rho
-
-
-def _schedule(policy: Mapping[str, Any], n_epochs: int, outlook: Any,
-              epoch_hours: float) -> RhoSchedule:
-    kind = policy.get("type")
-    if kind == "fixed":
-        return FixedRhoSchedule(float(policy["rho"]), n_epochs, outlook, epoch_hours)
-    if kind == "schedule":
-        return ExplicitRhoSchedule([float(r) for r in policy["rhos"]], outlook, epoch_hours)
-    if kind == "carbon-aware":
-        bounds = RhoBounds(float(policy["rho_min"]), float(policy["rho_max"]))
-        return CarbonAwareRhoSchedule(bounds, n_epochs, outlook, epoch_hours, rho_target=None)
-    raise SchedulerError(f"rho_policy.type {kind!r} is not fixed, schedule or carbon-aware")

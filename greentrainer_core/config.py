@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
 from greentrainer_core.errors import TrainingConfigError
-from greentrainer_core.methods import METHODS
+from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 #: A rho schedule: one rho for all epochs, one per epoch, or a callable asked with the 0-based
 #: epoch index at each epoch boundary (the carbon scheduler plugs in here).
@@ -17,7 +17,8 @@ RhoSchedule = float | Sequence[float] | Callable[[int], float]
 class TrainConfig:
     """Options of one training run. Invalid values raise TrainingConfigError naming every bad field."""
 
-    method: str = field(default="greentrainer", metadata={"help": f"one of {METHODS}"})
+    method: str = field(default=DEFAULT_METHOD,
+                        metadata={"help": f"one of {', '.join(METHOD_NAMES)}"})
     epochs: int = field(default=1, metadata={"help": "passes over the training data"})
     batch_size: int = field(default=4, metadata={"help": "examples per micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
@@ -60,7 +61,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         problems = []
         if self.method not in METHODS:
-            problems.append(f"method={self.method!r} is not one of {METHODS}")
+            problems.append(f"method={self.method!r} is not one of {', '.join(METHOD_NAMES)}")
         for name in (
             "epochs",
             "batch_size",

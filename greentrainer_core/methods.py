@@ -1,22 +1,56 @@
 """The fine-tuning methods compared in the paper, prepared for one shared training harness.
 
-    full          every tensor trainable
-    top2          the last two transformer blocks (plus the final norm) trainable ("FT-Top2")
-    lora          peft LoRA adapters on the attention query and value projections
-    prefix        peft prefix tuning (trainable virtual tokens)
-    greentrainer  the tensors selected per epoch from importance under the FLOPs budget rho
-
-Per-architecture knowledge (the names of the query/value projections) is a data table.
+`METHODS` is the registry every part of the product reads (the API's validation, the CLI, the
+worker's outputs, the dashboard): a method's name, what it trains, whether the FLOPs budget rho
+applies to it, and what a job keeps besides the merged model. Per-architecture knowledge (the
+names of the query/value projections) is a data table. Importing this module does not import
+torch (the API process never loads it).
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from greentrainer_core.errors import TrainingConfigError
 
-METHODS = ("greentrainer", "full", "top2", "lora", "prefix")
-PEFT_METHODS = ("lora", "prefix")
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fine-tuning method."""
+
+    name: str
+    trains: str  # what it trains, in words (help texts, docs, the dashboard)
+    takes_rho: bool  # the FLOPs budget rho chooses its trainable tensors each epoch
+    peft: bool  # wrapped with peft: only the adapter's own tensors train
+    keeps: Literal["delta", "adapter"]  # besides the merged model: the trained tensors, or the adapter
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("greentrainer", "the tensors selected each epoch from their importance within the "
+           "FLOPs budget rho", takes_rho=True, peft=False, keeps="delta"),
+    Method("full", "every tensor", takes_rho=False, peft=False, keeps="delta"),
+    Method("top2", "the last two transformer blocks and the final norm (FT-Top2)",
+           takes_rho=False, peft=False, keeps="delta"),
+    Method("lora", "LoRA adapters on the attention query and value projections",
+           takes_rho=False, peft=True, keeps="adapter"),
+    Method("prefix", "prefix tuning's virtual tokens", takes_rho=False, peft=True, keeps="adapter"),
+)}
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+DEFAULT_METHOD = "greentrainer"
+PEFT_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.peft)
+
+
+def get_method(name: str) -> Method:
+    """The registered method ``name``. Raises TrainingConfigError naming the known ones."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise TrainingConfigError(
+            f"method {name!r} is not one of {', '.join(METHOD_NAMES)}") from None
 
 # model_type -> module names of the attention query and value projections (LoRA targets, paper 4.1)
 LORA_TARGETS: dict[str, list[str]] = {
@@ -34,6 +68,8 @@ LORA_TARGETS: dict[str, list[str]] = {
 def _blocks(model: torch.nn.Module) -> tuple[str, int]:
     """(qualified name, length) of the model's stack of transformer blocks: the longest ModuleList
     (for encoder-decoders the decoder's, which is registered last)."""
+    import torch
+
     best: tuple[str, int] | None = None
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) > 0:
@@ -97,5 +133,5 @@ def wrap_peft(
     elif method == "prefix":
         peft_config = PrefixTuningConfig(task_type=task, num_virtual_tokens=prefix_tokens)
     else:
-        raise TrainingConfigError(f"method {method!r} is not a peft method ({PEFT_METHODS})")
+        raise TrainingConfigError(f"method {method!r} is not a peft method ({', '.join(PEFT_METHODS)})")
     return get_peft_model(model, peft_config)

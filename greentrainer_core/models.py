@@ -94,6 +94,17 @@ def _check_cached(model: str, cache_dir: str | Path | None) -> None:
         raise ModelLoadError(f"model {model!r} is not in the local Hugging Face cache: {hint}")
 
 
+def in_local_cache(repo_id: str, cache_dir: str | Path | None = None) -> bool:
+    """Whether the Hugging Face id ``repo_id`` has a model (its config.json) in the local hub
+    cache (``cache_dir``, default the hub's). False for a string that is no valid id. The API asks
+    this when a job names a model; the loader above raises the same question's error."""
+    try:
+        _check_cached(repo_id, cache_dir)
+    except ModelLoadError:
+        return False
+    return True
+
+
 def load_causal_lm(model: str, *, dtype: str | None = None,
                    cache_dir: str | Path | None = None):  # -> (PreTrainedModel, tokenizer)
     """Load a model and its tokenizer offline. Encoder-decoder models (T5) load as seq2seq LMs.

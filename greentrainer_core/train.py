@@ -42,7 +42,7 @@ from greentrainer_core.data import Example, iter_batches
 from greentrainer_core.errors import TrainingConfigError, disk_full_cause
 from greentrainer_core.flops import count_step_flops
 from greentrainer_core.importance import tensor_importance
-from greentrainer_core.methods import PEFT_METHODS, top2_names, wrap_peft
+from greentrainer_core.methods import METHODS, top2_names, wrap_peft
 
 _PROFILE_CACHE_SIZE = 16
 
@@ -76,7 +76,7 @@ class Trainer:
                 rho_for_epoch(rho, epoch)
         self.device = next(model.parameters()).device
         self._profiler_model = model
-        if config.method in PEFT_METHODS:
+        if METHODS[config.method].peft:
             # peft edits the model in place, so the full-FT counterfactual is profiled on an
             # uninitialised twin of the base model, on the same device (so the same kernels are
             # costed). NB: it costs one model's worth of memory for the peft baselines.
@@ -95,7 +95,7 @@ class Trainer:
         params = [
             (n, p)
             for n, p in model.named_parameters()
-            if config.method not in PEFT_METHODS or p.requires_grad
+            if not METHODS[config.method].peft or p.requires_grad
         ]
         self.optimizer = torch.optim.AdamW(
             [
@@ -194,7 +194,7 @@ class Trainer:
     def _select(self, epoch: int, rho: float) -> tuple[list[str], float, float]:
         """The tensors to train now, and the seconds spent on importance and on selection."""
         method = self.config.method
-        if method in PEFT_METHODS:
+        if METHODS[method].peft:
             return self._trainable_names(), 0.0, 0.0
         if method == "full":
             return [n for n, _ in self.model.named_parameters()], 0.0, 0.0
@@ -223,7 +223,7 @@ class Trainer:
         return list(selection.names), t1 - t0, time.perf_counter() - t1
 
     def _predicted(self, prof) -> int | None:
-        return None if self.config.method in PEFT_METHODS else int(prof.predict(self._selected))
+        return None if METHODS[self.config.method].peft else int(prof.predict(self._selected))
 
     # -- the loop ------------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
@@ -232,9 +232,9 @@ class Trainer:
         self.model.train()
         while self.epoch < c.epochs:
             epoch, epoch_t0 = self.epoch, time.perf_counter()
-            rho = rho_for_epoch(self.rho_schedule, epoch) if c.method == "greentrainer" else 1.0
+            rho = rho_for_epoch(self.rho_schedule, epoch) if METHODS[c.method].takes_rho else 1.0
             self._selected, importance_s, selection_s = self._select(epoch, rho)
-            if c.method not in PEFT_METHODS:
+            if not METHODS[c.method].peft:
                 apply_selection(self.model, self._selected)
             self.ever_trained.update(self._selected)
             reference = self.profile(c.batch_size, c.max_length)
@@ -255,7 +255,7 @@ class Trainer:
                 yield self._step(record, i, batch, last=(i == n - 1))
                 refresh = c.importance_every_steps
                 if (
-                    c.method == "greentrainer"
+                    METHODS[c.method].takes_rho
                     and refresh
                     and (i + 1) % c.grad_accum == 0
                     and self.global_step % refresh == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
 from service.auth import create_api_key, hash_key
 from service.datasets import create_dataset
 from service.errors import InvalidInput
@@ -101,7 +102,7 @@ def ensure_demo(session: Session, store: BlobStore, settings: Settings,
     request = JobCreate(model=DEFAULT_MODEL, training_dataset=train_id, test_dataset=test_id,
                         method="greentrainer",
                         hyperparameters=Hyperparameters(epochs=1, batch_size=4, max_length=256),
-                        rho_policy=FixedRho(type="fixed", rho=0.6))
+                        rho_policy=FixedRho(type=RhoPolicyKind.FIXED, rho=DEFAULT_RHO))
     job, created = submit_job(session, team.id, request, settings, idempotency_key="up-demo")
     return DemoSetup(team_id=team.id, team_key=key, dataset_id=train_id,
                      test_dataset_id=test_id, job_id=job.id, job_created=created)

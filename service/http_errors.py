@@ -17,12 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from greentrainer_carbon.rho_policy import RhoPolicyKind
 from service.errors import ServiceError, StorageFull
 
 log = logging.getLogger("service.http")
 
 # Discriminator tags pydantic puts in an error location: rho_policy.fixed.rho -> rho_policy.rho.
-_UNION_TAGS = {"fixed", "schedule", "carbon-aware"}
+_UNION_TAGS = {kind.value for kind in RhoPolicyKind}
 _SOURCES = {"body", "query", "path", "header", "cookie"}
 
 

@@ -1,5 +1,7 @@
 """Which model a job may name: a shipped alias, a Hugging Face id already in the local hub cache,
-or a directory under one of the allowed local model dirs. Nothing is downloaded here."""
+or a directory under one of the allowed local model dirs (the API's policy; the core's
+`greentrainer_core.models` maps a name to files, and both ask it whether an id is cached).
+Nothing is downloaded here."""
 
 from __future__ import annotations
 
@@ -7,13 +9,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from greentrainer_core.models import SHIPPED_MODEL, in_local_cache
 from service.errors import UnknownModel
 
 # Models that ship with the project (the core resolves the alias to its files).
-SHIPPED_MODELS: dict[str, str] = {
-    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
-}
-DEFAULT_MODEL = "smollm2-135m-instruct"
+SHIPPED_MODELS: tuple[str, ...] = (SHIPPED_MODEL,)
+DEFAULT_MODEL = SHIPPED_MODEL
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -22,14 +23,6 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]
 class ModelRef:
     name: str
     source: str  # "shipped" | "hf_cache" | "local_path"
-
-
-def _in_hf_cache(repo_id: str, cache_dir: Path | None) -> bool:
-    from huggingface_hub import constants
-
-    root = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
-    snapshots = root / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    return snapshots.is_dir() and any(snapshots.glob("*/config.json"))
 
 
 def _under(path: Path, roots: list[Path]) -> bool:
@@ -43,7 +36,7 @@ def resolve_model(name: str, *, allowed_dirs: list[Path], hf_cache_dir: Path | N
     if name in SHIPPED_MODELS:
         return ModelRef(name=name, source="shipped")
     if _HF_ID.match(name) and not name.startswith((".", "/")):
-        if _in_hf_cache(name, hf_cache_dir):
+        if in_local_cache(name, hf_cache_dir):
             return ModelRef(name=name, source="hf_cache")
         if not Path(name).is_absolute():
             raise UnknownModel(

@@ -10,9 +10,8 @@ For each recorded epoch k of a job:
     c_ref  the reference intensity: the grid's intensity when the job was submitted
 
     E*_k = E_k F*_k / F_k          full fine-tuning energy on the same hardware
-                                   NB: assumes energy proportional to FLOPs within an epoch
-                                   (same GPU, same batch shapes); fixed overheads make it an
-                                   upper bound of the real full-FT energy.
+                                   (greentrainer_carbon.energy: the one counterfactual; an
+                                   upper bound, since fixed power does not shrink with rho)
     C_used_k = E*_k c_k / 1000     counterfactual CO2 at the intensities actually used (kg)
     C_ref_k  = E*_k c_ref / 1000   counterfactual CO2 had it run when submitted (kg)
 
@@ -33,24 +32,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from greentrainer_carbon.energy import full_ft_energy_kwh
 from service.job_events import append_event
 
 G_PER_KG = 1000.0
 SUBMISSION_EVENT = "carbon_at_submission"
 
 
-@dataclass(frozen=True)
-class EpochFigures:
-    """What the saving formulas need from one epoch row (units in the names)."""
+class EpochFigures(Protocol):
+    """What the saving formulas read of one epoch: a `job_epochs` row (`service.models.JobEpoch`)
+    is one (units in the names)."""
 
-    executed_flops: float
-    full_ft_flops: float
-    energy_kwh: float | None
-    carbon_intensity_g_per_kwh: float | None
-    kg_co2: float | None
+    @property
+    def executed_flops(self) -> float: ...
+    @property
+    def full_ft_flops(self) -> float: ...
+    @property
+    def energy_kwh(self) -> float | None: ...
+    @property
+    def carbon_intensity_g_per_kwh(self) -> float | None: ...
+    @property
+    def kg_co2(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -77,13 +83,9 @@ class Savings:
                 self.full_ft_energy_kwh)
 
 
-def full_ft_energy_kwh(epoch: EpochFigures) -> float | None:
-    """E*_k = E_k F*_k / F_k; None without energy. An epoch with no executed FLOPs keeps E_k."""
-    if epoch.energy_kwh is None:
-        return None
-    if epoch.executed_flops <= 0:
-        return epoch.energy_kwh
-    return epoch.energy_kwh * epoch.full_ft_flops / epoch.executed_flops
+def full_ft_energy_of(epoch: EpochFigures) -> float | None:
+    """E*_k of a recorded epoch (greentrainer_carbon.energy.full_ft_energy_kwh)."""
+    return full_ft_energy_kwh(epoch.energy_kwh, epoch.executed_flops, epoch.full_ft_flops)
 
 
 def emitted_kg(epoch: EpochFigures) -> float | None:
@@ -97,7 +99,7 @@ def emitted_kg(epoch: EpochFigures) -> float | None:
 
 def epoch_savings(epoch: EpochFigures, reference_g_per_kwh: float | None) -> Savings:
     """The saving figures of one epoch (all zero when energy or intensity is missing)."""
-    energy_full = full_ft_energy_kwh(epoch)
+    energy_full = full_ft_energy_of(epoch)
     emitted = emitted_kg(epoch)
     intensity = epoch.carbon_intensity_g_per_kwh
     if energy_full is None or emitted is None or intensity is None:

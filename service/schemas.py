@@ -8,10 +8,14 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
+from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES
 from service.text import NulFree
 
 Rho = Annotated[float, Field(gt=0, le=1, description="Share of full fine-tuning FLOPs, (0, 1].")]
 T = TypeVar("T")
+# One of the core's registered methods (greentrainer_core.methods.METHODS).
+MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 
 
 def _future(value: datetime | None) -> datetime | None:
@@ -29,17 +33,17 @@ class _Strict(BaseModel):
 
 
 class FixedRho(_Strict):
-    type: Literal["fixed"]
+    type: Literal[RhoPolicyKind.FIXED]
     rho: Rho
 
 
 class ScheduleRho(_Strict):
-    type: Literal["schedule"]
+    type: Literal[RhoPolicyKind.SCHEDULE]
     rhos: list[Rho] = Field(min_length=1, description="One rho per epoch.")
 
 
 class CarbonAwareRho(_Strict):
-    type: Literal["carbon-aware"]
+    type: Literal[RhoPolicyKind.CARBON_AWARE]
     rho_min: Rho
     rho_max: Rho
     region: NulFree = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
@@ -77,9 +81,9 @@ class JobCreate(_Strict):
                                       description="Id of an uploaded data set.")
     validation_dataset: NulFree | None = Field(default=None, max_length=40)
     test_dataset: NulFree | None = Field(default=None, max_length=40)
-    method: Literal["greentrainer", "full", "lora", "top2", "prefix"] = "greentrainer"
+    method: MethodName = DEFAULT_METHOD
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type="fixed", rho=0.6))
+    rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type=RhoPolicyKind.FIXED, rho=DEFAULT_RHO))
     gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
 
 

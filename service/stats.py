@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from service.models import Job, JobEpoch, JobEvent, Team
 from service.savings import (
     SUBMISSION_EVENT,
-    EpochFigures,
     Savings,
     epoch_savings,
     reference_intensity,
@@ -75,13 +74,6 @@ class JobSeries(BaseModel):
     totals: Totals
 
 
-def _figures(row: JobEpoch) -> EpochFigures:
-    return EpochFigures(executed_flops=row.executed_flops, full_ft_flops=row.full_ft_flops,
-                        energy_kwh=row.energy_kwh,
-                        carbon_intensity_g_per_kwh=row.carbon_intensity_g_per_kwh,
-                        kg_co2=row.kg_co2)
-
-
 def _submitted_intensities(session: Session, job_ids: Sequence[str]) -> dict[str, float]:
     """job id -> intensity recorded at submission (the latest such event wins)."""
     found: dict[str, float] = {}
@@ -117,9 +109,9 @@ def _epochs_with_savings(session: Session, rows: Iterable[JobEpoch]
     for row in rows:
         by_job[row.job_id].append(row)
     submitted = _submitted_intensities(session, list(by_job))
-    refs = {job_id: reference_intensity(submitted.get(job_id), (_figures(r) for r in epochs))
+    refs = {job_id: reference_intensity(submitted.get(job_id), epochs)
             for job_id, epochs in by_job.items()}
-    out = [(row, epoch_savings(_figures(row), refs[job_id]))
+    out = [(row, epoch_savings(row, refs[job_id]))
            for job_id, epochs in by_job.items() for row in epochs]
     return out, refs
 

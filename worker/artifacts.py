@@ -12,11 +12,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from greentrainer_core.checkpoint import DELTA_FILE, save_delta, save_model
+from greentrainer_core.methods import METHODS
 from service.job_records import register_artifact
 from service.models import Job
 from service.storage import BlobStore
-
-NO_DELTA_METHODS = frozenset({"lora", "prefix"})  # peft adapters: the model archive is the output
 
 
 def save_outputs(session: Session, store: BlobStore, job: Job, trainer: Any, tokenizer: Any,
@@ -33,7 +32,7 @@ def save_outputs(session: Session, store: BlobStore, job: Job, trainer: Any, tok
             tar.add(model_dir, arcname="model")
         register_artifact(session, store, job, archive, kind="model")
         names.append(archive.name)
-        if job.method not in NO_DELTA_METHODS:
+        if METHODS[job.method].keeps == "delta":
             delta = save_delta(trainer.model, trainer.ever_trained, root / "delta",
                                base_model=job.model)
             register_artifact(session, store, job, delta, kind="delta", filename=DELTA_FILE)

@@ -21,13 +21,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon import BudgetExhaustedError, SchedulerError
+from greentrainer_carbon.energy import full_ft_energy_kwh
 from greentrainer_carbon.job_policy import JobRho
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
 from greentrainer_core.errors import GreenTrainerError
 from service.db import session_scope
 from service.job_events import append_event
-from service.job_records import EpochRecord as EpochRow
-from service.job_records import record_epoch
+from service.job_records import EpochMeasurement, record_epoch
 from service.models import Job, JobEpoch
 from service.pool import leases, slots
 from service.settings import PoolSettings, Settings
@@ -143,14 +143,6 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _full_epoch_kwh(energy_kwh: float | None, executed_flops: float,
-                    full_flops: float) -> float | None:
-    """Energy of this epoch at full cost: kWh scaled by full / executed FLOPs."""
-    if not energy_kwh or executed_flops <= 0:
-        return None
-    return energy_kwh * full_flops / executed_flops
-
-
 def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
          how: str, *, code: str, message: str) -> None:
     try:
@@ -184,10 +176,10 @@ class _JobRun:
         self.me, self.keeper, self.outlook = me, keeper, outlook
         self.db_patience_s = db_patience_s
         self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
-        self.measuring: int | None = None
         self.last_progress = 0.0
 
     def close(self) -> None:
+        self.meter.stop()  # an epoch the run did not finish goes unrecorded
         rho: JobRho | None = getattr(self, "rho", None)  # set once the job's inputs loaded
         if rho is not None:
             rho.close()
@@ -239,11 +231,11 @@ class _JobRun:
                           carbon=self.settings.carbon)
         self.rho.restore({e.epoch_index: e.rho for e in rows})
         for row in rows:
-            self.rho.record_epoch(row.epoch_index, row.kg_co2, _full_epoch_kwh(
+            self.rho.record_epoch(row.epoch_index, row.kg_co2, full_ft_energy_kwh(
                 row.energy_kwh, row.executed_flops, row.full_ft_flops))
         torch.manual_seed(inputs.config.seed)
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
-                          rho=self._rho_at_epoch_start)
+                          rho=self.rho)
         if last is not None:
             path = checkpoint_path(self.settings, self.job_id, last)
             if not path.is_file():
@@ -253,7 +245,10 @@ class _JobRun:
             self._event("resumed", f"resumed after epoch {last} from its checkpoint",
                         {"epoch_index": last})
         stopped_early = None
+        epochs = inputs.config.epochs
         try:
+            if trainer.epoch < epochs:
+                self._begin_epoch(trainer.epoch)
             for event in trainer.events():
                 if self.keeper.stop.is_set():
                     raise JobStopped
@@ -263,20 +258,20 @@ class _JobRun:
                     self._step(event)
                 elif isinstance(event, EpochRecord):
                     self._epoch_finished(trainer, event)
+                    if event.epoch + 1 < epochs:
+                        self._begin_epoch(event.epoch + 1)
         except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
             stopped_early = f"CO2 budget: {exc}"
             self._event("co2_budget", f"stopped early: {exc}", level="warning")
         self._finish(trainer, inputs, stopped_early)
 
     # -- per-epoch pieces ------------------------------------------------------------------
-    def _rho_at_epoch_start(self, epoch: int) -> float:
-        """Asked by the Trainer at each epoch boundary; the epoch's energy meter starts here."""
+    def _begin_epoch(self, epoch: int) -> None:
+        """Before the Trainer starts ``epoch``: decide its rho (the Trainer then asks `self.rho`,
+        which answers the same decision) and start its energy meter at the decision's intensity,
+        so that the epoch's importance probe and selection are measured too."""
         decision = self.rho.decide(epoch)
-        if self.measuring != epoch:
-            self.meter.start(decision.reading.carbon_intensity_g_per_kwh
-                             if decision.reading else None)
-            self.measuring = epoch
-        return decision.rho
+        self.meter.start(decision.reading.carbon_intensity_g_per_kwh if decision.reading else None)
 
     def _event(self, type_: str, message: str, data: dict[str, Any] | None = None,
                level: str = "info") -> None:
@@ -289,7 +284,6 @@ class _JobRun:
                 "job %s: %s", self.job_id, message, extra={"job_id": self.job_id})
 
     def _epoch_started(self, event: EpochStart) -> None:
-        self._rho_at_epoch_start(event.epoch)  # methods without rho ask nothing: start here
         decision = self.rho.decide(event.epoch)
         reading = decision.reading
         if decision.fallback is not None:
@@ -320,7 +314,6 @@ class _JobRun:
 
     def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
         energy = self.meter.stop()
-        self.measuring = None
         reading = self.rho.decide(record.epoch).reading
         path = checkpoint_path(self.settings, self.job_id, record.epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +322,7 @@ class _JobRun:
                     lambda: self._record(record, reading, energy))
         log.info("job %s: %s", self.job_id, epoch_line(record, energy),
                  extra={"job_id": self.job_id})
-        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, _full_epoch_kwh(
+        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, full_ft_energy_kwh(
             energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
         for old in path.parent.glob("epoch-*.pt"):
             if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
@@ -342,14 +335,7 @@ class _JobRun:
             if job is None or job.status != JobStatus.RUNNING.value or \
                     job.lease_owner != self.me.name:
                 raise JobStopped
-            record_epoch(session, job, EpochRow(
-                epoch_index=record.epoch, rho=record.rho,
-                selected_tensor_count=len(record.selected),
-                selected_tensor_names=list(record.selected),
-                predicted_flops=float(record.predicted_flops),
-                executed_flops=float(record.executed_flops),
-                full_ft_flops=float(record.full_flops), wall_seconds=record.wall_s,
-                loss=record.loss,
+            record_epoch(session, job, record, EpochMeasurement(
                 carbon_intensity_g_per_kwh=reading.carbon_intensity_g_per_kwh if reading else None,
                 carbon_intensity_source=reading.source if reading else None,
                 energy_kwh=energy.energy_kwh if energy else None,

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from greentrainer_carbon.rho_policy import DEFAULT_RHO
 from greentrainer_core.errors import GreenTrainerError
 from greentrainer_core.models import SHIPPED_MODEL, load_causal_lm
 from greentrainer_core.profile import ModelProfile, profile_model
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seq-len", type=int, default=256, help="tokens per example (default: %(default)s)")
     parser.add_argument("--target-len", type=int, default=None, help="decoder length for encoder-decoder models")
     parser.add_argument(
-        "--rho", type=float, default=0.6, help="FLOPs budget as a fraction of full fine-tuning (default: %(default)s)"
+        "--rho", type=float, default=DEFAULT_RHO, help="FLOPs budget as a fraction of full fine-tuning (default: %(default)s)"
     )
     parser.add_argument("--resolution", type=int, default=10_000, help="selector resolution T_q (default: %(default)s)")
     parser.add_argument(

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from greentrainer_carbon.rho_policy import DEFAULT_RHO
 from greentrainer_core.errors import GreenTrainerError, TrainingConfigError
 
 
@@ -32,7 +33,7 @@ class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
 
 def _train_parser() -> argparse.ArgumentParser:
     from greentrainer_core.config import TrainConfig
-    from greentrainer_core.methods import METHODS
+    from greentrainer_core.methods import DEFAULT_METHOD, METHODS
     from greentrainer_core.models import SHIPPED_MODEL
 
     helps = TrainConfig.help()
@@ -54,13 +55,12 @@ def _train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--source-field", default="source", help="input text column")
     p.add_argument("--target-field", default="target", help="output text column")
-    p.add_argument("--method", default="greentrainer", choices=METHODS,
-                   help="greentrainer, or a baseline: full fine-tuning, the top 2 layers, LoRA, "
-                   "prefix tuning")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS),
+                   help="what to train: " + "; ".join(f"{m.name}: {m.trains}" for m in METHODS.values()))
     p.add_argument(
         "--rho",
         type=_rho,
-        default=0.6,
+        default=DEFAULT_RHO,
         help="FLOPs budget per epoch: one value or a list (0.5,0.7,...)",
     )
     for name in (
@@ -162,6 +162,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     from greentrainer_core.data import load_rows, tokenize_rows
     from greentrainer_core.evaluate import evaluate_rouge
+    from greentrainer_core.methods import METHODS
     from greentrainer_core.models import load_causal_lm
     from greentrainer_core.train import Trainer
 
@@ -236,7 +237,7 @@ def _train(args: argparse.Namespace) -> int:
             num_beams=args.num_beams,
         )
     if args.output:
-        if args.method not in ("lora", "prefix"):
+        if METHODS[args.method].keeps == "delta":
             save_delta(trainer.model, trainer.ever_trained, args.output, base_model=args.model)
         save_model(trainer.model, tokenizer, args.output)
     print(summary_table(trainer.history, scores))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 Scale = tuple[float, str]  # (divide by, unit)
 
@@ -79,3 +80,23 @@ def when(moment: datetime | None) -> str:
 
 FILTERS = {"flops": flops, "kwh": kwh, "co2": co2, "intensity": intensity, "when": when,
            "number": _number}
+
+
+EVALUATION_KEYS = ("rouge",)  # the result's evaluation part (the rest are totals, shown above)
+
+
+def evaluation_metrics(result: dict[str, Any] | None) -> dict[str, float]:
+    """The evaluation scores of a job's result, e.g. ``rouge.rouge1`` (not its row count)."""
+    scores = numeric_metrics({k: v for k, v in (result or {}).items() if k in EVALUATION_KEYS})
+    return {name: value for name, value in scores.items() if not name.endswith(".n")}
+
+
+def numeric_metrics(result: dict[str, Any] | None, prefix: str = "") -> dict[str, float]:
+    """The numbers of a job's result (e.g. ROUGE), nested keys joined with '.'."""
+    found: dict[str, float] = {}
+    for key, value in (result or {}).items():
+        if isinstance(value, dict):
+            found.update(numeric_metrics(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[f"{prefix}{key}"] = float(value)
+    return found

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from greentrainer_carbon.rho_policy import RhoPolicyKind
 from service.datasets import create_dataset, read_limited
 from service.deps import AppContext
 from service.dispatch import notify
@@ -21,7 +22,7 @@ from service.jobs import submit_job
 from service.models import Job
 from service.schemas import JobCreate
 
-RHO_TYPES = ("fixed", "schedule", "carbon-aware")
+RHO_TYPES = tuple(kind.value for kind in RhoPolicyKind)
 HYPERPARAMETERS = ("epochs", "batch_size", "learning_rate", "max_length")
 
 
@@ -64,11 +65,11 @@ def _deadline(text: str | None) -> str | None:
 def job_payload(form: Mapping[str, Any], training_dataset: str | None) -> dict[str, Any]:
     """The JSON body `POST /jobs` would receive for these form fields (empty fields omitted,
     numbers left as text for pydantic to parse and, if need be, to name the problem)."""
-    rho_type = _text(form, "rho_type") or "fixed"
+    rho_type = _text(form, "rho_type") or RhoPolicyKind.FIXED
     policy: dict[str, Any] = {"type": rho_type}
-    if rho_type == "fixed":
+    if rho_type == RhoPolicyKind.FIXED:
         policy["rho"] = _text(form, "rho")
-    elif rho_type == "schedule":
+    elif rho_type == RhoPolicyKind.SCHEDULE:
         policy["rhos"] = [part.strip() for part in (_text(form, "rhos") or "").split(",")
                           if part.strip()]
     else:

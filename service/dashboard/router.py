@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -17,9 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from greentrainer_core.methods import METHOD_NAMES
 from service.auth import Principal, owned
 from service.dashboard import charts
-from service.dashboard.format import FILTERS
+from service.dashboard.format import FILTERS, evaluation_metrics
 from service.dashboard.forms import RHO_TYPES, FormErrors, submit_form
 from service.dashboard.secret import session_secret
 from service.dashboard.sessions import (
@@ -39,7 +40,6 @@ from service.job_events import list_events
 from service.jobs import cancel_job, list_jobs
 from service.models import Artifact, Dataset, Job, Team
 from service.routers.jobs import job_out
-from service.schemas import JobCreate
 from service.settings import DashboardSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.stats import job_series, overview
@@ -47,7 +47,6 @@ from service.stats import job_series, overview
 HERE = Path(__file__).resolve().parent
 PREFIX = "/dashboard"
 EVENTS_SHOWN = 200  # the job page lists this many events (the API pages through all)
-METHODS = get_args(JobCreate.model_fields["method"].annotation)
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -79,11 +78,23 @@ def _who(request: Request, session: Session) -> tuple[WebSession, Principal | No
                              admin_key=_admin_key(_context(request)))
 
 
-def _signed_in(request: Request, session: Session) -> tuple[WebSession, Principal]:
+def _signed_in(request: Request, session: Session, *,
+               page: bool = True) -> tuple[WebSession, Principal]:
+    """The signed-in caller: the one sign-in check of every dashboard route. Without a valid
+    session a page redirects to the sign-in (``page``), and what a page fetches is answered 401."""
     web, principal = _who(request, session)
     if principal is None:
-        raise SignInRequired()
+        if page:
+            raise SignInRequired()
+        raise NotAuthenticated("sign in with your team's API key", field="session")
     return web, principal
+
+
+def _own_job(request: Request, session: Session, job_id: str, *,
+             page: bool = True) -> tuple[WebSession, Principal, Job]:
+    """The signed-in caller and their job ``job_id`` (`owned`: another team's is NotFound)."""
+    web, principal = _signed_in(request, session, page=page)
+    return web, principal, owned(session, Job, job_id, principal)
 
 
 async def _in_db(request: Request, page: Callable[..., _T], *args: Any) -> _T:
@@ -191,18 +202,16 @@ def _overview_page(request: Request) -> HTMLResponse:
 async def grid_fragment(request: Request) -> HTMLResponse:
     """The overview's "grid now" section, fetched after the page so that a slow carbon API
     never delays the page's own figures (nor holds a database connection while it answers)."""
-    web, principal = await _in_db(request, _who_alone)
-    if principal is None:
-        raise NotAuthenticated("sign in with your team's API key", field="session")
+    web, _ = await _in_db(request, _caller_alone)
     carbon = await run_in_threadpool(app_outlook, request.app.state,
                                     _context(request).settings.carbon)
     return await run_in_threadpool(_render, request, web, "_grid.html", carbon=carbon,
                                    carbon_chart=charts.forecast_chart(carbon))
 
 
-def _who_alone(request: Request) -> tuple[WebSession, Principal | None]:
+def _caller_alone(request: Request) -> tuple[WebSession, Principal]:
     with _context(request).factory() as session:
-        return _who(request, session)
+        return _signed_in(request, session, page=False)
 
 
 def _jobs_page(request: Request, web: WebSession, principal: Principal, session: Session,
@@ -215,7 +224,7 @@ def _jobs_page(request: Request, web: WebSession, principal: Principal, session:
     return _render(request, web, "jobs.html", status_code, session=session,
                    principal=principal, jobs=rows,
                    datasets=datasets, errors=errors or FormErrors(), form=form or {},
-                   methods=METHODS, rho_types=RHO_TYPES, terminal=[s.value for s in TERMINAL],
+                   methods=METHOD_NAMES, rho_types=RHO_TYPES, terminal=[s.value for s in TERMINAL],
                    idempotency_key=secrets.token_urlsafe(16))
 
 
@@ -258,9 +267,7 @@ async def jobs_json(request: Request) -> JSONResponse:
 
 def _jobs_json(request: Request) -> JSONResponse:
     with _context(request).factory() as session:
-        _, principal = _who(request, session)
-        if principal is None:
-            raise NotAuthenticated("sign in with your team's API key", field="session")
+        _, principal = _signed_in(request, session, page=False)
         rows, _ = list_jobs(session, None if principal.is_admin else principal.team_id,
                             after=None, limit=50)
         return JSONResponse({"data": [job_out(j).model_dump(mode="json") for j in rows]})
@@ -274,31 +281,8 @@ async def job_json(request: Request, job_id: str) -> JSONResponse:
 
 def _job_json(request: Request, job_id: str) -> JSONResponse:
     with _context(request).factory() as session:
-        _, principal = _who(request, session)
-        if principal is None:
-            raise NotAuthenticated("sign in with your team's API key", field="session")
-        job = owned(session, Job, job_id, principal)
+        *_, job = _own_job(request, session, job_id, page=False)
         return JSONResponse(job_out(job).model_dump(mode="json"))
-
-
-EVALUATION_KEYS = ("rouge",)  # the result's evaluation part (the rest are totals, shown above)
-
-
-def evaluation_metrics(result: dict[str, Any] | None) -> dict[str, float]:
-    """The evaluation scores of a job's result, e.g. ``rouge.rouge1`` (not its row count)."""
-    scores = numeric_metrics({k: v for k, v in (result or {}).items() if k in EVALUATION_KEYS})
-    return {name: value for name, value in scores.items() if not name.endswith(".n")}
-
-
-def numeric_metrics(result: dict[str, Any] | None, prefix: str = "") -> dict[str, float]:
-    """The numbers of a job's result (e.g. ROUGE), nested keys joined with '.'."""
-    found: dict[str, float] = {}
-    for key, value in (result or {}).items():
-        if isinstance(value, dict):
-            found.update(numeric_metrics(value, f"{prefix}{key}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            found[f"{prefix}{key}"] = float(value)
-    return found
 
 
 def _job_view(request: Request, session: Session, principal: Principal,
@@ -342,9 +326,7 @@ async def job_fragment(request: Request, job_id: str) -> HTMLResponse:
 
 def _job_fragment(request: Request, job_id: str) -> HTMLResponse:
     with _context(request).factory() as session:
-        web, principal = _who(request, session)
-        if principal is None:
-            raise NotAuthenticated("sign in with your team's API key", field="session")
+        web, principal = _signed_in(request, session, page=False)
         return _render(request, web, "_job_body.html", session=session,
                        **_job_view(request, session, principal, job_id))
 
@@ -358,8 +340,8 @@ async def cancel(request: Request, job_id: str) -> Response:
 def _cancel(request: Request, job_id: str) -> Response:
     context = _context(request)
     with context.factory() as session:
-        _, principal = _signed_in(request, session)
-        job, changed = cancel_job(session, owned(session, Job, job_id, principal))
+        *_, job = _own_job(request, session, job_id)
+        job, changed = cancel_job(session, job)
         session.commit()
     if changed:
         notify(context.dispatcher, "cancelled", job.id)
@@ -375,8 +357,7 @@ async def download(request: Request, job_id: str, artifact_id: str) -> FileRespo
 def _download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
     context = _context(request)
     with context.factory() as session:
-        _, principal = _signed_in(request, session)
-        job = owned(session, Job, job_id, principal)
+        *_, job = _own_job(request, session, job_id)
         artifact = session.get(Artifact, artifact_id)
         if artifact is None or artifact.job_id != job.id:
             raise NotFound(f"no artifact with id {artifact_id!r}", field="artifact_id")

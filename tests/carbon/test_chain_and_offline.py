@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from greentrainer_carbon.config import build_chain
 from greentrainer_carbon.errors import AllProvidersFailed, ProviderDataMissing, TraceError
 from greentrainer_carbon.providers import (
     CachedProvider,

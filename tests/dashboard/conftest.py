@@ -16,12 +16,11 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 from pydantic import SecretStr
-from service.settings import DashboardSettings
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
-from service.settings import Settings
+from service.settings import DashboardSettings, Settings
 from tests.conftest import require
 from tests.e2e.conftest import Stack, _stack
 from tests.service.conftest import LiveServer, postgres  # noqa: F401 (fixture)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_core.config import EpochRecord
 from service.db import session_scope
-from service.job_records import EpochRecord, record_epoch
+from service.job_records import EpochMeasurement, record_epoch
 from service.jobs import transition
 from service.models import Job
 from service.savings import record_submission_intensity
@@ -21,7 +22,8 @@ TENSORS_PER_LAYER = ("self_attn.q_proj.weight", "self_attn.v_proj.weight", "mlp.
 FULL_FT_FLOPS_PER_EPOCH = 3.6e15
 
 
-def planned_epochs(epochs: int, submitted_g_per_kwh: float) -> list[EpochRecord]:
+def planned_epochs(epochs: int, submitted_g_per_kwh: float
+                   ) -> list[tuple[EpochRecord, EpochMeasurement]]:
     """Intensity falling then rising, rho higher when the grid is cleaner, and the trained
     tensors concentrated in the top layers as rho shrinks."""
     records = []
@@ -34,18 +36,17 @@ def planned_epochs(epochs: int, submitted_g_per_kwh: float) -> list[EpochRecord]
         names.append("lm_head.weight")
         executed = FULL_FT_FLOPS_PER_EPOCH * rho * 0.97
         energy = 0.012 * executed / FULL_FT_FLOPS_PER_EPOCH + 0.002
-        records.append(EpochRecord(
-            epoch_index=index, rho=rho, selected_tensor_count=len(names),
-            selected_tensor_names=names, predicted_flops=FULL_FT_FLOPS_PER_EPOCH * rho,
-            executed_flops=executed, full_ft_flops=FULL_FT_FLOPS_PER_EPOCH,
-            wall_seconds=0.4 + 0.1 * index, carbon_intensity_g_per_kwh=intensity,
-            carbon_intensity_source="trace:gb-2020", loss=2.4 / (1 + 0.6 * index),
-            energy_kwh=energy, kg_co2=energy * intensity / 1000, energy_is_estimate=True))
+        records.append((EpochRecord(
+            epoch=index, rho=rho, selected=names, predicted_flops=int(FULL_FT_FLOPS_PER_EPOCH * rho),
+            executed_flops=int(executed), full_flops=int(FULL_FT_FLOPS_PER_EPOCH),
+            wall_s=0.4 + 0.1 * index, loss=2.4 / (1 + 0.6 * index)), EpochMeasurement(
+            carbon_intensity_g_per_kwh=intensity, carbon_intensity_source="trace:gb-2020",
+            energy_kwh=energy, kg_co2=energy * intensity / 1000, energy_is_estimate=True)))
     return records
 
 
 def record_run(factory: sessionmaker[Session], job_id: str, *, epochs: int = 3,
-               submitted_g_per_kwh: float = 240.0) -> list[EpochRecord]:
+               submitted_g_per_kwh: float = 240.0) -> list[tuple[EpochRecord, EpochMeasurement]]:
     """Record a finished run of the queued job ``job_id``: c_ref, running, epochs, succeeded."""
     records = planned_epochs(epochs, submitted_g_per_kwh)
     with session_scope(factory) as session:
@@ -53,6 +54,6 @@ def record_run(factory: sessionmaker[Session], job_id: str, *, epochs: int = 3,
         record_submission_intensity(session, job.id, submitted_g_per_kwh, "trace:gb-2020")
         transition(session, job, JobStatus.RUNNING, message="started on cpu0")
         for record in records:
-            record_epoch(session, job, record)
+            record_epoch(session, job, *record)
         transition(session, job, JobStatus.SUCCEEDED, result={"epochs": epochs})
     return records

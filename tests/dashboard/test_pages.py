@@ -3,8 +3,9 @@ names, failed jobs with their error, and teams with no data at all."""
 
 from __future__ import annotations
 
+from greentrainer_core.config import EpochRecord
 from service.db import session_scope
-from service.job_records import EpochRecord, record_epoch
+from service.job_records import record_epoch
 from service.jobs import transition
 from service.models import Job
 from service.states import JobStatus
@@ -19,9 +20,10 @@ def test_a_job_with_sparse_epochs_and_an_error_renders(site: Site) -> None:
         job = session.get_one(Job, job_id)
         transition(session, job, JobStatus.RUNNING)
         for index in range(2):
-            record_epoch(session, job, EpochRecord(
-                epoch_index=index, rho=0.5, selected_tensor_count=0, predicted_flops=1e12,
-                executed_flops=1e12, full_ft_flops=2e12, wall_seconds=1.0))
+            row, _ = record_epoch(session, job, EpochRecord(
+                epoch=index, rho=0.5, selected=[], predicted_flops=int(1e12),
+                executed_flops=int(1e12), full_flops=int(2e12), wall_s=1.0))
+            row.loss = None  # a row without a loss (no step finished): no loss chart
         transition(session, job, JobStatus.FAILED, error_code="worker_lost",
                    error_message="the worker died 3 times")
     with signed_in_client(site, key) as (client, _):

@@ -88,9 +88,14 @@ def test_a_local_model_under_an_allowed_dir_is_accepted(api: Api) -> None:
 
 def test_a_hugging_face_id_in_the_local_cache_is_accepted(api: Api) -> None:
     assert api.settings.hf_cache_dir is not None
-    snapshot = api.settings.hf_cache_dir / "models--acme--tiny-lm" / "snapshots" / "abc123"
+    # The hub cache's layout: the snapshot of a revision, and refs/main naming it (what the
+    # worker's loader resolves too, so the API accepts what the worker can load).
+    repo = api.settings.hf_cache_dir / "models--acme--tiny-lm"
+    snapshot = repo / "snapshots" / "abc123"
     snapshot.mkdir(parents=True, exist_ok=True)
     (snapshot / "config.json").write_text("{}")
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text("abc123")
     r = api.submit(api.new_team(), model="acme/tiny-lm")
     assert r.status_code == 201, r.text
     assert r.json()["model_source"] == "hf_cache"

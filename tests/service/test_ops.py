@@ -10,9 +10,10 @@ import httpx
 import pytest
 import redis
 
+from greentrainer_core.config import EpochRecord
 from service.app import create_app
 from service.db import pool_capacity
-from service.job_records import EpochRecord, record_epoch
+from service.job_records import EpochMeasurement, record_epoch
 from service.models import Job
 from tests.conftest import require
 from tests.service.conftest import Api, LiveServer
@@ -76,9 +77,9 @@ def test_metrics_report_jobs_queue_flops_and_co2(api: Api) -> None:
     api.job_id(team)
     with api.factory() as session:
         record_epoch(session, session.get_one(Job, job_id), EpochRecord(
-            epoch_index=0, rho=0.5, selected_tensor_count=1, predicted_flops=5e14,
-            executed_flops=4e14, full_ft_flops=1e15, wall_seconds=3.0, energy_kwh=0.02,
-            kg_co2=0.004))
+            epoch=0, rho=0.5, selected=["lm_head.weight"], predicted_flops=int(5e14),
+            executed_flops=int(4e14), full_flops=int(1e15), wall_s=3.0),
+            EpochMeasurement(energy_kwh=0.02, kg_co2=0.004))
         session.commit()
     after = api.client.get("/metrics").text
     assert after.startswith("# HELP") and "greentrainer_http_requests_total" in after

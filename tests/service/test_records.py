@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from greentrainer_core.config import EpochRecord
 from service.job_events import append_event
-from service.job_records import EpochRecord, record_epoch, register_artifact
+from service.job_records import EpochMeasurement, record_epoch, register_artifact
 from service.jobs import transition
 from service.models import Job, JobEpoch
 from service.quotas import co2_kg_this_month
@@ -23,15 +24,15 @@ from service.states import JobStatus
 from tests.service.conftest import Api
 
 
-def _epoch(index: int, rho: float) -> EpochRecord:
-    return EpochRecord(epoch_index=index, rho=rho, selected_tensor_count=3 + index,
-                       selected_tensor_names=[f"layers.{i}.mlp.down_proj.weight"
-                                              for i in range(3 + index)],
-                       predicted_flops=rho * 1e15, executed_flops=rho * 0.98e15,
-                       full_ft_flops=1e15, wall_seconds=12.5 + index,
-                       carbon_intensity_g_per_kwh=180.0 - 10 * index,
-                       carbon_intensity_source="uk-carbon-intensity", loss=2.0 - 0.3 * index,
-                       energy_kwh=0.01 * rho, kg_co2=0.01 * rho * 0.18, energy_is_estimate=False)
+def _epoch(index: int, rho: float) -> tuple[EpochRecord, EpochMeasurement]:
+    return (EpochRecord(epoch=index, rho=rho,
+                        selected=[f"layers.{i}.mlp.down_proj.weight" for i in range(3 + index)],
+                        predicted_flops=int(rho * 1e15), executed_flops=int(rho * 0.98e15),
+                        full_flops=int(1e15), wall_s=12.5 + index, loss=2.0 - 0.3 * index),
+            EpochMeasurement(carbon_intensity_g_per_kwh=180.0 - 10 * index,
+                             carbon_intensity_source="uk-carbon-intensity",
+                             energy_kwh=0.01 * rho, kg_co2=0.01 * rho * 0.18,
+                             energy_is_estimate=False))
 
 
 def _running_job(api: Api, team: dict[str, str]) -> str:
@@ -48,10 +49,10 @@ def test_epochs_are_served_in_order_and_a_replayed_epoch_is_not_counted_twice(ap
     with api.factory() as session:
         job = session.get_one(Job, job_id)
         for index, rho in [(0, 0.4), (1, 0.7)]:
-            assert record_epoch(session, job, _epoch(index, rho))[1]
+            assert record_epoch(session, job, *_epoch(index, rho))[1]
         session.commit()
     with api.factory() as session:  # the task is re-delivered after a crash and replays epoch 1
-        row, created = record_epoch(session, session.get_one(Job, job_id), _epoch(1, 0.9))
+        row, created = record_epoch(session, session.get_one(Job, job_id), *_epoch(1, 0.9))
         session.commit()
     assert not created and row.rho == 0.7
     epochs = api.client.get(f"/jobs/{job_id}/epochs", headers=team).json()
@@ -120,7 +121,7 @@ def test_the_event_stream_follows_a_job_live_until_it_ends(api: Api) -> None:
         job = session.get_one(Job, job_id)
         transition(session, job, JobStatus.RUNNING)
         session.commit()
-        record_epoch(session, job, _epoch(0, 0.5))
+        record_epoch(session, job, *_epoch(0, 0.5))
         session.commit()
         transition(session, job, JobStatus.SUCCEEDED, result={"rouge1": 0.31})
         session.commit()
@@ -177,14 +178,14 @@ def test_the_month_co2_totals_count_each_recorded_epoch_once_in_its_month(api: A
     with api.factory() as session:
         job = session.get_one(Job, job_id)
         for index, rho in [(0, 0.4), (1, 0.7)]:
-            record_epoch(session, job, _epoch(index, rho))
-        record_epoch(session, session.get_one(Job, other_job), _epoch(0, 1.0))
+            record_epoch(session, job, *_epoch(index, rho))
+        record_epoch(session, session.get_one(Job, other_job), *_epoch(0, 1.0))
         session.add(JobEpoch(job_id=job_id, epoch_index=9, rho=1.0, selected_tensor_count=1,
                              selected_tensor_names=[], predicted_flops=1, executed_flops=1,
                              full_ft_flops=1, wall_seconds=1, kg_co2=5.0, created_at=last_month))
         session.commit()
     with api.factory() as session:  # replayed after a crash: not counted again
-        record_epoch(session, session.get_one(Job, job_id), _epoch(1, 0.9))
+        record_epoch(session, session.get_one(Job, job_id), *_epoch(1, 0.9))
         session.commit()
     ids = [team["X-Team-Id"], other["X-Team-Id"]]
     with api.factory() as session:

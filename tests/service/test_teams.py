@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from service.job_records import EpochRecord, record_epoch
+from greentrainer_core.config import EpochRecord
+from service.job_records import EpochMeasurement, record_epoch
 from service.models import ApiKey, Job, utcnow
 from tests.service.conftest import Api
 
@@ -94,8 +95,8 @@ def test_team_usage_counts_active_jobs_and_this_months_co2(api: Api) -> None:
         job = session.get_one(Job, running)
         for index, kg, when in [(0, 0.25, utcnow()), (1, 0.5, utcnow() - timedelta(days=40))]:
             row, _ = record_epoch(session, job, EpochRecord(
-                epoch_index=index, rho=0.5, selected_tensor_count=1, predicted_flops=1.0,
-                executed_flops=1.0, full_ft_flops=2.0, wall_seconds=1.0, kg_co2=kg))
+                epoch=index, rho=0.5, selected=["lm_head.weight"], predicted_flops=1,
+                executed_flops=1, full_flops=2, wall_s=1.0), EpochMeasurement(kg_co2=kg))
             row.created_at = when  # the second epoch belongs to an earlier month
         session.commit()
     own = api.client.get(f"/teams/{team['X-Team-Id']}", headers=team).json()
