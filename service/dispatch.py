@@ -1,9 +1,10 @@
 """The seam between the API and whatever runs jobs.
 
 The API only records jobs; after the database commit it tells a `JobDispatcher` that a job was
-queued or cancelled. The worker issue provides a Celery implementation (send the job id to the
-broker); the scheduler may instead pick queued jobs from the database. Until then the app uses
-`LoggingDispatcher`, and tests use `RecordingDispatcher` to see exactly what was sent.
+queued or cancelled. With a broker the app uses the pool's `CeleryJobDispatcher`
+(service/pool/api_dispatcher.py: one dispatch pass right after the commit); without one,
+`LoggingDispatcher`, and the scheduler loop picks queued jobs from the database. Tests use
+`RecordingDispatcher` to see exactly what was sent.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     # Written by the scheduler: when a waiting job is planned to start.
     planned_start_at: Mapped[datetime | None]
-    # Written by the worker: lease, attempts, progress (see shared/reference/celery-pitfalls.md).
+    # Written by the worker: lease, attempts, progress (service/pool/leases.py, docs/worker.md).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None]
