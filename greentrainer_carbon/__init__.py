@@ -21,7 +21,7 @@ from greentrainer_carbon.errors import (
     TraceError,
     WindowError,
 )
-from greentrainer_carbon.outlook import ChainOutlook, TraceOutlook
+from greentrainer_carbon.outlook import ChainOutlook
 from greentrainer_carbon.policy import RhoBounds, check_budget_feasible
 from greentrainer_carbon.readings import CarbonReading, FallbackEvent
 from greentrainer_carbon.schedule import (
@@ -51,7 +51,6 @@ __all__ = [
     "RhoSchedule",
     "SchedulerError",
     "TraceError",
-    "TraceOutlook",
     "WindowChoice",
     "WindowError",
     "build_chain",

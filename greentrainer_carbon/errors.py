@@ -63,13 +63,17 @@ class PolicyError(SchedulerError):
 class BudgetInfeasibleError(PolicyError):
     """Raised at submission time when even rho_min would exceed the CO2 budget."""
 
-    def __init__(self, budget_kg_co2: float, minimum_kg_co2: float) -> None:
+    def __init__(self, budget_kg_co2: float, minimum_kg_co2: float,
+                 rho: float | None = None) -> None:
+        at = f"rho {rho:g} (rho_min)" if rho is not None else "rho_min"
         super().__init__(
-            f"co2_budget_kg={budget_kg_co2:.4g} cannot be met: even rho_min needs an estimated "
-            f"{minimum_kg_co2:.4g} kg CO2 (raise the budget, lower rho_min or use fewer epochs)"
+            f"co2_budget_kg={budget_kg_co2:.4g} cannot be met: even the cheapest schedule, every "
+            f"epoch at {at}, needs an estimated {minimum_kg_co2:.4g} kg CO2 (raise the budget, "
+            "lower rho_min, allow a later deadline or use fewer epochs)"
         )
         self.budget_kg_co2 = budget_kg_co2
         self.minimum_kg_co2 = minimum_kg_co2
+        self.rho = rho
 
 
 class BudgetExhaustedError(PolicyError):

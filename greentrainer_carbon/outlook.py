@@ -1,19 +1,16 @@
-"""Outlooks: what a rho schedule may know at a decision time, from live providers or from a trace.
-
-Both produce the same `Outlook`, so the schedules (and the policy under them) are the same code
-in production and in the simulator.
-"""
+"""`ChainOutlook`: what a rho schedule may know at a decision time, from the live providers
+(`greentrainer scheduler`'s one-off decision; jobs decide through `greentrainer_carbon.planner`)."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from greentrainer_carbon.errors import AllProvidersFailed
-from greentrainer_carbon.forecast import forecast_from_history, oracle_forecast
+from greentrainer_carbon.forecast import forecast_from_history
 from greentrainer_carbon.providers import ProviderChain
 from greentrainer_carbon.readings import CarbonReading, ensure_utc
 from greentrainer_carbon.schedule import Outlook
@@ -88,58 +85,3 @@ class ChainOutlook:
         return Outlook(
             live.value, reference, upcoming, float(np.max(reference)) * self.safety_factor, event
         )
-
-
-class TraceOutlook:
-    """Simulation outlook over a trace: live = the trace's slot value; forecasts from a matrix
-    made with the daily-profile model (non-peeking) or the oracle. `planned_offsets_slots`, when
-    set by the simulator, places the upcoming epochs (pausable jobs); else they run back to back.
-    """
-
-    def __init__(
-        self,
-        values: np.ndarray,
-        start: datetime,
-        forecast_rows: np.ndarray,
-        first_row_slot: int,
-        history_slots: int = 7 * 48,
-        safety_factor: float = DEFAULT_SAFETY_FACTOR,
-        source: str = "trace",
-    ) -> None:
-        self.values = np.asarray(values, dtype=float)
-        self.start = ensure_utc(start)
-        self.forecast_rows = forecast_rows
-        self.first_row_slot = first_row_slot
-        self.history_slots = history_slots
-        self.safety_factor = safety_factor
-        self.source = source
-        self.planned_offsets_slots: np.ndarray | None = None
-
-    def slot_of(self, now: datetime) -> int:
-        return int((ensure_utc(now) - self.start).total_seconds() // 1800)
-
-    def time_of(self, slot: float) -> datetime:
-        return self.start + timedelta(minutes=30 * float(slot))
-
-    def forecast_row(self, slot: int) -> np.ndarray:
-        return self.forecast_rows[slot - self.first_row_slot]
-
-    def observe(self, now: datetime, epochs_after_this: int, epoch_hours: float) -> Outlook:
-        slot = self.slot_of(now)
-        live = CarbonReading(
-            float(self.values[slot]), now.astimezone(UTC), self.source, "average", False
-        )
-        row = self.forecast_row(slot)
-        history = self.values[max(0, slot - self.history_slots) : slot + 1]
-        reference = np.concatenate((history[~np.isnan(history)], row[1:][~np.isnan(row[1:])]))
-        epoch_slots = epoch_hours * SLOTS_PER_HOUR
-        offsets = self.planned_offsets_slots
-        if offsets is None or len(offsets) != epochs_after_this:
-            offsets = epoch_slots * np.arange(1, epochs_after_this + 1)
-        upcoming = epoch_means(row, np.asarray(offsets, dtype=float), epoch_slots)
-        return Outlook(live, reference, upcoming, float(np.max(reference)) * self.safety_factor)
-
-
-def oracle_rows(values: np.ndarray, first_slot: int, last_slot: int, horizon: int) -> np.ndarray:
-    """Oracle forecast matrix for decision slots first..last (inclusive)."""
-    return oracle_forecast(values, np.arange(first_slot, last_slot + 1), horizon)

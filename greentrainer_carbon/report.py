@@ -1,121 +1,129 @@
-"""Simulator results -> markdown tables (what the benchmark prints and stores)."""
+"""Simulator results -> rows (`--json`), markdown tables (what `greentrainer simulate` prints and
+benchmarks/carbon_simulation.py stores)."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from greentrainer_carbon.simulator import Outcome, Results, SimConfig
+from greentrainer_carbon.simulator import JobKind, SimConfig
 
-ROWS = [
-    ("a", "now", "(a) full fine-tuning, start at once"),
-    ("b", "now", "(b) fixed rho, start at once"),
-    ("c", "forecast", "(c) carbon-aware rho (same mean rho), at once"),
-    ("c", "oracle", "(c) carbon-aware rho (same mean rho), at once"),
-    ("w", "forecast", "(w) green window only (rho = 1)"),
-    ("w", "oracle", "(w) green window only (rho = 1)"),
-    ("b+w", "forecast", "(b) + green window"),
-    ("b+w", "oracle", "(b) + green window"),
-    ("d-start", "forecast", "(d) (c) + green window (start time)"),
-    ("d-start", "oracle", "(d) (c) + green window (start time)"),
-    ("d-pause", "forecast", "(d) (c) + epoch placement (pausable)"),
-    ("d-pause", "oracle", "(d) (c) + epoch placement (pausable)"),
-]
-FORECAST_LABEL = {
-    "now": "-",
-    "forecast": "daily profile (non-peeking)",
-    "oracle": "perfect (oracle)",
+LABELS = {
+    "full": "full fine-tuning, at once (the counterfactual)",
+    "fixed": "(a) fixed rho, at once",
+    "window": "(b) fixed rho + green windows (wait and pause by the deadline)",
+    "carbon_aware": "(c) carbon-aware rho, at once",
+    "both": "(d) carbon-aware rho + green windows",
+    "budget": "CO2 budget (carbon-aware rho within the budget), at once",
+}
+FORECAST_LABELS = {
+    "history": "history profile (the provider gives no forecast; sees only the past)",
+    "provider": "48-h provider forecast (error grows with the lead time), history beyond",
+    "oracle": "perfect foresight (oracle)",
 }
 
 
-def mean_kg(outcomes: list[Outcome]) -> float:
-    return float(np.mean([o.kg_co2 for o in outcomes]))
+@dataclass(frozen=True)
+class Row:
+    """One (policy, forecast, job kind) of a run: the JSON row of `greentrainer simulate --json`."""
+
+    policy: str
+    forecast: str
+    job_kind: str
+    slack_hours: float
+    co2_saved_pct: float  # vs full fine-tuning started at once, true emissions
+    mean_rho: float
+    kg_co2_per_job: float
+    charged_kg_co2_per_job: float
+    deadline_misses: int
+    mean_pauses: float
+    jobs: int
+    refused: int = 0
+    stopped: int = 0
+    over_budget: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def mean_rho(outcomes: list[Outcome]) -> float:
-    return float(np.mean([np.mean(o.rhos) for o in outcomes]))
-
-
-def saving(results: Results, policy: str, forecast: str) -> float:
-    """Fraction of CO2 saved vs (a), over the same jobs."""
-    return 1.0 - mean_kg(results.outcomes[(policy, forecast)]) / mean_kg(
-        results.outcomes[("a", "now")]
-    )
-
-
-def results_table(results: Results) -> str:
-    lines = [
-        "| policy | forecast | kg CO2 / job | saved vs (a) | mean rho | deadline misses "
-        "| realised / oracle |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for policy, forecast, label in ROWS:
-        outcomes = results.outcomes.get((policy, forecast))
-        if not outcomes:
+def rows_of(kind: JobKind, forecast: str, config: SimConfig,
+            summary: Mapping[str, Mapping[str, float]]) -> list[Row]:
+    full = summary["full"]["kg_co2"]
+    rows = []
+    for policy, figures in summary.items():
+        if policy == "full":
             continue
-        ratio = "-"
-        if forecast == "forecast" and (policy, "oracle") in results.outcomes:
-            oracle_saving = saving(results, policy, "oracle")
-            if oracle_saving > 0:
-                ratio = f"{100 * saving(results, policy, forecast) / oracle_saving:.1f}%"
-        misses = sum(o.missed for o in outcomes)
-        lines.append(
-            f"| {label} | {FORECAST_LABEL[forecast]} | {mean_kg(outcomes):.4f} | "
-            f"{100 * saving(results, policy, forecast):.1f}% | {mean_rho(outcomes):.3f} | "
-            f"{misses} / {len(outcomes)} | {ratio} |"
-        )
-    return "\n".join(lines)
+        rows.append(Row(policy, forecast, kind.name, config.slack_hours,
+                        100.0 * (1.0 - figures["kg_co2"] / full), figures["mean_rho"],
+                        figures["kg_co2"], figures["kg_charged"], int(figures["misses"]),
+                        figures["pauses"], int(figures["jobs"]), int(figures["refused"]),
+                        int(figures["stopped"]), int(figures["over_budget"])))
+    return rows
 
 
-def comparison_lines(results: Results) -> list[str]:
-    out = []
-    for forecast in ("forecast", "oracle"):
-        if ("c", forecast) in results.outcomes:
-            gain = 100 * (saving(results, "c", forecast) - saving(results, "b", "now"))
-            out.append(
-                f"- (c) vs (b) at the same mean rho, {FORECAST_LABEL[forecast]}: {gain:+.2f} points"
-            )
-    return out
+def _find(rows: Iterable[Row], policy: str, forecast: str) -> Row | None:
+    return next((r for r in rows if r.policy == policy and r.forecast == forecast), None)
 
 
-def budget_lines(results: Results, config: SimConfig) -> list[str]:
-    outcomes = results.outcomes.get(("budget", "forecast"), [])
-    total = len(outcomes) + results.rejected_budget
-    if total == 0:
-        return []
-    over = sum(o.kg_co2 > (o.budget_kg or 0) + 1e-12 for o in outcomes)
-    line = (
-        f"- CO2-budget mode (budget = {config.budget_fraction:g} x full-cost emissions at the past "
-        f"week's mean intensity, started at once): {total} jobs, "
-        f"{results.rejected_budget} refused at submission (even rho_min could exceed the "
-        f"budget at a pessimistic intensity), "
-        f"{results.stopped_budget} stopped early because the grid exceeded that pessimistic "
-        f"intensity, {over} of {len(outcomes)} run over budget"
-    )
-    if outcomes:
-        used = np.mean([o.kg_co2 / (o.budget_kg or 1) for o in outcomes])
-        line += f", mean budget used {100 * used:.1f}%, mean rho {mean_rho(outcomes):.3f}"
-    return [line]
+def headline(rows: Sequence[Row]) -> list[str]:
+    """The figures issue-level targets are stated in: (d) against the oracle's (d), and (d)
+    against (a), for each forecast that is not the oracle."""
+    lines = []
+    oracle = _find(rows, "both", "oracle")
+    for forecast in ("history", "provider"):
+        d, a = _find(rows, "both", forecast), _find(rows, "fixed", forecast)
+        if d is None:
+            continue
+        parts = [f"(d) with the {forecast} forecast saves {d.co2_saved_pct:.1f}%"]
+        if oracle is not None and oracle.co2_saved_pct > 0:
+            parts.append(f"{100 * d.co2_saved_pct / oracle.co2_saved_pct:.1f}% of the oracle's "
+                         f"{oracle.co2_saved_pct:.1f}%")
+        if a is not None:
+            parts.append(f"{d.co2_saved_pct - a.co2_saved_pct:+.1f} points over (a)")
+        lines.append("- " + ", ".join(parts))
+    return lines
 
 
-def markdown_report(
-    trace_name: str, config: SimConfig, all_results: list[Results], seconds: float
-) -> str:
-    parts = [
-        f"# Carbon simulation: {trace_name}, time model {config.time_model}",
-        "",
-        f"Generated by the scheduler simulator (`greentrainer simulate`, "
-        f"benchmarks/carbon_simulation.py; greentrainer_carbon.simulator, "
-        f"the production policy and window code) in {seconds:.0f} s.",
-        f"Settings: {config.n_jobs} jobs per kind (random arrivals, seed {config.seed}), slack "
-        f"{config.slack_hours:g} h, fixed rho {config.rho_fixed:g}, carbon-aware rho in "
-        f"[{config.rho_min:g}, {config.rho_max:g}] with the same mean, "
-        f"{config.power_kw:g} kW per job at full cost, forecast = {config.forecast_days}-day "
-        "daily profile + anomaly decaying with "
-        f"tau = {config.forecast_tau_hours:g} h.",
-        "Trace: Wiesner et al., Let's Wait Awhile (Middleware 2021), ENTSO-E data; see "
-        "greentrainer_carbon/traces/README.md.",
-    ]
-    for results in all_results:
-        parts += ["", f"## {results.kind.name} jobs", "", results_table(results), ""]
-        parts += comparison_lines(results) + budget_lines(results, config)
-    return "\n".join(parts) + "\n"
+def markdown_report(trace_name: str, config: SimConfig, kinds: Sequence[JobKind],
+                    rows: Sequence[Row], seconds: float) -> str:
+    energy = config.energy
+    out = [f"## Carbon simulation: {trace_name}", "",
+           f"Generated by `greentrainer simulate` (greentrainer_carbon.simulator driving the "
+           f"production planner, greentrainer_carbon.planner) in {seconds:.0f} s.",
+           f"{config.n_jobs} jobs per kind (random arrivals, seed {config.seed}), slack "
+           f"{config.slack_hours:g} h; fixed rho {config.rho_fixed}; carbon-aware rho in "
+           f"[{config.rho_min}, {config.rho_max}]"
+           + (f", mean-preserving around {config.rho_target}" if config.rho_target is not None
+              else ", quantile map") + ".",
+           f"Energy model: an epoch at rho lasts {energy.overhead_s:g} s + rho x its full-cost "
+           f"time and draws {energy.host_w:g} W (host) + {energy.compute_w:g} W (compute); each "
+           f"start costs {energy.resume_s:g} s of loading. CO2 is the trace integrated over each "
+           "epoch; savings are against full fine-tuning started at once.", ""]
+    for kind in kinds:
+        part = [r for r in rows if r.job_kind == kind.name]
+        if not part:
+            continue
+        out += [f"### {kind.name} jobs ({kind.n_epochs} epochs x {kind.full_epoch_hours:g} h at "
+                "full cost)", "",
+                "| policy | forecast | kg CO2 / job | saved | mean rho | pauses / job | "
+                "deadline misses |", "|---|---|---:|---:|---:|---:|---:|"]
+        for r in part:
+            out.append(f"| {LABELS.get(r.policy, r.policy)} | {FORECAST_LABELS.get(r.forecast, r.forecast)} "
+                       f"| {r.kg_co2_per_job:.4f} | {r.co2_saved_pct:.1f}% | "
+                       f"{_num(r.mean_rho)} | {r.mean_pauses:.2f} | {r.deadline_misses} / "
+                       f"{r.jobs - r.refused} |")
+        out += ["", *headline(part)]
+        budget = [r for r in part if r.policy == "budget"]
+        for r in budget:
+            out.append(f"- CO2 budget ({config.budget_fraction:g} x the full-cost emissions at "
+                       f"the past week's mean), {r.forecast}: {r.refused} of {r.jobs} refused at "
+                       f"submission (even the cheapest schedule needs more), {r.stopped} stopped "
+                       f"early, {r.over_budget} of {r.jobs - r.refused} over the budget (as "
+                       "recorded), mean rho " + _num(r.mean_rho))
+        out.append("")
+    return "\n".join(out)
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"

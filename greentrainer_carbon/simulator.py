@@ -1,292 +1,323 @@
-"""Replay a trace against a stream of jobs, using the production schedules, policy and window code.
+"""Replay a trace against a stream of jobs by driving production's decision engine.
 
-Conventions (documented in docs/scheduler.md):
-- time in 30-minute slots; the trace value of a slot is its mean intensity; emissions integrate
-  the piecewise-constant trace exactly over each epoch's [start, end);
-- an epoch at full cost lasts `epoch_hours` at `power_kw`; at rho its energy is rho x the full
-  epoch's energy (FLOPs ~ rho x full). Two time models:
-  "fixed-slot": the epoch keeps its full-cost wall-clock slot and draws rho x power_kw over it
-  (the GPU's freed share goes to other work); "compressed": the epoch lasts rho x epoch_hours
-  at power_kw. NB: in the compressed model, back-to-back epochs of any rho mix with the same
-  mean rho span the same interval at the same power, so (c) equals (b) exactly; carbon-aware
-  rho can only pay off there when epochs can pause (d-pause);
-- deadline = arrival + slack + the full-cost duration; starts are planned with the longest
-  duration the schedule may take (rho_max) so no schedule can run past it;
-- decisions happen at slot boundaries; the live value of the current slot is known, forecasts
-  for later slots come from the daily-profile model (non-peeking) or the trace itself (oracle);
-- jobs whose history or horizon touches a missing trace value are left out of the stream.
+Nothing here decides anything: every job asks the same `Planner` the dispatcher and the worker
+ask (`greentrainer_carbon.planner`), through the same `Forecaster`, whose source is the trace
+replayed at a fake clock and whose history is the trace's past at that clock. The simulator only
+moves the clock, runs the epochs the planner starts (their time and energy from the planner's
+`EnergyModel`) and adds up their emissions against the real trace.
+
+Conventions (docs/scheduler.md):
+- time in 30-minute slots of the UTC clock; a waiting job asks again at every slot (the
+  dispatcher asks every few seconds, but the forecast changes once a slot);
+- an epoch at rho lasts ``overhead_s + rho x full_epoch_s`` and draws the model's power; every
+  start (the first, and each after a pause) adds the model's ``resume_s`` of loading;
+- its true emissions integrate the trace over the epoch; production records the energy at the
+  intensity the decision saw (``charged``): both are kept;
+- deadline = arrival + slack + the job's full-cost duration;
+- forecasts: "history" (the provider gives none: the region's recorded past makes the forecast;
+  it sees only the past), "provider" (a 48-hour provider forecast with an error that grows with
+  the lead time, the history profile beyond it), "oracle" (the trace itself: perfect foresight).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
-from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError, WindowError
-from greentrainer_carbon.forecast import daily_profile_forecast
-from greentrainer_carbon.outlook import TraceOutlook, oracle_rows
-from greentrainer_carbon.policy import RhoBounds
-from greentrainer_carbon.schedule import BudgetRhoSchedule, CarbonAwareRhoSchedule, FixedRhoSchedule
+from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError
+from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
+from greentrainer_carbon.history import SLOT_S, FloatArray, TraceHistory, slot_of, slot_start
+from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.policy import G_PER_KG, RhoBounds
+from greentrainer_carbon.providers.static import codecarbon_country_intensities
+from greentrainer_carbon.readings import CarbonReading
 from greentrainer_carbon.trace_data import Trace
-from greentrainer_carbon.windows import best_start_slot, plan_epoch_starts
 
-SLOTS_PER_HOUR = 2
 HISTORY_SLOTS = 7 * 48
-TIME_MODELS = ("fixed-slot", "compressed")
+FORECASTS = ("history", "provider", "oracle")
+POLICIES = ("full", "fixed", "window", "carbon_aware", "both")
+STATIC_COUNTRY = {"gb": "GBR", "fr": "FRA"}
 
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
     n_epochs: int
-    epoch_hours: float  # at full cost (rho = 1)
+    full_epoch_hours: float  # wall time of one epoch at full cost
 
     @property
-    def full_slots(self) -> float:
-        return self.n_epochs * self.epoch_hours * SLOTS_PER_HOUR
+    def full_hours(self) -> float:
+        return self.n_epochs * self.full_epoch_hours
 
 
-SHORT_JOB = JobKind("short (3 x 1 h)", 3, 1.0)
-LONG_JOB = JobKind("long (10 x 2 h)", 10, 2.0)
+SHORT_JOB = JobKind("short", 3, 1.0)  # 3 hours at full cost
+LONG_JOB = JobKind("long", 12, 2.0)  # a day at full cost
+KINDS = {"short": SHORT_JOB, "long": LONG_JOB}
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    n_jobs: int = 400
+    n_jobs: int = 300
+    seed: int = 0
     slack_hours: float = 24.0
     rho_fixed: float = 0.6
     rho_min: float = 0.4
     rho_max: float = 0.8
-    power_kw: float = 1.0
-    forecast_days: int = 7
-    forecast_tau_hours: float = 24.0
+    rho_target: float | None = 0.6  # None: the quantile map instead of the mean-preserving one
+    energy: EnergyModel = field(default_factory=EnergyModel)
+    provider_hours: float = 48.0
+    provider_error: float = 0.15  # relative error (1 sigma) of the provider's forecast at 48 h
     budget_fraction: float = 0.7
-    time_model: str = "fixed-slot"
 
     def __post_init__(self) -> None:
-        if self.time_model not in TIME_MODELS:
-            raise ValueError(
-                f"time_model must be one of {', '.join(TIME_MODELS)}, got {self.time_model!r}"
-            )
         RhoBounds(self.rho_min, self.rho_max)
+        if not 0 < self.rho_fixed <= 1:
+            raise ValueError(f"rho_fixed must be in (0, 1], got {self.rho_fixed}")
+        if self.rho_target is not None and not self.rho_min <= self.rho_target <= self.rho_max:
+            raise ValueError(f"rho_target must lie in [rho_min, rho_max], got {self.rho_target}")
+        if self.n_jobs < 1 or self.slack_hours < 0:
+            raise ValueError("n_jobs must be >= 1 and slack_hours >= 0")
 
-    seed: int = 0
+    def policy(self, name: str, deadline: datetime, budget_kg: float | None = None) -> dict[str, Any]:
+        """The rho policy a user would submit for each simulated policy."""
+        if name == "full":
+            return {"type": "fixed", "rho": 1.0}
+        if name == "fixed":
+            return {"type": "fixed", "rho": self.rho_fixed}
+        if name == "window":
+            return {"type": "fixed", "rho": self.rho_fixed, "deadline": deadline}
+        aware: dict[str, Any] = {"type": "carbon-aware", "rho_min": self.rho_min,
+                                 "rho_max": self.rho_max, "rho_target": self.rho_target}
+        if name == "carbon_aware":
+            return aware
+        if name == "both":
+            return {**aware, "deadline": deadline}
+        if name == "budget":
+            return {**aware, "co2_budget_kg": budget_kg}
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}, budget")
 
-    @property
-    def bounds(self) -> RhoBounds:
-        return RhoBounds(self.rho_min, self.rho_max)
+
+class SimClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class ReplaySource:
+    """The trace as an intensity source at the fake clock: the live value of the clock's slot,
+    and a forecast of the chosen kind (module docstring)."""
+
+    def __init__(self, trace: Trace, clock: SimClock, forecast: str, static_g_per_kwh: float,
+                 config: SimConfig) -> None:
+        if forecast not in FORECASTS:
+            raise ValueError(f"forecast must be one of {', '.join(FORECASTS)}, got {forecast!r}")
+        self.trace, self.clock, self.mode = trace, clock, forecast
+        self.static = static_g_per_kwh
+        self.config = config
+        self.first_slot = slot_of(trace.start)
+        self.values = np.asarray(trace.values_g_per_kwh, dtype=float)
+
+    def _values(self, first: int, n: int) -> FloatArray:
+        index = np.arange(first, first + n) - self.first_slot
+        ok = (index >= 0) & (index < self.values.size)
+        return np.where(ok, self.values[np.clip(index, 0, self.values.size - 1)], np.nan)
+
+    def ask(self, first_slot: int, n_slots: int) -> SourceAnswer:
+        live_value = float(self._values(first_slot, 1)[0])
+        live = CarbonReading(live_value, self.clock.now, f"trace:{self.trace.name}")
+        if self.mode == "history":
+            grid = np.full(n_slots, np.nan)
+        elif self.mode == "oracle":
+            grid = self._values(first_slot, n_slots)
+        else:
+            horizon = min(n_slots, int(self.config.provider_hours * 2))
+            truth = self._values(first_slot, horizon)
+            rng = np.random.default_rng((self.config.seed, first_slot))
+            lead = np.arange(horizon) / (self.config.provider_hours * 2)
+            noisy = truth * (1 + self.config.provider_error * np.sqrt(lead)
+                             * rng.standard_normal(horizon))
+            grid = np.concatenate((np.maximum(noisy, 0.0), np.full(n_slots - horizon, np.nan)))
+        return SourceAnswer(live, grid, self.static)
 
 
 @dataclass
-class Outcome:
-    kg_co2: float
-    rhos: list[float]
-    finish_slot: float
-    deadline_slot: float
+class JobOutcome:
+    policy: str
+    arrival: datetime
+    deadline: datetime
+    kg_co2: float = 0.0  # true emissions: energy x the trace over each epoch
+    kg_charged: float = 0.0  # as production records them: energy x the decision's live reading
+    rhos: list[float] = field(default_factory=list)
+    starts: list[datetime] = field(default_factory=list)
+    finish: datetime | None = None
+    pauses: int = 0
+    refused: bool = False
+    stopped: bool = False
     budget_kg: float | None = None
 
     @property
+    def over_budget(self) -> bool:
+        return self.budget_kg is not None and self.kg_charged > self.budget_kg * (1 + 1e-9)
+
+    @property
     def missed(self) -> bool:
-        return self.finish_slot > self.deadline_slot + 1e-9
+        return self.finish is not None and self.finish > self.deadline + timedelta(seconds=1)
 
 
-@dataclass
-class Results:
-    """outcomes[(policy, forecast)] -> one Outcome per job; forecast: now, forecast or oracle."""
+class _Run:
+    """One job under one policy: asks its planner, runs the epochs it starts."""
 
-    kind: JobKind
-    outcomes: dict[tuple[str, str], list[Outcome]] = field(default_factory=dict)
-    rejected_budget: int = 0
-    stopped_budget: int = 0
+    def __init__(self, sim: TraceSimulation, outcome: JobOutcome, spec: JobSpec,
+                 forecaster: Forecaster) -> None:
+        self.sim, self.outcome, self.spec = sim, outcome, spec
+        self.planner = Planner(spec, forecaster)
+        self.done: list[EpochDone] = []
+        self.last_end: datetime | None = None
+
+    def step(self, now: datetime) -> datetime | None:
+        """Act at ``now``; the time of the next step, or None when the job is over."""
+        try:
+            decision = self.planner.decide(now, self.done)
+        except BudgetExhaustedError:
+            self.outcome.stopped = True
+            return None
+        if not decision.run_now:
+            return slot_start(slot_of(now) + 1)  # ask again next slot, with the next forecast
+        rho = float(decision.rho if decision.rho is not None else 1.0)
+        energy = self.spec.energy
+        full_s = self.spec.full_epoch_s
+        resumed = self.last_end is None or now > self.last_end
+        load_s = energy.resume_s if resumed else 0.0
+        if self.last_end is not None and now > self.last_end:
+            self.outcome.pauses += 1
+        seconds = energy.epoch_seconds(full_s, rho) + load_s
+        kwh = energy.epoch_kwh(full_s, rho) + (energy.host_w + energy.compute_w) * load_s / 3.6e6
+        end = now + timedelta(seconds=seconds)
+        charged = kwh * decision.reading.carbon_intensity_g_per_kwh / G_PER_KG
+        self.outcome.kg_co2 += kwh * self.sim.mean_intensity(now, end) / G_PER_KG
+        self.outcome.kg_charged += charged
+        self.outcome.rhos.append(rho)
+        self.outcome.starts.append(now)
+        self.done.append(EpochDone(len(self.done), rho, now, seconds - load_s, charged))
+        self.last_end = end
+        if len(self.done) == self.spec.n_epochs:
+            self.outcome.finish = end
+            return None
+        return end
 
 
 class TraceSimulation:
-    def __init__(self, trace: Trace, config: SimConfig) -> None:
-        self.trace = trace
-        self.config = config
-        self.values = trace.values_g_per_kwh.astype(float)
+    def __init__(self, trace: Trace, config: SimConfig, region: str | None = None) -> None:
+        self.trace, self.config = trace, config
+        self.region = region or trace.name.split("-")[0].upper()
+        self.values = np.asarray(trace.values_g_per_kwh, dtype=float)
+        self.first_slot = slot_of(trace.start)
         self.cumulative = np.concatenate(([0.0], np.cumsum(np.nan_to_num(self.values))))
-        self.missing = np.concatenate(([0], np.cumsum(np.isnan(self.values))))
+        country = STATIC_COUNTRY.get(self.region.lower(), "GBR")
+        self.static = codecarbon_country_intensities().get(country, float(np.nanmean(self.values)))
 
-    # -- accounting -------------------------------------------------------------------------
-    def kg_co2(self, start_slot: float, end_slot: float) -> float:
-        """Emissions of power_kw between two (fractional) slot times, from the real trace."""
+    def mean_intensity(self, start: datetime, end: datetime) -> float:
+        """The trace's mean over [start, end), exact for its piecewise-constant slots."""
         positions = np.arange(self.cumulative.size, dtype=float)
-        slot_integral = np.interp(end_slot, positions, self.cumulative) - np.interp(
-            start_slot, positions, self.cumulative
-        )
-        return float(self.config.power_kw * slot_integral / SLOTS_PER_HOUR / 1000.0)
+        a = (start.timestamp() / SLOT_S) - self.first_slot
+        b = (end.timestamp() / SLOT_S) - self.first_slot
+        integral = np.interp(b, positions, self.cumulative) - np.interp(a, positions, self.cumulative)
+        return float(integral / max(b - a, 1e-9))
 
-    def epoch_slots(self, kind: JobKind, rho: float) -> float:
-        """Wall-clock length of one epoch at rho, in slots."""
-        full = kind.epoch_hours * SLOTS_PER_HOUR
-        return full if self.config.time_model == "fixed-slot" else rho * full
-
-    def epoch_kg(self, start_slot: float, kind: JobKind, rho: float) -> tuple[float, float]:
-        """(kg CO2, end slot) of one epoch at rho started at `start_slot`."""
-        end = start_slot + self.epoch_slots(kind, rho)
-        draw = rho if self.config.time_model == "fixed-slot" else 1.0
-        return draw * self.kg_co2(start_slot, end), end
-
-    # -- job stream -------------------------------------------------------------------------
-    def arrivals(self, kind: JobKind) -> np.ndarray:
-        horizon = self.horizon(kind)
-        first, last = HISTORY_SLOTS, self.values.size - horizon - 1
-        candidates = np.arange(first, last)
-        clean = self.missing[candidates + horizon] - self.missing[candidates - HISTORY_SLOTS] == 0
+    def arrivals(self, kind: JobKind) -> list[datetime]:
+        """Random arrival slots whose week of history and whole horizon have no missing value."""
+        horizon = int(math.ceil((self.config.slack_hours + kind.full_hours) * 2)) + 4
+        missing = np.concatenate(([0], np.cumsum(np.isnan(self.values))))
+        candidates = np.arange(HISTORY_SLOTS, self.values.size - horizon - 1)
+        clean = missing[candidates + horizon] - missing[candidates - HISTORY_SLOTS] == 0
         candidates = candidates[clean]
         rng = np.random.default_rng(self.config.seed)
         count = min(self.config.n_jobs, candidates.size)
-        return np.sort(rng.choice(candidates, size=count, replace=False))
+        chosen = np.sort(rng.choice(candidates, size=count, replace=False))
+        return [slot_start(self.first_slot + int(s)) for s in chosen]
 
-    def horizon(self, kind: JobKind) -> int:
-        return int(math.ceil(self.config.slack_hours * SLOTS_PER_HOUR + kind.full_slots)) + 2
-
-    def outlook(self, kind: JobKind, arrivals: np.ndarray, mode: str) -> TraceOutlook:
-        horizon = self.horizon(kind)
-        first, last = int(arrivals.min()), int(arrivals.max()) + horizon
-        if mode == "oracle":
-            rows = oracle_rows(self.values, first, last, horizon)
-        else:
-            rows = daily_profile_forecast(
-                self.values,
-                np.arange(first, last + 1),
-                horizon,
-                self.config.forecast_days,
-                self.config.forecast_tau_hours,
-            )
-        return TraceOutlook(
-            self.values, self.trace.start, rows, first, source=f"trace:{self.trace.name}"
-        )
-
-    # -- policies ---------------------------------------------------------------------------
-    def run_epochs(
-        self, kind: JobKind, start: float, deadline: float, schedule, outlook: TraceOutlook
-    ) -> Outcome:
-        """Run all epochs back to back from `start`, asking the schedule at each epoch boundary."""
-        t, kg, rhos = start, 0.0, []
-        outlook.planned_offsets_slots = None
-        for k in range(kind.n_epochs):
-            rho, _ = schedule.rho_for_epoch(k, outlook.time_of(t))
-            epoch_kg, end = self.epoch_kg(t, kind, rho)
-            if isinstance(schedule, BudgetRhoSchedule):
-                schedule.record_epoch(k, epoch_kg)
-            kg, t = kg + epoch_kg, end
-            rhos.append(rho)
-        return Outcome(kg, rhos, t, deadline)
-
-    def green_start(
-        self,
-        kind: JobKind,
-        arrival: int,
-        deadline: float,
-        planned_rho: float,
-        outlook: TraceOutlook,
-    ) -> int:
-        """Re-plan every slot with the forecast known then; start when the best start is 'now'."""
-        longest = kind.n_epochs * self.epoch_slots(kind, max(planned_rho, self.config.rho_max))
-        latest = int(math.floor(deadline - longest + 1e-9))
-        duration = kind.n_epochs * self.epoch_slots(kind, planned_rho)
-        t = arrival
-        while t < latest and best_start_slot(outlook.forecast_row(t), duration, latest - t) != 0:
-            t += 1
-        return t
-
-    def run_pausable(
-        self, kind: JobKind, arrival: int, deadline: float, schedule, outlook: TraceOutlook
-    ) -> Outcome:
-        """Place each epoch in the cleanest forecast slots by the deadline; re-plan each slot."""
-        guard = self.epoch_slots(kind, self.config.rho_max)
-        t, k, kg, rhos = arrival, 0, 0.0, []
-        while k < kind.n_epochs:
-            try:
-                plan = plan_epoch_starts(
-                    outlook.forecast_row(t), guard, kind.n_epochs - k, deadline - t
-                )
-            except WindowError:
-                plan = [0] + [int(math.ceil(guard)) * i for i in range(1, kind.n_epochs - k)]
-            if plan[0] != 0:
-                t += 1
-                continue
-            outlook.planned_offsets_slots = np.asarray(plan[1:], dtype=float)
-            rho, _ = schedule.rho_for_epoch(k, outlook.time_of(t))
-            epoch_kg, end = self.epoch_kg(t, kind, rho)
-            kg += epoch_kg
-            rhos.append(rho)
-            k += 1
-            finish = end
-            t = int(math.ceil(end - 1e-9))
-        outlook.planned_offsets_slots = None
-        return Outcome(kg, rhos, finish, deadline)
-
-    def simulate(self, kind: JobKind, progress: Callable[[str], None] | None = None) -> Results:
-        """Every policy on the same job stream, with the non-peeking forecast and the oracle."""
-        cfg = self.config
+    def run(self, kind: JobKind, forecast: str, policies: tuple[str, ...] = POLICIES,
+            progress: Callable[[str], None] | None = None) -> list[JobOutcome]:
+        """Every policy for every arrival, in one event loop over time (the planners of all
+        jobs share the region's forecaster, as the jobs of one region do in production)."""
         arrivals = self.arrivals(kind)
-        results = Results(kind)
-        n = kind.n_epochs
-        epoch_target_hours = self.epoch_slots(kind, cfg.rho_fixed) / SLOTS_PER_HOUR
+        clock = SimClock(arrivals[0])
+        forecaster = self.forecaster(kind, forecast, clock)
+        events: list[tuple[datetime, int, _Run]] = []
+        outcomes: list[JobOutcome] = []
+        full_s = kind.full_epoch_hours * 3600.0
+        for arrival in arrivals:
+            deadline = arrival + timedelta(hours=self.config.slack_hours + kind.full_hours)
+            for name in policies:
+                budget = self.budget_kg(kind, arrival) if name == "budget" else None
+                outcome = JobOutcome(name, arrival, deadline, budget_kg=budget)
+                outcomes.append(outcome)
+                spec = JobSpec(kind.n_epochs, self.config.policy(name, deadline, budget), full_s,
+                               self.config.energy)
+                run = _Run(self, outcome, spec, forecaster)
+                if budget is not None and not self._budget_feasible(run, arrival, clock):
+                    outcome.refused = True
+                    continue
+                heapq.heappush(events, (arrival, len(outcomes), run))
+        steps = 0
+        while events:
+            now, order, run = heapq.heappop(events)
+            clock.now = now
+            following = run.step(now)
+            if following is not None:
+                heapq.heappush(events, (following, order, run))
+            steps += 1
+            if progress and steps % 20000 == 0:
+                progress(f"{self.trace.name} {kind.name} {forecast}: {steps} decisions")
+        return outcomes
 
-        def add(key: tuple[str, str], outcome: Outcome) -> None:
-            results.outcomes.setdefault(key, []).append(outcome)
+    def forecaster(self, kind: JobKind, forecast: str, clock: SimClock) -> Forecaster:
+        """The region's forecaster at the fake clock (shared by every job of a run)."""
+        source = ReplaySource(self.trace, clock, forecast, self.static, self.config)
+        horizon = int(math.ceil((self.config.slack_hours + kind.full_hours) * 2)) + 4
+        return Forecaster(source, TraceHistory(self.trace, clock), self.region, cache_slots=2,
+                          min_horizon_slots=max(96, horizon))
 
-        for mode in ("forecast", "oracle"):
-            if progress:
-                progress(f"{self.trace.name} {kind.name}: {mode}")
-            outlook = self.outlook(kind, arrivals, mode)
-            aware = partial(
-                CarbonAwareRhoSchedule, cfg.bounds, n, outlook, epoch_target_hours, cfg.rho_fixed
-            )
-            for arrival in (int(a) for a in arrivals):
-                deadline = arrival + cfg.slack_hours * SLOTS_PER_HOUR + kind.full_slots
-                run = partial(self.run_epochs, kind, deadline=deadline, outlook=outlook)
-                if mode == "forecast":
-                    add(("a", "now"), run(arrival, schedule=FixedRhoSchedule(1.0, n)))
-                    add(("b", "now"), run(arrival, schedule=FixedRhoSchedule(cfg.rho_fixed, n)))
-                    self._budget(kind, arrival, deadline, outlook, results)
-                add(("c", mode), run(arrival, schedule=aware()))
-                start = self.green_start(kind, arrival, deadline, 1.0, outlook)
-                add(("w", mode), run(start, schedule=FixedRhoSchedule(1.0, n)))
-                start = self.green_start(kind, arrival, deadline, cfg.rho_fixed, outlook)
-                add(("b+w", mode), run(start, schedule=FixedRhoSchedule(cfg.rho_fixed, n)))
-                add(("d-start", mode), run(start, schedule=aware()))
-                add(("d-pause", mode), self.run_pausable(kind, arrival, deadline, aware(), outlook))
-        return results
+    def budget_kg(self, kind: JobKind, arrival: datetime) -> float:
+        """A CO2 budget: budget_fraction x the job's full-cost emissions at the past week's mean."""
+        slot = slot_of(arrival) - self.first_slot
+        recent = float(np.nanmean(self.values[slot - HISTORY_SLOTS:slot + 1]))
+        energy = self.config.energy.epoch_kwh(kind.full_epoch_hours * 3600.0, 1.0)
+        return self.config.budget_fraction * kind.n_epochs * energy * recent / G_PER_KG
 
-    def _budget(
-        self, kind: JobKind, arrival: int, deadline: float, outlook: TraceOutlook, results: Results
-    ) -> None:
-        """CO2-budget mode at once: budget = budget_fraction x full-cost kg at the recent mean."""
-        cfg = self.config
-        energy = cfg.power_kw * kind.epoch_hours
-        recent = self.values[arrival - HISTORY_SLOTS : arrival + 1]
-        budget = cfg.budget_fraction * kind.n_epochs * energy * float(np.nanmean(recent)) / 1000.0
-        schedule = BudgetRhoSchedule(
-            cfg.bounds,
-            kind.n_epochs,
-            outlook,
-            self.epoch_slots(kind, cfg.rho_fixed) / SLOTS_PER_HOUR,
-            energy,
-            budget,
-        )
+    def _budget_feasible(self, run: _Run, arrival: datetime, clock: SimClock) -> bool:
+        clock.now = arrival
         try:
-            schedule.check_feasible(outlook.time_of(arrival))
+            run.planner.check_budget(arrival)
         except BudgetInfeasibleError:
-            results.rejected_budget += 1
-            return
-        try:
-            outcome = self.run_epochs(kind, arrival, deadline, schedule, outlook)
-        except BudgetExhaustedError:
-            results.stopped_budget += 1
-            outcome = Outcome(
-                sum(schedule.spent_kg.values()),
-                [schedule.decisions[k] for k in sorted(schedule.spent_kg)],
-                float("nan"),
-                deadline,
-            )
-        outcome.budget_kg = budget
-        results.outcomes.setdefault(("budget", "forecast"), []).append(outcome)
+            return False
+        return True
+
+
+def summarise(outcomes: list[JobOutcome]) -> Mapping[str, dict[str, float]]:
+    """policy -> mean kg CO2 per job (true and charged), mean rho, misses, pauses, jobs."""
+    by: dict[str, list[JobOutcome]] = {}
+    for outcome in outcomes:
+        by.setdefault(outcome.policy, []).append(outcome)
+    table: dict[str, dict[str, float]] = {}
+    for policy, rows in by.items():
+        ran = [r for r in rows if not r.refused]
+        table[policy] = {
+            "jobs": float(len(rows)), "refused": float(sum(r.refused for r in rows)),
+            "stopped": float(sum(r.stopped for r in ran)),
+            "kg_co2": float(np.mean([r.kg_co2 for r in ran])) if ran else float("nan"),
+            "kg_charged": float(np.mean([r.kg_charged for r in ran])) if ran else float("nan"),
+            "mean_rho": float(np.mean([np.mean(r.rhos) for r in ran if r.rhos])) if ran else float("nan"),
+            "misses": float(sum(r.missed for r in ran)),
+            "pauses": float(np.mean([r.pauses for r in ran])) if ran else 0.0,
+            "over_budget": float(sum(r.over_budget for r in ran)),
+        }
+    return table

@@ -3,22 +3,61 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from greentrainer.commands.scheduler import scheduler_main
 from greentrainer.commands.simulate import simulate_main
 
 
-def test_simulate_prints_and_writes_the_table(tmp_path, capsys):
-    out = tmp_path / "report.md"
-    assert (
-        simulate_main(
-            ["--trace", "fr-2020", "--jobs", "8", "--kinds", "short", "--output", str(out)]
-        )
-        == 0
-    )
+def test_simulate_prints_and_writes_the_table_and_the_json_rows(tmp_path, capsys):
+    out, rows = tmp_path / "report.md", tmp_path / "rows.json"
+    assert simulate_main(["--trace", "fr-2020", "--jobs", "6", "--kinds", "short",
+                          "--forecasts", "history,oracle", "--output", str(out),
+                          "--json", str(rows)]) == 0
     printed = capsys.readouterr().out
-    assert "| (a) full fine-tuning, start at once |" in printed and "realised / oracle" in printed
+    assert "| (d) carbon-aware rho + green windows | perfect foresight (oracle) |" in printed
+    assert "of the oracle's" in printed
     assert out.read_text() == printed.rstrip("\n") + "\n"
+    data = json.loads(rows.read_text())
+    assert {r["policy"] for r in data} == {"fixed", "window", "carbon_aware", "both"}
+    assert {r["forecast"] for r in data} == {"history", "oracle"}
+    for row in data:
+        assert row["job_kind"] == "short" and row["slack_hours"] == 24.0
+        assert 0 < row["co2_saved_pct"] < 100 and 0.4 <= row["mean_rho"] <= 0.8
+
+
+def test_simulate_reads_a_trace_in_other_shapes_and_reports_the_gaps_it_filled(tmp_path, capsys):
+    # An hourly export with its own header names, an empty value and a missing hour.
+    lines = ["datetime,zone,Carbon Intensity gCO2eq/kWh (LCA)"]
+    start = datetime(2021, 3, 1, tzinfo=UTC)
+    for hour in range(24 * 12):
+        if hour == 200:
+            continue
+        value = "" if hour == 100 else f"{200 + 80 * ((hour // 6) % 2)}"
+        lines.append(f"{(start + timedelta(hours=hour)).isoformat()},DE,{value}")
+    path = tmp_path / "de_hourly.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert simulate_main(["--trace", str(path), "--jobs", "3", "--kinds", "short",
+                          "--forecasts", "history", "--slack-hours", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert "## Carbon simulation: de_hourly" in printed
+    assert "had 4 missing 30-minute slot(s)" in printed
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("when,what\n2021-01-01 00:00,1\n", "no timestamp column"),
+    ("Time,Carbon Intensity\n2021-01-01 00:00:00,100\n2021-01-01 00:07:00,90\n"
+     "2021-01-01 00:14:00,80\n", "7 minutes apart"),
+    ("Time,Carbon Intensity\n2021-01-01 00:00:00,100\nyesterday,90\n", "line 3"),
+    ("Time,Carbon Intensity\n2021-01-01 00:00:00,-5\n2021-01-01 00:30:00,1\n", "line 2"),
+])
+def test_simulate_names_what_is_wrong_with_a_trace_file(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    assert simulate_main(["--trace", str(path), "--jobs", "2"]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_simulate_reports_bad_options_without_a_traceback(capsys):
