@@ -75,6 +75,19 @@ class CarbonSettings(BaseModel):
                              "the providers' own region settings choose the data).")
     pool_forecast_hours: float = Field(default=24.0, gt=0, le=72,
                                        description="Hours of forecast shown for the pool.")
+    history_days: float = Field(default=35.0, ge=8, le=3660,
+                                description="Days of recorded intensity kept per region (the "
+                                "forecasts read the last 7; older slots are deleted).")
+    energy_host_w: float = Field(default=150.0, ge=0, description="Energy model: a worker's "
+                                 "host and idle power while a job holds its slot, W "
+                                 "(docs/scheduler.md, \"Energy model\").")
+    energy_compute_w: float = Field(default=550.0, ge=0, description="Energy model: the power "
+                                    "drawn on top while training at full cost, W.")
+    energy_overhead_s: float = Field(default=0.0, ge=0, description="Energy model: seconds of "
+                                     "each epoch that do not shrink with rho.")
+    energy_resume_s: float = Field(default=120.0, ge=0, description="Energy model: seconds of "
+                                   "loading (model, data, checkpoint) when a paused job resumes; "
+                                   "a pause happens only when the forecast repays it.")
 
     @field_validator("providers")
     @classmethod

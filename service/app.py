@@ -18,6 +18,7 @@ from service.dispatch import JobDispatcher, LoggingDispatcher
 from service.heap import settle_heap
 from service.jobs import JobCheck
 from service.metrics import HttpMetrics, make_registry
+from service.pool.carbon_plan import BudgetFeasibility, CarbonPlanning
 from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
 from service.routers import datasets, jobs, ops, stats, teams
 from service.settings import Settings, get_settings
@@ -44,7 +45,8 @@ def _default_dispatcher(settings: Settings, factory: sessionmaker[Session]) -> J
 def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | None = None,
                store: BlobStore | None = None, job_checks: Sequence[JobCheck] = ()) -> FastAPI:
     """Build the app. ``dispatcher`` is told about queued and cancelled jobs after each commit;
-    ``job_checks`` run on every submission after the built-in validation. Raises
+    ``job_checks`` run on every submission after the built-in validation (and the check of a
+    CO2 budget against the cheapest feasible schedule, `BudgetFeasibility`). Raises
     `SchemaNotMigrated` (naming `greentrainer migrate`) when the database is not migrated."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
@@ -55,10 +57,12 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
         engine.dispose()
         raise
     factory = make_session_factory(engine)
+    planning = CarbonPlanning(settings, factory)  # CO2 budgets are checked at submission
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        planning.close()
         engine.dispose()  # close pooled connections when the server stops
 
     app = FastAPI(title="GreenTrainer", version="0.1.0", description=DESCRIPTION,
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
         settings=settings, engine=engine, factory=factory,
         store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
         dispatcher=dispatcher or _default_dispatcher(settings, factory),
-        job_checks=tuple(job_checks),
+        job_checks=(*job_checks, BudgetFeasibility(planning)),
         signin_limiter=FailedSignInLimiter(burst=settings.signin_failure_burst,
                                            refill_seconds=settings.signin_failure_refill_seconds),
     )

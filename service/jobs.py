@@ -177,15 +177,19 @@ def _check_policy(request: JobCreate) -> None:
 
 
 class JobCheck(Protocol):
-    """An extra submission check, run after the built-in ones (e.g. the scheduler refusing a
-    CO2 budget that cannot be met even at rho_min). Raises an `InvalidInput` naming the field."""
+    """An extra submission check, run after the built-in ones (e.g. the carbon planner refusing
+    a CO2 budget that even the cheapest schedule cannot meet). Raises an `InvalidInput` naming
+    the field; may return a plan, recorded on the new job as a ``carbon_plan`` event."""
 
-    def __call__(self, session: Session, team_id: str, request: JobCreate) -> None: ...
+    def __call__(self, session: Session, team_id: str,
+                 request: JobCreate) -> dict[str, Any] | None: ...
 
 
 def _validate(session: Session, team_id: str, request: JobCreate, settings: Settings,
-              checks: Sequence[JobCheck]) -> tuple[ModelRef, str, str | None, str | None]:
-    """(model, training, validation, test data set ids), or `InvalidInput` naming the field."""
+              checks: Sequence[JobCheck],
+              plans: list[dict[str, Any]]) -> tuple[ModelRef, str, str | None, str | None]:
+    """(model, training, validation, test data set ids), or `InvalidInput` naming the field;
+    the checks' plans are added to ``plans``."""
     model = resolve_model(request.model, allowed_dirs=settings.allowed_model_dirs,
                           hf_cache_dir=settings.hf_cache_dir)
     training = _team_dataset(session, team_id, request.training_dataset, "training_dataset")
@@ -197,7 +201,9 @@ def _validate(session: Session, team_id: str, request: JobCreate, settings: Sett
         test = _team_dataset(session, team_id, request.test_dataset, "test_dataset")
     _check_policy(request)
     for check in checks:
-        check(session, team_id, request)
+        plan = check(session, team_id, request)
+        if plan is not None:
+            plans.append(plan)
     return model, training, validation, test
 
 
@@ -212,9 +218,10 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
     The caller commits, then tells the dispatcher (only when ``created``).
     """
     fingerprint = request_fingerprint(request)
+    plans: list[dict[str, Any]] = []
     try:
         model, training, validation, test = _validate(session, team_id, request, settings,
-                                                      checks)
+                                                      checks, plans)
     except InvalidInput:
         # A retry of a request that was accepted earlier gets its job back even if it would
         # not pass today (a data set deleted since, a forecast that changed).
@@ -251,7 +258,11 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
         NewEvent(job.id, "created", f"job submitted: {request.method} on {model.name}",
                  data={"model_source": model.source}),
         NewEvent(job.id, "status", "validated; waiting for a GPU",
-                 data={"from": JobStatus.VALIDATING.value, "to": JobStatus.QUEUED.value})])
+                 data={"from": JobStatus.VALIDATING.value, "to": JobStatus.QUEUED.value}),
+        *(NewEvent(job.id, "carbon_plan", "CO2 budget checked: the cheapest schedule needs "
+                   f"{plan['minimum_kg_co2']:.4g} kg of the {plan['co2_budget_kg']:.4g} kg "
+                   f"budget (every epoch at rho {plan['rho']:g})", data=plan)
+          for plan in plans if "minimum_kg_co2" in plan)])
     return job, True
 
 

@@ -335,3 +335,33 @@ class SignInFailure(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_signin_failures_updated_at", "updated_at"),)
+
+
+class IntensitySlot(Base):
+    """A region's recorded grid intensity over one 30-minute UTC slot (slots since the Unix
+    epoch, `greentrainer_carbon.history.slot_of`): the mean of the distinct provider readings
+    the scheduler saw in it. Every forecast's history reads these rows
+    (`service/pool/intensity.py`); rows older than the retention are deleted."""
+
+    __tablename__ = "intensity_slots"
+
+    region: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    g_per_kwh_sum: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+    last_reading_at: Mapped[datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(100))
+
+
+class WorkerThroughput(Base):
+    """How fast a class of workers trains a model at full cost: seconds of a full fine-tuning
+    epoch per training example, a moving average over the epochs measured. The planner's first
+    estimate of a job's epoch time, before its own epochs are measured."""
+
+    __tablename__ = "worker_throughput"
+
+    gpu_class: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(500), primary_key=True)
+    full_epoch_s_per_example: Mapped[float] = mapped_column(Double)
+    epochs: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

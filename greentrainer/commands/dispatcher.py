@@ -64,7 +64,8 @@ def dispatch_forever() -> int:
           f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
     settle_heap()  # what is loaded by now lives as long as the process (service/heap.py)
     try:
-        run_forever(make_session_factory(engine), pool, send, forecast, stop, current)
+        run_forever(make_session_factory(engine), pool, send, forecast, stop, current,
+                    settings.carbon)
     finally:
         for one in (chain, *regional.values()):
             one.close()

@@ -10,8 +10,10 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_carbon.config import CarbonSettings
 from service.pool.dispatcher import Send, dispatch_once
 from service.pool.green import Forecast, plan_windows
+from service.pool.intensity import record_intensities
 from service.pool.reconciler import reconcile
 from service.pool.submission import Current, note_submission_intensities
 from service.settings import PoolSettings
@@ -26,11 +28,14 @@ def stale_after_s(pool: PoolSettings) -> float:
 
 
 def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
-         forecast: Forecast | None, current: Current | None = None) -> None:
-    """One reconcile + note + plan + dispatch pass."""
+         forecast: Forecast | None, current: Current | None = None,
+         carbon: CarbonSettings | None = None) -> None:
+    """One reconcile + record + note + plan + dispatch pass."""
     stale = stale_after_s(pool)
     reconcile(factory, max_attempts=pool.max_attempts, stale_after_s=stale)
     if current is not None:
+        if carbon is not None:
+            record_intensities(factory, current, carbon.pool_region, carbon.history_days)
         note_submission_intensities(factory, current)
     if forecast is not None:
         plan_windows(factory, forecast, default_epoch_seconds=pool.default_epoch_seconds)
@@ -41,11 +46,11 @@ def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
 
 def run_forever(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
                 forecast: Forecast | None, stop: threading.Event,
-                current: Current | None = None) -> None:
+                current: Current | None = None, carbon: CarbonSettings | None = None) -> None:
     """Tick until ``stop`` is set; a failing pass is logged and the next one runs."""
     while not stop.is_set():
         try:
-            tick(factory, pool, send, forecast, current)
+            tick(factory, pool, send, forecast, current, carbon)
         except Exception:  # one bad pass (DB restart, broker down) must not end the loop
             log.exception("scheduler pass failed; retrying")
         stop.wait(pool.dispatch_interval_seconds)

@@ -40,7 +40,8 @@ def test_submit_records_a_queued_job_and_dispatches_it_once(api: Api,
     assert api.dispatcher.calls_for(job["id"]) == ["queued"]
     assert api.client.get(f"/jobs/{job['id']}", headers=team).json()["id"] == job["id"]
     events = api.client.get(f"/jobs/{job['id']}/events", headers=team).json()["data"]
-    assert [e["type"] for e in events] == ["created", "status"]
+    planned = ["carbon_plan"] if "co2_budget_kg" in policy else []  # a budget's checked plan
+    assert [e["type"] for e in events] == ["created", "status", *planned]
     assert events[1]["data"] == {"from": "validating", "to": "queued"}
 
 
