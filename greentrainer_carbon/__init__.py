@@ -1,13 +1,14 @@
-"""The carbon package: grid carbon intensity -> per-epoch rho and green windows, and the simulator.
+"""The carbon package: grid carbon intensity -> when each epoch of a job runs and at which rho,
+and the simulator that replays a trace through that same decision engine.
 
-Pure: no database, no queue, no web framework; its only I/O is HTTP to the carbon-intensity
-providers. The worker, the pool's scheduler loop and `greentrainer simulate` all use it:
+Pure: no database, queue or web framework; its only I/O is HTTP to the carbon-intensity
+providers. The worker, the pool's dispatcher, the API's budget check and `greentrainer simulate`
+all decide through one `Planner`:
 
-    chain = build_chain(settings.carbon)                    # the service's carbon settings
-    outlook = ChainOutlook(chain)
-    schedule = CarbonAwareRhoSchedule(RhoBounds(0.4, 1.0), n_epochs, outlook, epoch_hours)
-    rho, reading = schedule.rho_for_epoch(epoch_index, now)
-    event = schedule.last_event                             # "provider X failed, used Y", or None
+    forecaster = Forecaster(ChainSource(build_chain(settings.carbon)), history, region)
+    planner = Planner(JobSpec(n_epochs, rho_policy, full_epoch_s, energy_model), forecaster)
+    decision = planner.decide(now, epochs_done)   # run now at decision.rho, or wait until
+                                                  # decision.start_at; decision.reason, .sources
 """
 
 from greentrainer_carbon.config import CarbonSettings, build_chain, region_chain
@@ -21,40 +22,35 @@ from greentrainer_carbon.errors import (
     TraceError,
     WindowError,
 )
-from greentrainer_carbon.outlook import ChainOutlook
-from greentrainer_carbon.policy import RhoBounds, check_budget_feasible
+from greentrainer_carbon.forecaster import ChainSource, Forecaster, SourcedForecast
+from greentrainer_carbon.planner import Decision, EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.policy import RhoBounds
 from greentrainer_carbon.readings import CarbonReading, FallbackEvent
-from greentrainer_carbon.schedule import (
-    BudgetRhoSchedule,
-    CarbonAwareRhoSchedule,
-    ExplicitRhoSchedule,
-    FixedRhoSchedule,
-    RhoSchedule,
-)
 from greentrainer_carbon.windows import WindowChoice, choose_start, estimate_duration_s
 
 __all__ = [
     "AllProvidersFailed",
     "BudgetExhaustedError",
     "BudgetInfeasibleError",
-    "BudgetRhoSchedule",
-    "CarbonAwareRhoSchedule",
     "CarbonReading",
     "CarbonSettings",
-    "ChainOutlook",
-    "ExplicitRhoSchedule",
+    "ChainSource",
+    "Decision",
+    "EnergyModel",
+    "EpochDone",
     "FallbackEvent",
-    "FixedRhoSchedule",
+    "Forecaster",
+    "JobSpec",
+    "Planner",
     "PolicyError",
     "ProviderError",
     "RhoBounds",
-    "RhoSchedule",
     "SchedulerError",
+    "SourcedForecast",
     "TraceError",
     "WindowChoice",
     "WindowError",
     "build_chain",
-    "check_budget_feasible",
     "choose_start",
     "estimate_duration_s",
     "region_chain",

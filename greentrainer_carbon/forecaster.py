@@ -142,6 +142,12 @@ class Forecaster:
         self._cache_slots = cache_slots
         self.min_horizon_slots = min_horizon_slots
 
+    def last_events(self) -> list[FallbackEvent]:
+        """The provider fallbacks of the newest forecast made (none when none was made)."""
+        if not self._cache:
+            return []
+        return list(next(reversed(self._cache.values())).events)
+
     def forecast(self, now: datetime, horizon_slots: int) -> SourcedForecast:
         """The forecast for the slots of [now, now + horizon). Raises AllProvidersFailed."""
         first = slot_of(now)

@@ -36,7 +36,6 @@ import numpy as np
 from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError, PolicyError, WindowError
 from greentrainer_carbon.forecaster import Forecaster, SourcedForecast
 from greentrainer_carbon.history import SLOT_S, FloatArray, slot_start
-from greentrainer_carbon.outlook import epoch_means
 from greentrainer_carbon.policy import (
     DEFAULT_GAIN,
     G_PER_KG,
@@ -49,7 +48,7 @@ from greentrainer_carbon.policy import (
 )
 from greentrainer_carbon.readings import CarbonReading, parse_utc
 from greentrainer_carbon.rho_policy import RhoPolicyKind
-from greentrainer_carbon.windows import plan_epoch_starts
+from greentrainer_carbon.windows import epoch_means, plan_epoch_starts
 
 J_PER_KWH = 3.6e6
 SAFETY_FACTOR = 1.1  # a budget's reserve: the remaining epochs' expected intensity x this
@@ -222,10 +221,13 @@ class Planner:
         return int(min(MAX_HORIZON_SLOTS, slots))
 
     # -- the decision ------------------------------------------------------------------------
-    def decide(self, now: datetime, done: Sequence[EpochDone]) -> Decision:
-        """Run the next epoch now (and at which rho), or wait until `start_at`. Raises
-        BudgetExhaustedError when a CO2 budget can no longer pay for the remaining epochs,
-        PolicyError when every epoch is done, AllProvidersFailed when no intensity is known."""
+    def decide(self, now: datetime, done: Sequence[EpochDone], *,
+               must_run: bool = False) -> Decision:
+        """Run the next epoch now (and at which rho), or wait until `start_at`; with
+        ``must_run`` (the epoch is starting anyway, e.g. a job the dispatcher has started) only
+        its rho is decided. Raises BudgetExhaustedError when a CO2 budget can no longer pay for
+        the remaining epochs, PolicyError when every epoch is done, AllProvidersFailed when no
+        intensity is known."""
         spec, index = self.spec, len(done)
         if index >= spec.n_epochs:
             raise PolicyError(f"all {spec.n_epochs} epochs are done")
@@ -234,6 +236,9 @@ class Planner:
         forecast = self.forecaster.forecast(now, self._horizon(now, full_s, remaining))
         wait_slots, offsets, reason = self._placement(now, forecast, full_s, remaining,
                                                       paused=index > 0)
+        if wait_slots > 0 and must_run:
+            offsets[0] = (now - forecast.start).total_seconds() / SLOT_S
+            wait_slots, reason = 0, "the epoch starts now (the job was started)"
         if wait_slots > 0:
             start = slot_start(forecast.first_slot + wait_slots)
             return self._decision(False, start, None, forecast, offsets, full_s, done, reason)

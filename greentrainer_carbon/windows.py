@@ -153,3 +153,19 @@ def choose_start(
     )
     source = forecast[0].source if forecast else "none"
     return WindowChoice(now + timedelta(minutes=30 * slot), float(mean), slot == 0, source)
+
+
+def epoch_means(forecast: np.ndarray, offsets_slots: np.ndarray, epoch_slots: float) -> np.ndarray:
+    """Mean forecast over [o, o + epoch_slots) for each offset (fractional slots allowed; NaN
+    slots count as the forecast's mean)."""
+    f = np.asarray(forecast, dtype=float)
+    filled = np.where(np.isnan(f), np.nanmean(f) if np.any(~np.isnan(f)) else 0.0, f)
+    cumulative = np.concatenate(([0.0], np.cumsum(filled)))
+    positions = np.arange(f.size + 1, dtype=float)
+    starts = np.asarray(offsets_slots, dtype=float)
+    ends = np.minimum(starts + epoch_slots, f.size)
+    starts = np.minimum(starts, ends - 1e-9)
+    width = np.maximum(ends - starts, 1e-9)
+    means: np.ndarray = (np.interp(ends, positions, cumulative)
+                         - np.interp(starts, positions, cumulative)) / width
+    return means

@@ -21,8 +21,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon import BudgetExhaustedError, SchedulerError
-from greentrainer_carbon.energy import full_ft_energy_kwh
-from greentrainer_carbon.job_policy import JobRho
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent
 from greentrainer_core.errors import GreenTrainerError
 from service.db import session_scope
@@ -30,10 +28,13 @@ from service.job_events import append_event
 from service.job_records import EpochMeasurement, record_epoch
 from service.models import Job, JobEpoch
 from service.pool import leases, slots
+from service.pool.carbon_plan import CarbonPlanning
+from service.pool.intensity import record_throughput
 from service.settings import PoolSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
 from worker.artifacts import save_outputs
+from worker.carbon import JobCarbon
 from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
@@ -101,7 +102,7 @@ def _claim(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
 
 def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
             pool: PoolSettings, store: BlobStore, me: WorkerIdentity,
-            outlook: Any = None) -> str:
+            planning: CarbonPlanning | None = None) -> str:
     """Run (or resume) ``job_id``; returns a short outcome for the log."""
     refused = _claim(factory, job_id, me, pool)
     if refused is not None:
@@ -109,7 +110,9 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return f"skipped: {refused}"
     keeper = LeaseKeeper(factory, job_id, me.name, lease_seconds=pool.lease_seconds,
                          heartbeat_seconds=pool.heartbeat_seconds)
-    job_run = _JobRun(job_id, factory, settings, store, me, keeper, outlook,
+    own_planning = planning is None  # else the caller's, kept across jobs
+    planning = planning or CarbonPlanning(settings, factory)
+    job_run = _JobRun(job_id, factory, settings, store, me, keeper, planning,
                       db_patience_s=pool.lease_seconds)
     try:
         with keeper:
@@ -129,6 +132,8 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "retried"
     finally:
         job_run.close()
+        if own_planning:
+            planning.close()
         _free_memory()
 
 
@@ -170,19 +175,16 @@ def _record_end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
 
 class _JobRun:
     def __init__(self, job_id: str, factory: sessionmaker[Session], settings: Settings,
-                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper, outlook: Any,
-                 db_patience_s: float) -> None:
+                 store: BlobStore, me: WorkerIdentity, keeper: LeaseKeeper,
+                 planning: CarbonPlanning, db_patience_s: float) -> None:
         self.job_id, self.factory, self.settings, self.store = job_id, factory, settings, store
-        self.me, self.keeper, self.outlook = me, keeper, outlook
+        self.me, self.keeper, self.planning = me, keeper, planning
         self.db_patience_s = db_patience_s
         self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
         self.last_progress = 0.0
 
     def close(self) -> None:
         self.meter.stop()  # an epoch the run did not finish goes unrecorded
-        rho: JobRho | None = getattr(self, "rho", None)  # set once the job's inputs loaded
-        if rho is not None:
-            rho.close()
 
     def _session(self) -> Any:
         return session_scope(self.factory)
@@ -226,13 +228,10 @@ class _JobRun:
                      extra={"job_id": self.job_id})
             rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
                                         .order_by(JobEpoch.epoch_index)))
-            policy, last = dict(job.rho_policy), job.last_finished_epoch
-        self.rho = JobRho(policy, inputs.config.epochs, outlook=self.outlook,
-                          carbon=self.settings.carbon)
-        self.rho.restore({e.epoch_index: e.rho for e in rows})
-        for row in rows:
-            self.rho.record_epoch(row.epoch_index, row.kg_co2, full_ft_energy_kwh(
-                row.energy_kwh, row.executed_flops, row.full_ft_flops))
+            last = job.last_finished_epoch
+            self.rho = JobCarbon(self.planning, session, job, inputs.config.epochs,
+                                 len(inputs.examples), self.me.gpu_class, rows)
+            self.model, self.examples = job.model, len(inputs.examples)
         torch.manual_seed(inputs.config.seed)
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
                           rho=self.rho)
@@ -261,6 +260,8 @@ class _JobRun:
                     if event.epoch + 1 < epochs:
                         self._begin_epoch(event.epoch + 1)
         except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
+            if not self.rho.done:  # nothing trained: the job fails, naming the budget
+                raise
             stopped_early = f"CO2 budget: {exc}"
             self._event("co2_budget", f"stopped early: {exc}", level="warning")
         self._finish(trainer, inputs, stopped_early)
@@ -271,7 +272,7 @@ class _JobRun:
         which answers the same decision) and start its energy meter at the decision's intensity,
         so that the epoch's importance probe and selection are measured too."""
         decision = self.rho.decide(epoch)
-        self.meter.start(decision.reading.carbon_intensity_g_per_kwh if decision.reading else None)
+        self.meter.start(decision.reading.carbon_intensity_g_per_kwh)
 
     def _event(self, type_: str, message: str, data: dict[str, Any] | None = None,
                level: str = "info") -> None:
@@ -285,17 +286,17 @@ class _JobRun:
 
     def _epoch_started(self, event: EpochStart) -> None:
         decision = self.rho.decide(event.epoch)
-        reading = decision.reading
-        if decision.fallback is not None:
-            self._event("carbon_fallback", decision.fallback.message,
-                        decision.fallback.to_dict(), level="warning")
+        for fallback in self.planning.fallbacks(self.rho.planner):
+            self._event("carbon_fallback", fallback.message, fallback.to_dict(), level="warning")
+        for note in decision.notes:
+            self._event("carbon_note", note, level="warning")
         self._event("epoch_start", f"epoch {event.epoch} started at rho {event.rho:.2f} "
                     f"with {len(event.selected)} tensors",
                     {"epoch_index": event.epoch, "rho": event.rho,
                      "selected_tensor_count": len(event.selected),
                      "predicted_step_flops": event.predicted_step_flops,
                      "full_step_flops": event.full_step_flops,
-                     "carbon": reading.to_dict() if reading else None})
+                     "carbon": decision.reading.to_dict(), "plan": decision.to_dict()})
 
     def _step(self, event: StepEvent) -> None:
         now = time.monotonic()
@@ -322,8 +323,7 @@ class _JobRun:
                     lambda: self._record(record, reading, energy))
         log.info("job %s: %s", self.job_id, epoch_line(record, energy),
                  extra={"job_id": self.job_id})
-        self.rho.record_epoch(record.epoch, energy.kg_co2 if energy else None, full_ft_energy_kwh(
-            energy.energy_kwh if energy else None, record.executed_flops, record.full_flops))
+        self.rho.finished(record.epoch, record.wall_s, energy.kg_co2 if energy else None)
         for old in path.parent.glob("epoch-*.pt"):
             if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
                 old.unlink(missing_ok=True)
@@ -341,6 +341,9 @@ class _JobRun:
                 energy_kwh=energy.energy_kwh if energy else None,
                 kg_co2=energy.kg_co2 if energy else None,
                 energy_is_estimate=energy.is_estimate if energy else True))
+            if record.rho > 0 and self.examples:  # the planner's next estimates (per example)
+                record_throughput(session, self.me.gpu_class, self.model,
+                                  record.wall_s / record.rho / self.examples)
 
     def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
         from greentrainer_core.evaluate import evaluate_rouge

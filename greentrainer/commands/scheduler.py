@@ -11,10 +11,12 @@ from pathlib import Path
 
 from greentrainer_carbon.config import build_chain
 from greentrainer_carbon.errors import SchedulerError
-from greentrainer_carbon.outlook import ChainOutlook
+from greentrainer_carbon.forecaster import ChainSource, Forecaster
+from greentrainer_carbon.history import MemoryHistory
+from greentrainer_carbon.planner import JobSpec, Planner
 from greentrainer_carbon.policy import RhoBounds
 from greentrainer_carbon.readings import parse_utc
-from greentrainer_carbon.schedule import CarbonAwareRhoSchedule
+from greentrainer_carbon.rho_policy import RhoPolicyKind
 from service.pool.fairness import QueuedJob, TeamUsage, order_dispatch
 from service.settings import Settings
 
@@ -24,22 +26,19 @@ def _decision(args: argparse.Namespace) -> int:
     if args.providers:
         carbon = carbon.model_validate({**carbon.model_dump(), "providers": args.providers})
     chain = build_chain(carbon)
+    policy = {"type": RhoPolicyKind.CARBON_AWARE, "rho_min": args.rho_min,
+              "rho_max": args.rho_max}
+    RhoBounds(args.rho_min, args.rho_max)  # names a bad range before anything is asked
     try:
-        bounds = RhoBounds(args.rho_min, args.rho_max)
-        schedule = CarbonAwareRhoSchedule(bounds, 1, ChainOutlook(chain), epoch_hours=1.0)
-        rho, reading = schedule.rho_for_epoch(0, datetime.now(UTC))
+        forecaster = Forecaster(ChainSource(chain), MemoryHistory(), carbon.pool_region)
+        planner = Planner(JobSpec(1, policy, 3600.0), forecaster)
+        decision = planner.decide(datetime.now(UTC), [])
     finally:
         chain.close()
-    print(
-        json.dumps(
-            {
-                "rho": round(rho, 4),
-                "reading": reading.to_dict() if reading else None,
-                "fallback": schedule.last_event.to_dict() if schedule.last_event else None,
-            },
-            indent=2,
-        )
-    )
+    events = forecaster.last_events()
+    print(json.dumps({"rho": round(decision.rho or 0.0, 4), "reading": decision.reading.to_dict(),
+                      "fallback": events[0].to_dict() if events else None,
+                      "decision": decision.to_dict()}, indent=2))
     return 0
 
 

@@ -20,6 +20,7 @@ from greentrainer_carbon.errors import BudgetInfeasibleError, SchedulerError
 from greentrainer_carbon.forecaster import ChainSource, Forecaster
 from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
 from greentrainer_carbon.providers.chain import ProviderChain
+from greentrainer_carbon.readings import FallbackEvent
 from greentrainer_carbon.rho_policy import RhoPolicyKind
 from service.errors import InvalidInput
 from service.models import Dataset, JobEpoch, utcnow
@@ -69,6 +70,10 @@ class CarbonPlanning:
                 full_epoch_s: float) -> Planner:
         spec = JobSpec(n_epochs, policy, full_epoch_s, energy_model(self.settings.carbon))
         return Planner(spec, self.forecaster(region))
+
+    def fallbacks(self, planner: Planner) -> list[FallbackEvent]:
+        """The provider fallbacks the planner's last forecast met (a provider skipped)."""
+        return planner.forecaster.last_events()
 
     def close(self) -> None:
         with self._lock:

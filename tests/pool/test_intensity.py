@@ -11,12 +11,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_carbon.config import CarbonSettings
 from greentrainer_carbon.errors import ProviderError
 from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
 from greentrainer_carbon.history import slot_of
 from greentrainer_carbon.readings import CarbonReading
 from service.db import session_scope
 from service.models import IntensitySlot
+from service.pool.carbon_plan import CarbonPlanning
 from service.pool.intensity import (
     DbHistory,
     estimated_full_epoch_s,
@@ -25,6 +27,7 @@ from service.pool.intensity import (
     record_readings,
     record_throughput,
 )
+from service.settings import Settings
 from tests.pool.test_dispatch import factory, job, postgres, team  # noqa: F401
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -105,3 +108,22 @@ def test_throughput_is_a_moving_average_per_class_and_model(
         assert estimated_full_epoch_s(session, "a100", "m", 100, 1800.0) == pytest.approx(260.0)
         assert estimated_full_epoch_s(session, "h100", "m", 100, 1800.0) == pytest.approx(260.0)
         assert estimated_full_epoch_s(session, "a100", "other", 100, 1800.0) == 1800.0
+
+
+def test_a_jobs_region_picks_its_countrys_static_average_and_fallbacks_are_reported(
+        factory: sessionmaker[Session]) -> None:
+    carbon = CarbonSettings(providers="gb,static", gb_api_base_url="http://127.0.0.1:9",
+                            http_max_retries=0, http_timeout_s=1.0)
+    planning = CarbonPlanning(Settings(database_url="sqlite://", carbon=carbon), factory)
+    policy = {"type": "fixed", "rho": 0.6}
+    try:
+        france = planning.planner(1, policy, "FR", 60.0).decide(datetime.now(UTC), [])
+        britain = planning.planner(1, policy, "GB", 60.0)
+        decision = britain.decide(datetime.now(UTC), [])
+        fallbacks = planning.fallbacks(britain)
+    finally:
+        planning.close()
+    assert france.reading.source.endswith("FRA") and decision.reading.source.endswith("GBR")
+    assert france.reading.carbon_intensity_g_per_kwh < decision.reading.carbon_intensity_g_per_kwh
+    assert fallbacks and fallbacks[0].used == "codecarbon-static:GBR"
+    assert "gb-carbon-intensity" in fallbacks[0].message

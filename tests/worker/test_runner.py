@@ -11,8 +11,10 @@ from sqlalchemy import select
 import worker.runner as runner_module
 from service.jobs import transition
 from service.models import JobEpoch, JobEvent, utcnow
+from service.settings import PoolSettings
 from service.states import JobStatus
 from tests.worker.conftest import Bench
+from worker.energy import EpochEnergy
 from worker.runner import run_job
 
 
@@ -123,14 +125,31 @@ def test_a_cancel_stops_training_between_steps(bench: Bench,
     assert len(epochs(bench, job_id)) < 50
 
 
-def test_a_job_out_of_co2_budget_stops_early_with_what_it_trained(bench: Bench) -> None:
+def test_a_job_out_of_co2_budget_stops_early_with_what_it_trained(
+        bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two-second epochs expected; the first one is recorded at almost the whole budget.
+    bench.settings = bench.settings.model_copy(update={"pool": PoolSettings(
+        default_epoch_seconds=2.0)})
+    spent = EpochEnergy(energy_kwh=0.04, kg_co2=0.00999, cpu_kwh=0.04, gpu_kwh=0.0, ram_kwh=0.0,
+                        is_estimate=True)
+    monkeypatch.setattr(runner_module.EnergyMeter, "stop", lambda self: spent)
     job_id = bench.job(hyperparameters={"epochs": 3, "batch_size": 4, "max_length": 64},
                        rho_policy={"type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0,
-                                   "region": "GB", "co2_budget_kg": 1e-12})
+                                   "region": "GB", "co2_budget_kg": 0.01})
     assert run(bench, job_id) == "succeeded"
     job = bench.read(job_id)
     assert len(epochs(bench, job_id)) == 1
     assert job.result is not None and "CO2 budget" in job.result["stopped_early"]
+
+
+def test_a_job_whose_budget_pays_for_no_epoch_fails_naming_it(bench: Bench) -> None:
+    job_id = bench.job(hyperparameters={"epochs": 3, "batch_size": 4, "max_length": 64},
+                       rho_policy={"type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0,
+                                   "region": "GB", "co2_budget_kg": 1e-12})
+    assert run(bench, job_id) == "failed"
+    job = bench.read(job_id)
+    assert epochs(bench, job_id) == [] and job.error_message is not None
+    assert "CO2 budget exhausted" in job.error_message
 
 
 def test_a_job_with_a_test_set_reports_rouge_in_its_result(
