@@ -33,9 +33,10 @@ def epoch_means(forecast: np.ndarray, offsets_slots: np.ndarray, epoch_slots: fl
     ends = np.minimum(starts + epoch_slots, f.size)
     starts = np.minimum(starts, ends - 1e-9)
     width = np.maximum(ends - starts, 1e-9)
-    return (
+    means: np.ndarray = (
         np.interp(ends, positions, cumulative) - np.interp(starts, positions, cumulative)
     ) / width
+    return means
 
 
 class ChainOutlook:
@@ -122,7 +123,8 @@ class TraceOutlook:
         return self.start + timedelta(minutes=30 * float(slot))
 
     def forecast_row(self, slot: int) -> np.ndarray:
-        return self.forecast_rows[slot - self.first_row_slot]
+        row: np.ndarray = self.forecast_rows[slot - self.first_row_slot]
+        return row
 
     def observe(self, now: datetime, epochs_after_this: int, epoch_hours: float) -> Outlook:
         slot = self.slot_of(now)

@@ -30,7 +30,7 @@ from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleErr
 from greentrainer_carbon.forecast import daily_profile_forecast
 from greentrainer_carbon.outlook import TraceOutlook, oracle_rows
 from greentrainer_carbon.policy import RhoBounds
-from greentrainer_carbon.schedule import BudgetRhoSchedule, CarbonAwareRhoSchedule, FixedRhoSchedule
+from greentrainer_carbon.schedule import BudgetRhoSchedule, CarbonAwareRhoSchedule, FixedRhoSchedule, RhoSchedule
 from greentrainer_carbon.trace_data import Trace
 from greentrainer_carbon.windows import best_start_slot, plan_epoch_starts
 
@@ -165,7 +165,7 @@ class TraceSimulation:
 
     # -- policies ---------------------------------------------------------------------------
     def run_epochs(
-        self, kind: JobKind, start: float, deadline: float, schedule, outlook: TraceOutlook
+        self, kind: JobKind, start: float, deadline: float, schedule: RhoSchedule, outlook: TraceOutlook
     ) -> Outcome:
         """Run all epochs back to back from `start`, asking the schedule at each epoch boundary."""
         t, kg, rhos = start, 0.0, []
@@ -197,7 +197,7 @@ class TraceSimulation:
         return t
 
     def run_pausable(
-        self, kind: JobKind, arrival: int, deadline: float, schedule, outlook: TraceOutlook
+        self, kind: JobKind, arrival: int, deadline: float, schedule: RhoSchedule, outlook: TraceOutlook
     ) -> Outcome:
         """Place each epoch in the cleanest forecast slots by the deadline; re-plan each slot."""
         guard = self.epoch_slots(kind, self.config.rho_max)
