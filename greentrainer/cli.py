@@ -72,7 +72,7 @@ def settings_error(exc: BaseException) -> str | None:
 
     from service.settings import LEGACY_NAMES, env_name
 
-    legacy = {where: old for old, where in LEGACY_NAMES.items()}
+    legacy: dict[tuple[str, ...], str] = {where: old for old, where in LEGACY_NAMES.items()}
     lines = []
     for error in exc.errors():  # type: ignore[attr-defined]
         loc = tuple(str(part) for part in error["loc"])

@@ -79,9 +79,10 @@ def forecast_from_history(
 ) -> np.ndarray:
     """Production entry: `history` is a 30-minute series whose last element is the live value."""
     history = np.asarray(history_g_per_kwh, dtype=float)
-    return daily_profile_forecast(
+    forecast: np.ndarray = daily_profile_forecast(
         history, np.array([history.size - 1]), horizon_slots, days, tau_hours
     )[0]
+    return forecast
 
 
 def oracle_forecast(

@@ -11,22 +11,27 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from greentrainer_core.errors import GreenTrainerError
+from greentrainer_core.hf_types import PreTrainedLM
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DELTA_FILE = "delta.safetensors"
 
 
 @contextmanager
-def _as_plain_weights(model: torch.nn.Module) -> Iterator[None]:
+def _as_plain_weights(model: PreTrainedLM) -> Iterator[None]:
     """A model loaded from a GGUF file holds dequantized float weights but still carries the GGUF
     quantizer, which `save_pretrained` refuses to serialize; hide it while saving."""
     config = getattr(model, "config", None)
     quantization = getattr(config, "quantization_config", None)
     method = getattr(quantization, "quant_method", None)
-    if getattr(method, "value", method) != "gguf":
+    if config is None or getattr(method, "value", method) != "gguf":
         yield
         return
     quantizer = getattr(model, "hf_quantizer", None)
@@ -39,7 +44,7 @@ def _as_plain_weights(model: torch.nn.Module) -> Iterator[None]:
         config.quantization_config = quantization
 
 
-def save_model(model: torch.nn.Module, tokenizer, directory: str | Path) -> Path:
+def save_model(model: PreTrainedLM, tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> Path:
     """Save a loadable model directory. peft LoRA adapters are merged into the weights first (so a
     plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters.
     Models loaded from GGUF files are saved with their (dequantized) float weights."""

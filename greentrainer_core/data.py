@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from greentrainer_core.errors import DataError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label value that the loss skips (prompt and padding tokens)
 DECODER_PROMPT_SUFFIX = " TL;DR:"  # "[source] TL;DR: [target]": the space before the target
@@ -103,7 +107,7 @@ def _raise_problems(file: str | Path, problems: list[str]) -> None:
     raise DataError(f"data file {str(file)!r}: {len(problems)} unusable row(s): {shown}{more}")
 
 
-def decoder_prompt_ids(tokenizer, source_ids: Sequence[int]) -> list[int]:
+def decoder_prompt_ids(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[int]) -> list[int]:
     """Token ids of ``"[bos][source] TL;DR:"``: the prompt a decoder-only model continues."""
     bos = tokenizer("", add_special_tokens=True)["input_ids"]
     suffix = tokenizer(DECODER_PROMPT_SUFFIX, add_special_tokens=False)["input_ids"]
@@ -112,7 +116,7 @@ def decoder_prompt_ids(tokenizer, source_ids: Sequence[int]) -> list[int]:
 
 def tokenize_rows(
     rows: Sequence[SummaryRow],
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     *,
     is_encoder_decoder: bool = False,
     max_length: int = 512,
@@ -163,7 +167,7 @@ def tokenize_rows(
 
 def load_examples(
     path: str | Path,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     *,
     source_field: str = "source",
     target_field: str = "target",

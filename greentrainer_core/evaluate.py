@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from greentrainer_core.data import T5_PROMPT_PREFIX, SummaryRow, decoder_prompt_ids
 from greentrainer_core.errors import DataError
+from greentrainer_core.hf_types import PreTrainedLM
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,8 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> RougeScores:
 
 @torch.no_grad()
 def generate_summaries(
-    model: torch.nn.Module,
-    tokenizer,
+    model: PreTrainedLM,
+    tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[SummaryRow],
     *,
     max_length: int = 512,
@@ -100,7 +105,7 @@ def generate_summaries(
 
 
 def evaluate_rouge(
-    model: torch.nn.Module, tokenizer, rows: Sequence[SummaryRow], **generate_kwargs
+    model: PreTrainedLM, tokenizer: PreTrainedTokenizerBase, rows: Sequence[SummaryRow], **generate_kwargs: Any
 ) -> RougeScores:
     """Generate for ``rows`` (see ``generate_summaries`` for the options) and score against targets."""
     if not rows:

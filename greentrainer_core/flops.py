@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import torch
 from torch.utils.flop_counter import (
@@ -29,7 +29,10 @@ aten = torch.ops.aten
 T = TypeVar("T")
 
 
-def _broadcast_heads(query_shape, kv_shape) -> tuple[int, ...]:
+Shape: TypeAlias = tuple[int, ...]  # a tensor shape as FlopCounterMode passes it (a torch.Size)
+
+
+def _broadcast_heads(query_shape: Shape, kv_shape: Shape) -> Shape:
     """A key or value shape with as many heads as the query: grouped-query attention (GQA)
     broadcasts each key/value head over its group, and the kernel computes every product."""
     b, h_kv, s, d = kv_shape
@@ -39,24 +42,34 @@ def _broadcast_heads(query_shape, kv_shape) -> tuple[int, ...]:
     return (b, h_q, s, d)
 
 
-def _sdpa_flop(query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any) -> int:
+def _sdpa_flop(
+    query_shape: Shape, key_shape: Shape, value_shape: Shape, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     # q: [b, h, s_q, d] @ k: [b, h, d, s_k], then scores: [b, h, s_q, s_k] @ v: [b, h, s_k, d_v]
     # NB: like PyTorch's own sdpa formula, the causal mask's skipped half is still counted.
-    return sdpa_flop_count(
+    flops: int = sdpa_flop_count(
         query_shape, _broadcast_heads(query_shape, key_shape), _broadcast_heads(query_shape, value_shape)
     )
+    return flops
 
 
 def _sdpa_backward_flop(
-    grad_out_shape, query_shape, key_shape, value_shape, *args: Any, out_shape=None, **kwargs: Any
+    grad_out_shape: Shape,
+    query_shape: Shape,
+    key_shape: Shape,
+    value_shape: Shape,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
 ) -> int:
     # Recompute the scores, then grads through scores @ v (2 bmm) and q @ k^T (2 bmm).
-    return sdpa_backward_flop_count(
+    flops: int = sdpa_backward_flop_count(
         grad_out_shape,
         query_shape,
         _broadcast_heads(query_shape, key_shape),
         _broadcast_heads(query_shape, value_shape),
     )
+    return flops
 
 
 _SDPA_KERNELS = (  # (forward, backward) of every fused kernel `scaled_dot_product_attention` picks
@@ -95,7 +108,7 @@ def _registry() -> dict[Any, Callable[..., int]]:
     return {**flop_registry, **{k: shape_wrapper(v) for k, v in EXTRA_FLOP_FORMULAS.items()}}
 
 
-def op_flops(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
+def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
     """FLOPs of one executed aten op (`func` an OpOverload), as `flop_counter()` would count it."""
     formula = _registry().get(func.overloadpacket)
     if formula is None:

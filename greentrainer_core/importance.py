@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
@@ -48,9 +49,9 @@ def _snapshot_place(
 
 def _snapshot_state(
     optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], place: torch.device
-) -> dict[int, dict | None]:
+) -> dict[int, dict[str, Any] | None]:
     """Copies, on ``place``, of the optimizer state of ``params`` (None where it holds none)."""
-    saved: dict[int, dict | None] = {}
+    saved: dict[int, dict[str, Any] | None] = {}
     for p in params:
         state = optimizer.state.get(p)
         if not state:
@@ -66,7 +67,7 @@ def _snapshot_state(
 def _restore_state(
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
-    saved: dict[int, dict | None],
+    saved: dict[int, dict[str, Any] | None],
 ) -> None:
     for p in params:
         before = saved[id(p)]
@@ -91,7 +92,7 @@ def tensor_importance(
     loss_fn: LossFn,
     *,
     names: Iterable[str] | None = None,
-    autocast: Callable[[], AbstractContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> dict[str, float]:
     """Importance of every tensor in ``names`` (default: all), scaled by the largest magnitude.
 

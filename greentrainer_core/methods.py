@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from greentrainer_core.errors import TrainingConfigError
+from greentrainer_core.hf_types import PreTrainedLM
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +81,7 @@ def _blocks(model: torch.nn.Module) -> tuple[str, int]:
     return best
 
 
-def top2_names(model: torch.nn.Module) -> list[str]:
+def top2_names(model: PreTrainedLM) -> list[str]:
     """Names of the tensors of the last two blocks, plus 1-D tensors after the blocks (final norm).
 
     Input embeddings are never included, even when tied to the output layer (training them forces
@@ -101,13 +102,13 @@ def top2_names(model: torch.nn.Module) -> list[str]:
 
 
 def wrap_peft(
-    model: torch.nn.Module,
+    model: PreTrainedLM,
     method: str,
     *,
     lora_r: int = 8,
     lora_alpha: int = 16,
     prefix_tokens: int = 16,
-) -> torch.nn.Module:
+) -> PreTrainedLM:
     """Wrap ``model`` with peft for 'lora' or 'prefix'; only the adapter tensors stay trainable.
 
     Raises TrainingConfigError when LoRA has no target table entry for the model's architecture."""

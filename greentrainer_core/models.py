@@ -10,8 +10,13 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from greentrainer_core.errors import ModelLoadError
+from greentrainer_core.hf_types import PreTrainedLM
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: The name users pass to mean "the model that ships with the project".
 SHIPPED_MODEL = "smollm2-135m-instruct"
@@ -106,7 +111,7 @@ def in_local_cache(repo_id: str, cache_dir: str | Path | None = None) -> bool:
 
 
 def load_causal_lm(model: str, *, dtype: str | None = None,
-                   cache_dir: str | Path | None = None):  # -> (PreTrainedModel, tokenizer)
+                   cache_dir: str | Path | None = None) -> tuple[PreTrainedLM, PreTrainedTokenizerBase]:
     """Load a model and its tokenizer offline. Encoder-decoder models (T5) load as seq2seq LMs.
 
     Returns (model, tokenizer). Raises ModelLoadError naming the model when it cannot be found
@@ -117,7 +122,7 @@ def load_causal_lm(model: str, *, dtype: str | None = None,
 
     offline()
     source = resolve_model_source(model, cache_dir)
-    kwargs: dict = {"local_files_only": True}
+    kwargs: dict[str, Any] = {"local_files_only": True}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
     if source.gguf_file:

@@ -102,7 +102,8 @@ class ModelProfile:
 
     def canonical(self, names: Iterable[str], what: str = "selection") -> list[str]:
         """Map names (aliases of tied tensors allowed) to profile names; unknown names raise."""
-        resolved, unknown = [], []
+        resolved: list[str] = []
+        unknown: list[str] = []
         for name in names:
             name = self._aliases.get(name, name)
             (resolved if name in self._index else unknown).append(name)
@@ -197,8 +198,8 @@ def profile_model(
             if dep & (dep - 1) == 0:
                 own[dep.bit_length() - 1] = own.get(dep.bit_length() - 1, 0) | 1 << i
         full_mask = (1 << len(op.deps)) - 1
-        for bit, inputs in own.items():
-            t_dw[bit] += op.costs[full_mask] - op.costs[full_mask & ~inputs]
+        for bit, input_mask in own.items():
+            t_dw[bit] += op.costs[full_mask] - op.costs[full_mask & ~input_mask]
     tensors, trainable, previous = [], 0, 0
     for i in order:
         trainable |= 1 << i

@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from greentrainer_core.errors import InfeasibleBudget, SelectionError
 from greentrainer_core.profile import ModelProfile
@@ -100,7 +102,7 @@ def select_tensors(
     d = np.ceil(profile.dy_to * scale).astype(np.int64)
 
     knap = np.zeros(capacity + 1)  # knap[c]: best importance above the current tensor within c units
-    took: list[np.ndarray | bool | None] = []  # took[k][c]: tensor k is in the solution behind knap[c]
+    took: list[NDArray[np.bool_] | Literal[True] | None] = []  # took[k][c]: tensor k is in the solution behind knap[c]
     best = (-math.inf, -1, -1)  # (objective, deepest tensor, capacity left for those above it)
     for k in range(len(profile)):
         limit = capacity - d[k]  # d is non-decreasing: deeper candidates never need more
@@ -109,7 +111,7 @@ def select_tensors(
         knap = knap[: limit + 1]
         if gain[k] > 0 and w[k] <= limit and gain[k] + knap[limit - w[k]] > best[0]:
             best = (gain[k] + knap[limit - w[k]], k, limit - w[k])
-        row: np.ndarray | bool | None = None
+        row: NDArray[np.bool_] | Literal[True] | None = None
         if gain[k] > 0 and w[k] == 0:
             knap = knap + gain[k]
             row = True  # free: taken at every capacity

@@ -22,13 +22,14 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from greentrainer_core import apply_selection, profile_model, select_tensors
+from greentrainer_core import ModelProfile, apply_selection, profile_model, select_tensors
 from greentrainer_core.config import (
     EpochRecord,
     EpochStart,
@@ -41,8 +42,12 @@ from greentrainer_core.config import (
 from greentrainer_core.data import Example, iter_batches
 from greentrainer_core.errors import TrainingConfigError, disk_full_cause
 from greentrainer_core.flops import count_step_flops
+from greentrainer_core.hf_types import PreTrainedLM
 from greentrainer_core.importance import tensor_importance
 from greentrainer_core.methods import METHODS, top2_names, wrap_peft
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 _PROFILE_CACHE_SIZE = 16
 
@@ -57,8 +62,8 @@ class Trainer:
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        tokenizer,
+        model: PreTrainedLM,
+        tokenizer: PreTrainedTokenizerBase,
         examples: Sequence[Example],
         config: TrainConfig,
         rho: RhoSchedule = 1.0,
@@ -119,7 +124,7 @@ class Trainer:
         self.epoch, self.global_step = 0, 0
         self.history: list[EpochRecord] = []
         self.ever_trained: set[str] = set()
-        self._profiles: dict[tuple[int, int, int | None], object] = {}
+        self._profiles: dict[tuple[int, int, int | None], ModelProfile] = {}
         self._selected: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -127,7 +132,7 @@ class Trainer:
         n = -(-len(self.examples) // self.config.batch_size)
         return min(n, self.config.max_steps_per_epoch or n)
 
-    def _autocast(self):
+    def _autocast(self) -> AbstractContextManager[object]:
         mode = self.config.mixed_precision
         if self.device.type == "cuda" and mode in ("auto", "bf16"):
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -137,9 +142,10 @@ class Trainer:
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        return self.model(**batch).loss
+        loss: torch.Tensor = self.model(**batch).loss
+        return loss
 
-    def profile(self, batch_size: int, seq_len: int, target_len: int | None = None):
+    def profile(self, batch_size: int, seq_len: int, target_len: int | None = None) -> ModelProfile:
         """The FLOPs profile of one batch shape, cached. Seq2seq: ``target_len`` is the labels'
         length (default max_target_length); decoder-only models ignore it."""
         encoder_decoder = bool(self.model.config.is_encoder_decoder)
@@ -222,7 +228,7 @@ class Trainer:
         )
         return list(selection.names), t1 - t0, time.perf_counter() - t1
 
-    def _predicted(self, prof) -> int | None:
+    def _predicted(self, prof: ModelProfile) -> int | None:
         return None if METHODS[self.config.method].peft else int(prof.predict(self._selected))
 
     # -- the loop ------------------------------------------------------------------------------
@@ -319,7 +325,7 @@ class Trainer:
         return self.history
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue after the last finished epoch (call at an epoch end)."""
         return {
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -338,7 +344,7 @@ class Trainer:
             },
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -42,7 +42,7 @@ class GBCarbonIntensityProvider(CarbonProvider):
     def close(self) -> None:
         self.http.close()
 
-    def _slots(self, body: object, where: str) -> list[dict]:
+    def _slots(self, body: object, where: str) -> list[object]:
         data = field(body, "data", self.name, where)
         if self.region_id is not None:
             # Regional answers nest the slots one level down: data[0].data or data.data.
@@ -52,7 +52,7 @@ class GBCarbonIntensityProvider(CarbonProvider):
             raise ProviderResponseError(self.name, f"{where}: 'data' is not a list")
         return data
 
-    def _reading(self, slot: dict, where: str, allow_actual: bool) -> CarbonReading | None:
+    def _reading(self, slot: object, where: str, allow_actual: bool) -> CarbonReading | None:
         intensity = field(slot, "intensity", self.name, where)
         if not isinstance(intensity, dict):
             raise ProviderResponseError(self.name, f"{where}: 'intensity' is not an object")
