@@ -17,7 +17,8 @@ can ask it again after a crash and get the same answer from the same facts.
 - rho: a fixed policy's rho, a schedule's rho of that epoch, or the carbon-aware rho of the
   policy module (`greentrainer_carbon.policy`) from the live intensity's rank among the region's
   recent past and forecast: mean-preserving around ``rho_target`` (the remaining epochs keep the
-  job's mean rho) when the policy names one, else the quantile map; with a CO2 budget, the level
+  job's mean rho; default the middle of its range), or the quantile map when the policy's
+  ``mapping`` is ``quantile``; with a CO2 budget, the level
   whose expected emissions fit what is left of it.
 - Time and energy of an epoch come from the `EnergyModel`, re-estimated from the epochs measured
   so far (their wall time), so the plan follows the worker's real pace.
@@ -111,7 +112,8 @@ class EpochDone:
 @dataclass(frozen=True)
 class JobSpec:
     """What the planner knows of a job: its epochs, its validated rho policy (the API's
-    `rho_policy`: type, rho / rhos / rho_min, rho_max, rho_target, deadline, co2_budget_kg),
+    `rho_policy`: type, rho / rhos / rho_min, rho_max, rho_target, mapping, deadline,
+    co2_budget_kg),
     the estimated wall time of a full-cost epoch on its worker, and the energy model."""
 
     n_epochs: int
@@ -143,6 +145,13 @@ class JobSpec:
             rhos = [float(r) for r in self.policy["rhos"]]
             return RhoBounds(min(rhos), max(rhos))
         return RhoBounds(float(self.policy["rho_min"]), float(self.policy["rho_max"]))
+
+    @property
+    def rho_target(self) -> float:
+        """The carbon-aware mean rho: the policy's ``rho_target``, or the middle of its range."""
+        target = self.policy.get("rho_target")
+        bounds = self.bounds
+        return float(target) if target is not None else 0.5 * (bounds.rho_min + bounds.rho_max)
 
     @property
     def deadline(self) -> datetime | None:
@@ -306,11 +315,10 @@ class Planner:
         if spec.budget_kg is not None:
             return self._budget_rho(done, live, upcoming, reference, full_s)
         q_now = float(quantile_rank(reference, live))
-        target = spec.policy.get("rho_target")
-        if target is None:
+        if spec.policy.get("mapping") == "quantile":
             return float(quantile_rho(q_now, bounds))
         used = sum(d.rho for d in done)
-        remaining_mean = remaining_mean_rho(spec.n_epochs, index, float(target), used)
+        remaining_mean = remaining_mean_rho(spec.n_epochs, index, self._typical_rho(index), used)
         q_next = np.atleast_1d(quantile_rank(reference, upcoming)) if upcoming.size else np.empty(0)
         return mean_preserving_rho(q_now, q_next, remaining_mean, bounds, self.gain)
 
@@ -355,9 +363,7 @@ class Planner:
         if spec.kind == RhoPolicyKind.SCHEDULE:
             rhos = spec.policy["rhos"]
             return float(rhos[min(index, len(rhos) - 1)])
-        target = spec.policy.get("rho_target")
-        bounds = spec.bounds
-        return float(target) if target is not None else 0.5 * (bounds.rho_min + bounds.rho_max)
+        return spec.rho_target
 
     # -- at submission -----------------------------------------------------------------------
     def check_budget(self, now: datetime) -> BudgetCheck:

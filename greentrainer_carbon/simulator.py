@@ -94,6 +94,8 @@ class SimConfig:
             return {"type": "fixed", "rho": self.rho_fixed, "deadline": deadline}
         aware: dict[str, Any] = {"type": "carbon-aware", "rho_min": self.rho_min,
                                  "rho_max": self.rho_max, "rho_target": self.rho_target}
+        if self.rho_target is None:
+            aware["mapping"] = "quantile"
         if name == "carbon_aware":
             return aware
         if name == "both":

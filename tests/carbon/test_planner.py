@@ -92,6 +92,16 @@ def test_carbon_aware_rho_is_high_when_clean_and_keeps_the_mean() -> None:
     assert last.rho == pytest.approx(0.4)  # 0.8 + 0.8 + 0.4 = 3 x 0.6
 
 
+def test_the_default_mapping_keeps_the_middle_of_the_range_and_quantile_is_chosen_by_name() -> None:
+    ranged = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8}
+    last = planner([300.0] * 20, ranged, n_epochs=3).decide(
+        NOW, [EpochDone(0, 0.8, NOW, 1440.0), EpochDone(1, 0.8, NOW, 1440.0)])
+    assert last.rho == pytest.approx(0.4)  # no rho_target: the mean kept is 0.6
+    quantile = planner([300.0] * 20, {**ranged, "mapping": "quantile"}, n_epochs=3).decide(
+        NOW, [EpochDone(0, 0.8, NOW, 1440.0), EpochDone(1, 0.8, NOW, 1440.0)])
+    assert quantile.rho is not None and quantile.rho > 0.4  # the rank alone, the mean not kept
+
+
 def test_a_budget_that_the_cheapest_schedule_cannot_meet_is_refused_with_its_minimum() -> None:
     policy = {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 1.0, "co2_budget_kg": 0.01,
               "deadline": NOW + timedelta(hours=3)}

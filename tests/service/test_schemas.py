@@ -64,3 +64,29 @@ def test_a_naive_deadline_is_read_as_utc() -> None:
     job = _job({"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
                 "deadline": deadline})
     assert job.rho_policy.deadline.tzinfo is not None  # type: ignore[union-attr]
+
+
+def test_every_policy_may_carry_a_deadline_and_a_region() -> None:
+    deadline = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
+    fixed = _job({"type": "fixed", "rho": 0.6, "deadline": deadline, "region": "FR"}).rho_policy
+    assert fixed.deadline is not None and fixed.region == "FR"
+    schedule = _job({"type": "schedule", "rhos": [0.6, 0.7], "deadline": deadline}).rho_policy
+    assert schedule.deadline is not None and schedule.region is None
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(IN_RANGE)
+def test_rho_target_is_accepted_exactly_inside_the_range(target: float) -> None:
+    policy = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "region": "GB",
+              "rho_target": target}
+    if 0.4 <= target <= 0.8:
+        assert _job(policy).rho_policy.rho_target == target  # type: ignore[union-attr]
+    else:
+        assert _error_fields(policy) == {"rho_policy.rho_target"}
+
+
+def test_the_mapping_is_mean_preserving_unless_quantile_is_named() -> None:
+    base = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "region": "GB"}
+    assert _job(base).rho_policy.mapping == "mean_preserving"  # type: ignore[union-attr]
+    assert _job({**base, "mapping": "quantile"}).rho_policy.mapping == "quantile"  # type: ignore[union-attr]
+    assert _error_fields({**base, "mapping": "median"}) == {"rho_policy.mapping"}
