@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from greentrainer.commands.simulate import add_simulation_arguments, run_simulation  # noqa: E402
+from greentrainer_carbon.simulator import POLICIES  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traces", default="gb,fr", help="comma list of gb, fr")
     parser.add_argument("--slacks", default="24,12,48",
                         help="comma list of slack hours; the first is the headline")
-    parser.set_defaults(jobs=60)
+    parser.set_defaults(jobs=60, policies=",".join((*POLICIES, "budget")))
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     every_row: list[dict[str, object]] = []

@@ -252,7 +252,22 @@ class Planner:
             start = slot_start(forecast.first_slot + wait_slots)
             return self._decision(False, start, None, forecast, offsets, full_s, done, reason)
         rho = self._rho(index, done, forecast, offsets, full_s)
+        cap = self._deadline_cap(now, full_s, remaining)
+        if cap is not None and rho > cap:
+            rho, reason = cap, f"{reason}; rho capped at {cap:.3f} to finish by the deadline"
         return self._decision(True, now, rho, forecast, offsets, full_s, done, reason)
+
+    def _deadline_cap(self, now: datetime, full_s: float, remaining: int) -> float | None:
+        """The largest carbon-aware rho at which the remaining epochs still end by the deadline
+        (never below rho_min: the deadline is kept by the placement, this keeps a high rho
+        from overrunning it); None when nothing caps it."""
+        spec = self.spec
+        if spec.deadline is None or spec.kind != RhoPolicyKind.CARBON_AWARE:
+            return None
+        # One start's loading is reserved: a resumed epoch begins with it.
+        per_epoch_s = ((spec.deadline - now).total_seconds() - spec.energy.resume_s) / remaining
+        cap = (per_epoch_s - spec.energy.overhead_s) / full_s
+        return max(spec.bounds.rho_min, cap) if cap < spec.bounds.rho_max else None
 
     def _placement(self, now: datetime, forecast: SourcedForecast, full_s: float,
                    remaining: int, paused: bool) -> tuple[int, list[float], str]:
@@ -265,7 +280,8 @@ class Planner:
         deadline = self.spec.deadline
         if deadline is None:
             return 0, back_to_back, "no deadline: the epochs run back to back"
-        last_end = (deadline - forecast.start).total_seconds() / SLOT_S
+        # The last start may be a resume: its loading must end by the deadline too.
+        last_end = ((deadline - forecast.start).total_seconds() - self.spec.energy.resume_s) / SLOT_S
         too_close = (0, back_to_back, "the deadline leaves no room to wait: the remaining "
                      "epochs run now")
         if slot_now + remaining * longest > last_end:

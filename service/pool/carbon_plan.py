@@ -63,12 +63,16 @@ class CarbonPlanning:
                 self._chains[key] = region_chain(self.settings.carbon, region)
             return self._chains[key]
 
+    @property
+    def energy(self) -> EnergyModel:
+        return energy_model(self.settings.carbon)
+
     def forecaster(self, region: str | None) -> Forecaster:
         return Forecaster(ChainSource(self.chain(region)), self.history, self.region(region))
 
     def planner(self, n_epochs: int, policy: Mapping[str, Any], region: str | None,
                 full_epoch_s: float) -> Planner:
-        spec = JobSpec(n_epochs, policy, full_epoch_s, energy_model(self.settings.carbon))
+        spec = JobSpec(n_epochs, policy, full_epoch_s, self.energy)
         return Planner(spec, self.forecaster(region))
 
     def fallbacks(self, planner: Planner) -> list[FallbackEvent]:

@@ -149,3 +149,18 @@ def test_a_new_deployment_says_it_has_no_history_and_uses_the_static_average() -
     assert forecast.source_hours() == {"live": 0.5, "static": 3.5}
     assert np.all(forecast.g_per_kwh[1:] == 240.0)
     assert "no intensity history is recorded for XX yet" in forecast.notes[0]
+
+
+def test_a_high_carbon_aware_rho_is_capped_so_the_epochs_still_end_by_the_deadline() -> None:
+    policy = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8,
+              "deadline": NOW + timedelta(hours=1)}
+    energy = EnergyModel(resume_s=120.0)
+    # The cleanest hour in the forecast: the map wants rho_max; two 1-h epochs at 0.8 would end
+    # 36 min late, so each gets (3600 s - one 120 s resume) / 2 of time: rho 1740 / 3600.
+    decision = planner([100.0] + [300.0] * 20, policy, n_epochs=2, full_s=3600.0,
+                       energy=energy).decide(NOW, [])
+    assert decision.run_now and decision.rho == pytest.approx(1740.0 / 3600.0)
+    assert "capped" in decision.reason
+    roomy = planner([100.0] + [300.0] * 20, {**policy, "deadline": NOW + timedelta(hours=4)},
+                    n_epochs=2, full_s=3600.0, energy=energy).decide(NOW, [])
+    assert roomy.rho is not None and roomy.rho > 0.6 and "capped" not in roomy.reason
