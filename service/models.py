@@ -171,6 +171,12 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A pause asked for (by the team or the carbon plan) and, once paused, why and until when
+    # (service/pausing.py): set while a running job finishes its epoch and while it is paused.
+    pause_reason: Mapped[str | None] = mapped_column(String(16))
+    pause_requested_at: Mapped[datetime | None]
+    resume_at: Mapped[datetime | None]
+    pause_note: Mapped[str | None] = mapped_column(Text)
 
     epochs: Mapped[list[JobEpoch]] = relationship(order_by="JobEpoch.epoch_index",
                                                   viewonly=True)

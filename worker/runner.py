@@ -38,14 +38,8 @@ from worker.carbon import JobCarbon
 from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
-from worker.outcomes import (
-    DISK_FULL,
-    crash_code,
-    crash_message,
-    epoch_line,
-    error_code,
-    result_line,
-)
+from worker.outcomes import DISK_FULL, crash_code, crash_message, epoch_line, error_code, result_line
+from worker.pauses import JobPaused, pause_if_asked
 
 log = logging.getLogger("worker.runner")
 
@@ -122,6 +116,8 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         with session_scope(factory) as session:
             slots.release(session, job_id, name=me.name)
         return "stopped"
+    except JobPaused:  # lease and slot were given back with the pause
+        return "paused"
     except (GreenTrainerError, SchedulerError, MissingInput) as exc:  # the job's own input
         log.warning("job %s failed: %s: %s", job_id, error_code(exc), exc, extra={"job_id": job_id})
         _end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
@@ -247,6 +243,7 @@ class _JobRun:
         epochs = inputs.config.epochs
         try:
             if trainer.epoch < epochs:
+                self._boundary(last)
                 self._begin_epoch(trainer.epoch)
             for event in trainer.events():
                 if self.keeper.stop.is_set():
@@ -258,6 +255,7 @@ class _JobRun:
                 elif isinstance(event, EpochRecord):
                     self._epoch_finished(trainer, event)
                     if event.epoch + 1 < epochs:
+                        self._boundary(event.epoch)
                         self._begin_epoch(event.epoch + 1)
         except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
             if not self.rho.done:  # nothing trained: the job fails, naming the budget
@@ -267,6 +265,17 @@ class _JobRun:
         self._finish(trainer, inputs, stopped_early)
 
     # -- per-epoch pieces ------------------------------------------------------------------
+    def _boundary(self, finished: int | None) -> None:
+        """Between epochs (``finished`` checkpointed and recorded; None before the first epoch
+        of this run): pause here if asked to (raises `JobPaused`), else go on."""
+        # CARBON PAUSE HOOK: the carbon plan's wait is asked for here, before the check, with
+        # service.pausing.request_pause(session, job, reason=PauseReason.CARBON, resume_at=...).
+        if self._write("checking for a pause", lambda: pause_if_asked(
+                self.factory, self.job_id, self.me.name, finished)):
+            log.info("job %s: paused at the epoch boundary", self.job_id,
+                     extra={"job_id": self.job_id})
+            raise JobPaused
+
     def _begin_epoch(self, epoch: int) -> None:
         """Before the Trainer starts ``epoch``: decide its rho (the Trainer then asks `self.rho`,
         which answers the same decision) and start its energy meter at the decision's intensity,
