@@ -131,6 +131,9 @@ class Dataset(Base):
     target_field: Mapped[str] = mapped_column(String(100))
     storage_key: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleted by its team: hidden everywhere, its bytes removed; the row stays for the finished
+    # jobs that name it (service/datasets.py `delete_dataset`), and the same upload revives it.
+    deleted_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("team_id", "sha256", "source_field", "target_field",
                                        name="uq_datasets_team_content"),)

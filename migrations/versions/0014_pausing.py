@@ -1,5 +1,6 @@
 """Pause and resume at epoch boundaries: the `paused` status, and on each job the pause asked
-for (its reason: the team's or the carbon plan's), when, and its planned restart.
+for (its reason: the team's or the carbon plan's), when, and its planned restart. And deleted
+data sets (`datasets.deleted_at`: the row stays for the finished jobs that name it).
 
 Revision ID: 0014
 Revises: 0011
@@ -36,9 +37,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("pause_note", sa.Text(), nullable=True))
         batch_op.drop_constraint(op.f("ck_jobs_status"), type_="check")
         batch_op.create_check_constraint("status", _statuses(_AFTER))
+    with op.batch_alter_table("datasets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("datasets", schema=None) as batch_op:
+        batch_op.drop_column("deleted_at")
     # A paused job goes back to the queue: the older schema has no `paused`.
     op.execute("UPDATE jobs SET status = 'queued' WHERE status = 'paused'")
     with op.batch_alter_table("jobs", schema=None) as batch_op:

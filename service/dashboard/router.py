@@ -33,13 +33,14 @@ from service.dashboard.sessions import (
     principal_of,
     sign_in,
 )
+from service.datasets import list_datasets
 from service.deps import AppContext, client_address
 from service.dispatch import notify
 from service.errors import NotAuthenticated, NotFound, TooManyFailedSignIns
 from service.grid import app_outlook
 from service.job_events import list_events
 from service.jobs import list_jobs
-from service.models import Artifact, Dataset, Job, Team
+from service.models import Artifact, Job, Team
 from service.routers.jobs import job_out, job_pause
 from service.settings import DashboardSettings, Settings
 from service.states import TERMINAL, JobStatus
@@ -220,8 +221,7 @@ def _jobs_page(request: Request, web: WebSession, principal: Principal, session:
                form: Any = None) -> HTMLResponse:
     scope = None if principal.is_admin else principal.team_id
     rows, _ = list_jobs(session, scope, after=None, limit=50)
-    datasets = [] if scope is None else list(session.scalars(
-        select(Dataset).where(Dataset.team_id == scope).order_by(Dataset.id.desc()).limit(50)))
+    datasets = [] if scope is None else list_datasets(session, scope, after=None, limit=50)[0]
     return _render(request, web, "jobs.html", status_code, session=session,
                    principal=principal, jobs=rows,
                    datasets=datasets, errors=errors or FormErrors(), form=form or {},
