@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError, PolicyError, WindowError
 from greentrainer_carbon.forecaster import Forecaster, SourcedForecast
 from greentrainer_carbon.history import SLOT_S, FloatArray, slot_start
@@ -51,51 +52,10 @@ from greentrainer_carbon.readings import CarbonReading, parse_utc
 from greentrainer_carbon.rho_policy import RhoPolicyKind
 from greentrainer_carbon.windows import epoch_means, plan_epoch_starts
 
-J_PER_KWH = 3.6e6
 SAFETY_FACTOR = 1.1  # a budget's reserve: the remaining epochs' expected intensity x this
 MAX_HORIZON_SLOTS = 48 * 45  # never plan further than 45 days ahead
 UNDEADLINED_HORIZON_SLOTS = 96
 PLACE_AT_TYPICAL = True  # without a deadline: two days of forecast for the rho policy
-
-
-@dataclass(frozen=True)
-class EnergyModel:
-    """Wall time and energy of one epoch on a worker (docs/scheduler.md, "Energy model").
-
-    An epoch at rho lasts ``overhead_s + rho x full_epoch_s`` (measured: step time tracks the
-    executed FLOPs, benchmarks/results/train_flops*.md) and draws ``host_w`` for all of it (the
-    machine's idle and host power, which does not shrink with rho) plus ``compute_w`` for the
-    ``rho x full_epoch_s`` of computing."""
-
-    host_w: float = 150.0
-    compute_w: float = 550.0
-    overhead_s: float = 0.0
-    resume_s: float = 120.0  # reloading model, data and checkpoint after a pause
-
-    def __post_init__(self) -> None:
-        if self.host_w < 0 or self.compute_w < 0 or self.host_w + self.compute_w <= 0:
-            raise PolicyError("the energy model needs host_w >= 0, compute_w >= 0, one of them > 0")
-        if self.overhead_s < 0 or self.resume_s < 0:
-            raise PolicyError("overhead_s and resume_s must be >= 0")
-
-    def epoch_seconds(self, full_epoch_s: float, rho: float) -> float:
-        return self.overhead_s + rho * full_epoch_s
-
-    def epoch_kwh(self, full_epoch_s: float, rho: float) -> float:
-        seconds = self.epoch_seconds(full_epoch_s, rho)
-        return (self.host_w * seconds + self.compute_w * rho * full_epoch_s) / J_PER_KWH
-
-    def resume_kwh(self) -> float:
-        """The energy of resuming after a pause (loading at full power)."""
-        return (self.host_w + self.compute_w) * self.resume_s / J_PER_KWH
-
-    def fixed_kwh(self) -> float:
-        """The part of an epoch's energy that does not scale with rho."""
-        return self.host_w * self.overhead_s / J_PER_KWH
-
-    def per_rho_kwh(self, full_epoch_s: float) -> float:
-        """d(epoch kWh) / d(rho)."""
-        return (self.host_w + self.compute_w) * full_epoch_s / J_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -409,5 +369,5 @@ class Planner:
         return check
 
 
-__all__ = ["BudgetCheck", "BudgetExhaustedError", "Decision", "EnergyModel", "EpochDone",
+__all__ = ["BudgetCheck", "BudgetExhaustedError", "Decision", "EpochDone",
            "JobSpec", "Planner"]

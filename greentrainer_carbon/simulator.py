@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError
 from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
 from greentrainer_carbon.history import SLOT_S, FloatArray, TraceHistory, slot_of, slot_start
-from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.policy import G_PER_KG, RhoBounds
 from greentrainer_carbon.providers.static import codecarbon_country_intensities
 from greentrainer_carbon.readings import CarbonReading

@@ -1,18 +1,21 @@
-"""Data set uploads: validate, store content-addressed, record. The same bytes uploaded twice by
-a team (with the same field names) give back the first data set instead of a copy."""
+"""Data sets: upload (validate, store content-addressed, record), list, read, delete. The same
+bytes uploaded twice by a team (with the same field names) give back the first data set instead
+of a copy (and bring back a deleted one). The native /datasets routes and /v1/files call these."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.auth import Principal, owned
 from service.dataset_files import FORMATS, count_valid_rows, detect_format
-from service.errors import PayloadTooLarge
-from service.models import Dataset, new_id, utcnow
+from service.errors import Conflict, NotFound, PayloadTooLarge
+from service.models import Dataset, Job, new_id, utcnow
+from service.states import TERMINAL
 from service.storage import BlobStore
 
 _CHUNK = 1 << 20
@@ -40,11 +43,15 @@ def create_dataset(session: Session, store: BlobStore, *, team_id: str, data: by
     fmt = detect_format(filename, declared_format)
     digest = hashlib.sha256(data).hexdigest()
     existing = _same_content(session, team_id, digest, source_field, target_field)
-    if existing is not None:
+    if existing is not None and existing.deleted_at is None:
         return existing, False
     rows = count_valid_rows(data, fmt, source_field=source_field, target_field=target_field,
                             max_rows=max_rows)
     key, _ = store.put("datasets", data, suffix=FORMATS[fmt])
+    if existing is not None:  # deleted earlier: the same row (its id) comes back
+        existing.deleted_at, existing.storage_key, existing.row_count = None, key, rows
+        existing.name, existing.format = name or filename or digest[:12], fmt
+        return existing, True
     dataset = Dataset(id=new_id("ds"), team_id=team_id, name=name or filename or digest[:12],
                       format=fmt, sha256=digest, size_bytes=len(data), row_count=rows,
                       source_field=source_field, target_field=target_field, storage_key=key,
@@ -70,10 +77,45 @@ def _same_content(session: Session, team_id: str, digest: str, source_field: str
 def list_datasets(session: Session, team_id: str | None, *, after: str | None,
                   limit: int) -> tuple[list[Dataset], bool]:
     """Newest first, cursor-paginated like the jobs list."""
-    query = select(Dataset).order_by(Dataset.id.desc()).limit(limit + 1)
+    query = select(Dataset).where(Dataset.deleted_at.is_(None)).order_by(Dataset.id.desc()) \
+        .limit(limit + 1)
     if team_id is not None:
         query = query.where(Dataset.team_id == team_id)
     if after is not None:
         query = query.where(Dataset.id < after)
     rows = list(session.scalars(query))
     return rows[:limit], len(rows) > limit
+
+
+def get_dataset(session: Session, dataset_id: str, principal: Principal) -> Dataset:
+    """The data set if the caller may see it; `NotFound` for a missing, deleted or another
+    team's one (the same message for each)."""
+    dataset = owned(session, Dataset, dataset_id, principal)
+    if dataset.deleted_at is not None:
+        raise NotFound(f"no dataset with id {dataset_id!r}", field="id")
+    return dataset
+
+
+def delete_dataset(session: Session, store: BlobStore, dataset: Dataset) -> None:
+    """Delete ``dataset`` and commit; then remove its bytes unless another live data set (of any
+    team: storage is content-addressed) holds the same ones. Finished jobs keep naming it.
+    Raises `Conflict` (409) naming a job that still needs it (not finished: queued, waiting,
+    running or paused)."""
+    locked = session.scalar(select(Dataset).where(Dataset.id == dataset.id).with_for_update())
+    if locked is None or locked.deleted_at is not None:
+        raise NotFound(f"no dataset with id {dataset.id!r}", field="id")
+    user = session.execute(select(Job.id, Job.status).where(
+        Job.status.not_in([s.value for s in TERMINAL]),
+        or_(Job.training_dataset_id == dataset.id, Job.validation_dataset_id == dataset.id,
+            Job.test_dataset_id == dataset.id)).order_by(Job.id).limit(1)).first()
+    if user is not None:
+        raise Conflict(f"data set {dataset.id} is used by job {user.id} ({user.status}); cancel "
+                       "the job or wait until it has finished", field="id")
+    locked.deleted_at = utcnow()
+    key = locked.storage_key
+    session.commit()
+    still_used = session.scalar(select(Dataset.id).where(Dataset.storage_key == key,
+                                                         Dataset.deleted_at.is_(None)).limit(1))
+    session.commit()
+    if still_used is None:
+        store.delete(key)

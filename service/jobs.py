@@ -269,7 +269,8 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
 # team, and the job INSERT ... ON CONFLICT (team_id, idempotency_key) DO NOTHING RETURNING id.
 _datasets, _jobs = Dataset.__table__, Job.__table__
 _TEAM_DATASET = select(_datasets.c.id).where(_datasets.c.id == bindparam("id"),
-                                             _datasets.c.team_id == bindparam("team_id"))
+                                             _datasets.c.team_id == bindparam("team_id"),
+                                             _datasets.c.deleted_at.is_(None))
 _INSERT_JOB = {
     name: dialect.insert(_jobs)
     .on_conflict_do_nothing(index_elements=["team_id", "idempotency_key"])

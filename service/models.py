@@ -131,6 +131,9 @@ class Dataset(Base):
     target_field: Mapped[str] = mapped_column(String(100))
     storage_key: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleted by its team: hidden everywhere, its bytes removed; the row stays for the finished
+    # jobs that name it (service/datasets.py `delete_dataset`), and the same upload revives it.
+    deleted_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("team_id", "sha256", "source_field", "target_field",
                                        name="uq_datasets_team_content"),)
@@ -171,6 +174,12 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A pause asked for (by the team or the carbon plan) and, once paused, why and until when
+    # (service/pausing.py): set while a running job finishes its epoch and while it is paused.
+    pause_reason: Mapped[str | None] = mapped_column(String(16))
+    pause_requested_at: Mapped[datetime | None]
+    resume_at: Mapped[datetime | None]
+    pause_note: Mapped[str | None] = mapped_column(Text)
 
     epochs: Mapped[list[JobEpoch]] = relationship(order_by="JobEpoch.epoch_index",
                                                   viewonly=True)

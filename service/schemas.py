@@ -120,6 +120,17 @@ class JobError(BaseModel):
     message: str
 
 
+class JobPause(BaseModel):
+    reason: str = Field(description="Who asked: `user` (the team) or `carbon` (the carbon plan, "
+                                    "waiting for a cleaner hour).")
+    pending: bool = Field(description="True while a running job finishes its current epoch "
+                                      "before it pauses.")
+    requested_at: datetime | None
+    resume_at: datetime | None = Field(description="The planned restart of a carbon pause; a "
+                                                   "team's pause waits for `resume`.")
+    note: str | None
+
+
 class JobOut(BaseModel):
     object: Literal["job"] = "job"
     id: str
@@ -142,6 +153,7 @@ class JobOut(BaseModel):
     last_finished_epoch: int | None
     error: JobError | None
     result: dict[str, Any] | None
+    pause: JobPause | None = Field(default=None, description="A pause asked for or in effect.")
 
 
 class Page(BaseModel, Generic[T]):

@@ -1,7 +1,7 @@
 """Where uploaded data sets and job artifacts live: one small interface, a local-disk backend.
 
 Keys are content-addressed (``<namespace>/<sha256>[suffix]``) so that the same bytes are stored
-once. An object-storage backend implements the same four methods.
+once. An object-storage backend implements the same five methods.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ class BlobStore(Protocol):
 
     def local_path(self, key: str) -> Path:
         """A filesystem path to the object (the worker reads data sets from it)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is no error."""
         ...
 
 
@@ -91,3 +95,6 @@ class LocalBlobStore:
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

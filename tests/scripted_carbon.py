@@ -8,9 +8,9 @@ from datetime import datetime
 
 import numpy as np
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
 from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
-from greentrainer_carbon.planner import EnergyModel
 from greentrainer_carbon.readings import CarbonReading
 from service.models import utcnow
 

@@ -18,7 +18,8 @@ ROWS_SHOWN = 200  # the latest this many decisions
 
 # Event types that carry a carbon decision or a pause (service.pausing, service.pool.green,
 # worker.carbon, service.pool.carbon_plan).
-CARBON_EVENTS = ("carbon_plan", "green_window", "epoch_start", "pause_requested", "paused",
+CARBON_EVENTS = ("carbon_plan", "green_window", "epoch_start", "carbon_wait", "pause_requested",
+                 "paused",
                  "resumed", "carbon_note", "carbon_fallback", "co2_budget")
 SOURCE_NAMES = {"live": "live reading", "provider": "provider forecast",
                 "history": "history profile", "static": "static average"}

@@ -1,5 +1,5 @@
 """The dashboard's pages under /dashboard: sign-in, overview, jobs (live list and submit form),
-job detail (charts, cancel, artifacts). Pages read the same domain functions and `service.stats`
+job detail (charts, cancel, pause, resume, artifacts). Pages read the same domain functions and `service.stats`
 queries as the API; access to a job goes through `service.auth.owned` like every API route."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from greentrainer_core.methods import METHOD_NAMES
 from service.auth import Principal, owned
 from service.dashboard import charts
+from service.dashboard.actions import ACTIONS
 from service.dashboard.carbon_view import carbon_rows
 from service.dashboard.format import FILTERS, evaluation_metrics
 from service.dashboard.forms import RHO_TYPES, FormErrors, submit_form
@@ -33,14 +34,15 @@ from service.dashboard.sessions import (
     principal_of,
     sign_in,
 )
+from service.datasets import list_datasets
 from service.deps import AppContext, client_address
 from service.dispatch import notify
 from service.errors import NotAuthenticated, NotFound, TooManyFailedSignIns
 from service.grid import app_outlook
 from service.job_events import list_events
-from service.jobs import cancel_job, list_jobs
-from service.models import Artifact, Dataset, Job, Team
-from service.routers.jobs import job_out
+from service.jobs import list_jobs
+from service.models import Artifact, Job, Team
+from service.routers.jobs import job_out, job_pause
 from service.settings import DashboardSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.stats import estimate_notes, job_series, overview
@@ -220,8 +222,7 @@ def _jobs_page(request: Request, web: WebSession, principal: Principal, session:
                form: Any = None) -> HTMLResponse:
     scope = None if principal.is_admin else principal.team_id
     rows, _ = list_jobs(session, scope, after=None, limit=50)
-    datasets = [] if scope is None else list(session.scalars(
-        select(Dataset).where(Dataset.team_id == scope).order_by(Dataset.id.desc()).limit(50)))
+    datasets = [] if scope is None else list_datasets(session, scope, after=None, limit=50)[0]
     return _render(request, web, "jobs.html", status_code, session=session,
                    principal=principal, jobs=rows,
                    datasets=datasets, errors=errors or FormErrors(), form=form or {},
@@ -297,7 +298,7 @@ def _job_view(request: Request, session: Session, principal: Principal,
             "metrics": evaluation_metrics(job.result),
             "events": list_events(session, job.id, after=None, limit=EVENTS_SHOWN),
             "carbon_rows": carbon_rows(session, job.id), "estimates": estimate_notes(series),
-            "terminal": JobStatus(job.status) in TERMINAL,
+            "terminal": JobStatus(job.status) in TERMINAL, "pause": job_pause(job),
             "carbon_chart": charts.carbon_chart(job, series) if series.epochs else None,
             "flops_chart": charts.flops_chart(series) if series.epochs else None,
             "energy_chart": charts.energy_chart(series) if series.epochs else None,
@@ -333,20 +334,23 @@ def _job_fragment(request: Request, job_id: str) -> HTMLResponse:
                        **_job_view(request, session, principal, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel")
-async def cancel(request: Request, job_id: str) -> Response:
+@router.post("/jobs/{job_id}/{action}")
+async def job_action(request: Request, job_id: str, action: str) -> Response:
+    """The job page's buttons: cancel, pause, resume (CSRF-checked forms)."""
+    if action not in ACTIONS:
+        raise NotFound(f"no job action {action!r}", field="action")
     await _form(request, _codec(request).read(request))
-    return await _in_db(request, _cancel, job_id)
+    return await _in_db(request, _job_action, job_id, action)
 
 
-def _cancel(request: Request, job_id: str) -> Response:
+def _job_action(request: Request, job_id: str, action: str) -> Response:
     context = _context(request)
     with context.factory() as session:
         *_, job = _own_job(request, session, job_id)
-        job, changed = cancel_job(session, job)
+        tell = ACTIONS[action](session, job)
         session.commit()
-    if changed:
-        notify(context.dispatcher, "cancelled", job.id)
+    if tell is not None:
+        notify(context.dispatcher, tell, job.id)
     return _redirect(f"{PREFIX}/jobs/{job_id}")
 
 

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon.config import CarbonSettings, region_chain
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetInfeasibleError, SchedulerError
 from greentrainer_carbon.forecaster import ChainSource, Forecaster
-from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.providers.chain import ProviderChain
 from greentrainer_carbon.readings import FallbackEvent
 from greentrainer_carbon.rho_policy import RhoPolicyKind

@@ -22,8 +22,9 @@ from typing import Protocol
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.forecaster import Forecaster
-from greentrainer_carbon.planner import Decision, EnergyModel, JobSpec, Planner
+from greentrainer_carbon.planner import Decision, JobSpec, Planner
 from service.db import session_scope
 from service.job_events import append_event
 from service.jobs import transition

@@ -1,5 +1,6 @@
 """The periodic scheduler process (`greentrainer scheduler --dispatch`): every
-``dispatch_interval_seconds`` it reconciles (expired leases, stale slots), notes the grid's
+``dispatch_interval_seconds`` it reconciles (expired leases, stale slots), re-queues the
+carbon plan's paused jobs whose restart has come (`service.pausing.resume_due`), notes the grid's
 intensity for newly submitted jobs, asks the carbon planner when deadline jobs start
 (`service.pool.green`), and dispatches what
 fits. Several may run at once (row locks)."""
@@ -12,6 +13,8 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon.config import CarbonSettings
+from service.db import session_scope
+from service.pausing import resume_due
 from service.pool.dispatcher import Send, dispatch_once
 from service.pool.green import WindowPlanning, plan_windows
 from service.pool.intensity import record_intensities
@@ -31,9 +34,12 @@ def stale_after_s(pool: PoolSettings) -> float:
 def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
          planning: WindowPlanning | None, current: Current | None = None,
          carbon: CarbonSettings | None = None) -> None:
-    """One reconcile + record + note + plan + dispatch pass."""
+    """One reconcile + resume + record + note + plan + dispatch pass."""
     stale = stale_after_s(pool)
     reconcile(factory, max_attempts=pool.max_attempts, stale_after_s=stale)
+    with session_scope(factory) as session:  # carbon pauses whose restart has come
+        for job_id in resume_due(session):
+            log.info("resumed job %s: its planned restart has come", job_id)
     if current is not None:
         if carbon is not None:
             record_intensities(factory, current, carbon.pool_region, carbon.history_days)

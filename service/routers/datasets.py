@@ -1,4 +1,4 @@
-"""/datasets: multipart upload (JSONL, CSV, Parquet), list, read."""
+"""/datasets: multipart upload (JSONL, CSV, Parquet), list, read, delete."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from service.auth import owned
-from service.datasets import create_dataset, list_datasets, read_limited
+from service.datasets import (
+    create_dataset,
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    read_limited,
+)
 from service.deps import Context, CurrentPrincipal, SessionDep, TeamId
-from service.models import Dataset
 from service.schemas import DatasetOut, Page
 from service.text import NulFree
 
@@ -53,5 +57,14 @@ def get_datasets(session: SessionDep, principal: CurrentPrincipal,
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetOut:
-    return DatasetOut.model_validate(owned(session, Dataset, dataset_id, principal))
+def read_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetOut:
+    return DatasetOut.model_validate(get_dataset(session, dataset_id, principal))
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response)
+def remove_dataset(dataset_id: str, context: Context, session: SessionDep,
+                   principal: CurrentPrincipal) -> Response:
+    """Delete a data set (its bytes too). 409 while an unfinished job uses it."""
+    delete_dataset(session, context.store, get_dataset(session, dataset_id, principal))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""/jobs: submit, list, read, cancel, events (stored and live), epochs, artifacts."""
+"""/jobs: submit, list, read, cancel, pause, resume, events (stored and live), epochs,
+artifacts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from service.errors import NotFound
 from service.job_events import follow_events, list_events
 from service.jobs import cancel_job, list_jobs, submit_job
 from service.models import Artifact, Job, JobEpoch
+from service.pausing import PauseReason, request_pause, resume
 from service.schemas import (
     ArtifactOut,
     EpochOut,
@@ -24,13 +26,23 @@ from service.schemas import (
     JobCreate,
     JobError,
     JobOut,
+    JobPause,
     Page,
 )
-from service.states import JobStatus
+from service.states import TERMINAL, JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+
+
+def job_pause(job: Job) -> JobPause | None:
+    """The pause asked for or in effect (None for none, or once the job has finished)."""
+    if job.pause_reason is None or JobStatus(job.status) in TERMINAL:
+        return None
+    return JobPause(reason=job.pause_reason, pending=job.status != JobStatus.PAUSED.value,
+                    requested_at=job.pause_requested_at, resume_at=job.resume_at,
+                    note=job.pause_note)
 
 
 def job_out(job: Job) -> JobOut:
@@ -45,7 +57,7 @@ def job_out(job: Job) -> JobOut:
         test_dataset=job.test_dataset_id, created_at=job.created_at, updated_at=job.updated_at,
         started_at=job.started_at, finished_at=job.finished_at,
         planned_start_at=job.planned_start_at, last_finished_epoch=job.last_finished_epoch,
-        error=error, result=job.result,
+        error=error, result=job.result, pause=job_pause(job),
     )
 
 
@@ -106,6 +118,26 @@ def cancel(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
     session.commit()
     if changed:
         notify(context.dispatcher, "cancelled", job.id)
+    return job_out(job)
+
+
+@router.post("/{job_id}/pause", response_model=JobOut)
+def pause(job: OwnedJob, session: SessionDep) -> JobOut:
+    """Pause a job: one waiting for a GPU at once, a running one when its current epoch ends
+    (checkpoint kept, GPU slot freed; `pause.pending` until then). 409 for a finished job."""
+    request_pause(session, job, reason=PauseReason.USER)
+    session.commit()
+    return job_out(job)
+
+
+@router.post("/{job_id}/resume", response_model=JobOut)
+def resume_job(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
+    """Re-queue a paused job (a team's pause, or a carbon pause ended early), or withdraw a
+    pause a running job has not reached yet. 409 for a job that is neither."""
+    job = resume(session, job)
+    session.commit()
+    if job.status == JobStatus.QUEUED.value:
+        notify(context.dispatcher, "queued", job.id)
     return job_out(job)
 
 

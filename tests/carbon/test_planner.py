@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetInfeasibleError, PolicyError
 from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
 from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
-from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.readings import CarbonReading
 
 NOW = datetime(2030, 6, 1, 10, 0, tzinfo=UTC)

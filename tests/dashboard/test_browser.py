@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright): sign in, upload a
 data set and submit a job through the form, watch the real worker run it to `succeeded` without
 reloading, read its charts against the epoch rows the worker wrote, sign out; a deadline job
-waits for green and is cancelled; and one team cannot open another team's job page."""
+waits for green and is cancelled, or paused and resumed, with a carbon pause's planned restart
+shown; and one team cannot open another team's job page."""
 
 from __future__ import annotations
 
@@ -141,19 +142,25 @@ def test_a_job_submitted_in_the_browser_runs_on_the_real_worker_and_is_drawn(
     expect(page).to_have_url(f"{site.base_url}/dashboard/login")
 
 
-def test_a_deadline_job_waits_for_green_and_is_cancelled_in_the_browser(
-        embedded: Embedded, page: Any) -> None:
+def _waiting_deadline_job(embedded: Embedded, page: Any) -> tuple[str, str]:
+    """(team key, job id) of a deadline job whose page shows it waiting for green, signed in."""
     site, stack = embedded
     _, key = site.new_team()
-    team = {"Authorization": f"Bearer {key}"}
     deadline = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    job_id = stack.submit(team, rho_policy={"type": "carbon-aware", "rho_min": 0.4,
-                                            "rho_max": 1.0, "region": "GB",
-                                            "deadline": deadline})
+    job_id = stack.submit({"Authorization": f"Bearer {key}"}, rho_policy={
+        "type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0, "region": "GB",
+        "deadline": deadline})
     sign_in(page, site, key)
     page.goto(f"{site.base_url}/dashboard/jobs/{job_id}")
     # The loop's forecast is dirty for four hours: the planner parks the job.
     expect(page.locator("#job-status")).to_have_text("waiting_for_green", timeout=30_000)
+    return key, job_id
+
+
+def test_a_deadline_job_waits_for_green_and_is_cancelled_in_the_browser(
+        embedded: Embedded, page: Any) -> None:
+    site = embedded.site
+    key, job_id = _waiting_deadline_job(embedded, page)
     planned = api(site, key, f"/jobs/{job_id}")["planned_start_at"]
     assert datetime.fromisoformat(planned) > datetime.now(UTC) + timedelta(hours=3)
     expect(page.locator("#events")).to_contain_text(
@@ -161,6 +168,37 @@ def test_a_deadline_job_waits_for_green_and_is_cancelled_in_the_browser(
     page.click("#cancel-job")
     expect(page.locator("#job-status")).to_have_text("cancelled")
     assert api(site, key, f"/jobs/{job_id}")["status"] == "cancelled"
+
+
+def test_a_job_is_paused_and_resumed_in_the_browser_and_shows_a_carbon_pause(
+        embedded: Embedded, page: Any) -> None:
+    from service.models import Job
+    from service.pausing import PauseReason, request_pause
+
+    site, stack = embedded
+    key, job_id = _waiting_deadline_job(embedded, page)
+    page.click("#pause-job")
+    expect(page.locator("#job-status")).to_have_text("paused")
+    expect(page.locator("#job-pause")).to_contain_text("Paused by the team")
+    expect(page.locator("#job-pause")).to_contain_text("waits until it is resumed")
+    assert api(site, key, f"/jobs/{job_id}")["pause"]["reason"] == "user"
+    page.click("#resume-job")  # re-queued: the planner parks it again for its green window
+    expect(page.locator("#job-status")).to_have_text("waiting_for_green", timeout=30_000)
+    expect(page.locator("#job-pause")).to_have_count(0)
+    restart = datetime.now(UTC) + timedelta(hours=6)
+    with stack.factory() as session:  # as the worker's carbon plan asks
+        request_pause(session, session.get_one(Job, job_id), reason=PauseReason.CARBON,
+                      resume_at=restart)
+        session.commit()
+    page.reload()
+    expect(page.locator("#job-status")).to_have_text("paused")
+    expect(page.locator("#job-pause")).to_contain_text("the carbon plan")
+    expect(page.locator("#job-pause")).to_contain_text("Planned restart")
+    assert datetime.fromisoformat(api(site, key, f"/jobs/{job_id}")["pause"]["resume_at"]) \
+        == restart
+    screenshot(page, "job-paused")
+    page.click("#resume-job")  # the team ends the carbon pause early
+    expect(page.locator("#job-status")).to_have_text("waiting_for_green", timeout=30_000)
 
 
 def test_another_teams_job_page_is_not_found_in_the_browser(site: Site, page: Any) -> None:
