@@ -66,3 +66,54 @@ def cli(*args: str, base_url: str | None, key: str | None, tty: bool = False,
 
 def submit_body(dataset: str, **extra: Any) -> dict[str, Any]:
     return {"model": "smollm2-135m-instruct", "training_dataset": dataset, **extra}
+
+
+def play_job(api: Api, job_id: str, rhos: list[float], *, step_s: float = 0.05,
+             outcome: str = "succeeded") -> None:
+    """Write what a worker writes while it trains ``job_id`` (service/jobs.py `transition`,
+    the runner's epoch_start and progress events, service/job_records.py `record_epoch` with a
+    measured CO2), ``step_s`` apart, so that the API's event stream carries a real run's events.
+    The training itself is the worker's tests' and the end-to-end tests' business."""
+    import time
+
+    from greentrainer_core.config import EpochRecord
+    from service.job_events import append_event
+    from service.job_records import EpochMeasurement, record_epoch
+    from service.jobs import transition
+    from service.models import Job
+    from service.states import JobStatus
+
+    def write(action: Any) -> None:
+        with api.factory() as session:
+            action(session, session.get_one(Job, job_id))
+            session.commit()
+        time.sleep(step_s)
+
+    write(lambda s, job: transition(s, job, JobStatus.RUNNING))
+    for epoch, rho in enumerate(rhos):
+        write(lambda s, job: append_event(s, job.id, "epoch_start", f"epoch {epoch} started at "
+                                          f"rho {rho:.2f}", data={"epoch_index": epoch, "rho": rho}))
+        write(lambda s, job: append_event(s, job.id, "progress", f"epoch {epoch} step 1", data={
+            "epoch_index": epoch, "step": 1, "loss": 2.0 - epoch / 2}))
+        record = EpochRecord(epoch=epoch, rho=rho, selected=["w"], steps=2, loss=2.0 - epoch / 2,
+                             executed_flops=int(rho * 1e9), predicted_flops=int(rho * 1e9),
+                             full_flops=int(1e9), wall_s=1.0)
+        measured = EpochMeasurement(carbon_intensity_g_per_kwh=200.0,
+                                    carbon_intensity_source="test", energy_kwh=0.01,
+                                    kg_co2=0.002, energy_is_estimate=False)
+        write(lambda s, job: record_epoch(s, job, record, measured))
+    target = JobStatus(outcome)
+    write(lambda s, job: transition(s, job, target, error_code="training_error" if
+                                    target is JobStatus.FAILED else None,
+                                    error_message="loss is NaN" if target is JobStatus.FAILED
+                                    else None))
+
+
+def play_in_background(api: Api, job_id: str, rhos: list[float], **kwargs: Any) -> Any:
+    """`play_job` in a thread; join it when done."""
+    import threading
+
+    thread = threading.Thread(target=play_job, args=(api, job_id, rhos), kwargs=kwargs,
+                              daemon=True)
+    thread.start()
+    return thread
