@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from greentrainer.client import API_KEY_ENV, BASE_URL_ENV, Client, GreenTrainerError
+from greentrainer.progress import bars_wanted
 
 
 class UsageError(Exception):
@@ -37,8 +38,7 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
 def show_bars(args: argparse.Namespace) -> bool:
     """Bars only for a person at a terminal: not with --no-progress, --json, or when either
     output stream is redirected (a pipe, a file, a CI log)."""
-    return not (getattr(args, "no_progress", False) or getattr(args, "json", False)) and (
-        sys.stdout.isatty() and sys.stderr.isatty())
+    return bars_wanted(args.no_progress or args.json)
 
 
 def make_client(args: argparse.Namespace) -> Client:

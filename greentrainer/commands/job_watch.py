@@ -10,13 +10,17 @@ from typing import Any
 from greentrainer.client import Client, Event, Job
 from greentrainer.commands.api_cli import fail, print_json, show_bars
 
+# "running  epoch 2/2  rho 0.50  loss 1.5000  CO2 2.00 g |█████     | 1/2 epochs done [00:42]"
+BAR_FORMAT = "{desc} |{bar:24}| {n_fmt}/{total_fmt} epochs done [{elapsed}]"
+
 
 class Progress:
     """What the stream has said so far about the epochs."""
 
     def __init__(self, job: Job) -> None:
         self.epochs = job.epochs or 0
-        self.done = (job.last_finished_epoch + 1) if job.last_finished_epoch is not None else 0
+        self.done = 0  # the stream replays the job's events from its first
+        self.status = "submitted"
         self.epoch: int | None = None
         self.rho: float | None = None
         self.loss: float | None = None
@@ -25,6 +29,8 @@ class Progress:
     def note(self, event: Event) -> bool:
         """Fold ``event`` in; True when an epoch has just finished (its CO2 is then known)."""
         data = event.data or {}
+        if event.type == "status" and isinstance(data.get("to"), str):
+            self.status = data["to"]
         if "epoch_index" in data and isinstance(data["epoch_index"], int):
             self.epoch = data["epoch_index"]
         if isinstance(data.get("rho"), int | float):
@@ -36,16 +42,15 @@ class Progress:
             return True
         return False
 
-    def summary(self) -> str:
-        parts = [f"epoch {min(self.done + 1, self.epochs) if self.epochs else self.done}"
-                 f"/{self.epochs or '?'}"]
+    def summary(self) -> list[str]:
+        parts = [] if self.epoch is None else [f"epoch {self.epoch + 1}/{self.epochs or '?'}"]
         if self.rho is not None:
             parts.append(f"rho {self.rho:.2f}")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.4f}")
         if self.g_co2 is not None:
             parts.append(f"CO2 {self.g_co2:.2f} g")
-        return "  ".join(parts)
+        return parts
 
 
 def watch(client: Client, args: argparse.Namespace) -> int:
@@ -55,8 +60,9 @@ def watch(client: Client, args: argparse.Namespace) -> int:
     if show_bars(args):
         from tqdm import tqdm
 
-        bar = tqdm(total=state.epochs or None, initial=state.done, unit="epoch",
-                   desc=f"{job.id} {job.status}", dynamic_ncols=True)
+        print(f"watching {job.id} ({job.model}, {job.method}); Ctrl-C stops watching, not the job")
+        bar = tqdm(total=state.epochs or None, desc=state.status, dynamic_ncols=True,
+                   bar_format=BAR_FORMAT)
     try:
         for event in client.jobs.stream_events(job.id, timeout_s=args.timeout):
             if state.note(event):
@@ -65,15 +71,14 @@ def watch(client: Client, args: argparse.Namespace) -> int:
                 continue
             if bar is None:
                 print(f"{event.created_at:%H:%M:%S}  {event.type:<12} {event.message}"
-                      + (f"  [{state.summary()}]" if event.type in ("epoch", "epoch_start") else ""),
+                      + (f"  [{'  '.join(state.summary())}]"
+                         if event.type in ("epoch", "epoch_start") else ""),
                       flush=True)
                 continue
             if event.type in ("status", "created") or event.level in ("warning", "error"):
                 bar.write(f"{event.type}: {event.message}")
-            if event.type == "status" and event.data and "to" in event.data:
-                bar.set_description_str(f"{job.id} {event.data['to']}")
             bar.n = state.done
-            bar.set_postfix_str(state.summary())
+            bar.set_description_str("  ".join([state.status, *state.summary()]), refresh=True)
     finally:
         if bar is not None:
             bar.close()
