@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -122,6 +123,16 @@ class AsyncJobs:
                      limit: int = 100) -> Page[Event]:
         return await self._client.send(calls.list_events(job_id, after, limit))
 
+    async def iter_events(self, job_id: str, *, after: int | None = None,
+                          page_size: int = 1000) -> AsyncIterator[Event]:
+        while True:
+            page = await self.events(job_id, after=after, limit=page_size)
+            for event in page.data:
+                yield event
+            if not page.has_more or not page.data:
+                return
+            after = page.data[-1].id
+
     async def stream_events(self, job_id: str, *, after: int | None = None,
                             timeout_s: float | None = None) -> AsyncIterator[Event]:
         """As `Client.jobs.stream_events`."""
@@ -166,10 +177,10 @@ class AsyncJobs:
             raise
         return await self.get(job_id)
 
-    async def checkpoints(self, job_id: str) -> list[Epoch]:
+    async def checkpoints(self, job_id: str) -> builtins.list[Epoch]:
         return await self._client.send(calls.list_epochs(job_id))
 
-    async def artifacts(self, job_id: str) -> list[Artifact]:
+    async def artifacts(self, job_id: str) -> builtins.list[Artifact]:
         return await self._client.send(calls.list_artifacts(job_id))
 
     async def download(self, job_id: str, artifact_id: str, destination: str | Path, *,

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,12 +192,12 @@ class Jobs:
             raise
         return self.get(job_id)
 
-    def checkpoints(self, job_id: str) -> list[Epoch]:
+    def checkpoints(self, job_id: str) -> builtins.list[Epoch]:
         """The finished epochs, each with its checkpoint's metrics (rho, loss, FLOPs, energy,
         CO2), oldest first."""
         return self._client.send(calls.list_epochs(job_id))
 
-    def artifacts(self, job_id: str) -> list[Artifact]:
+    def artifacts(self, job_id: str) -> builtins.list[Artifact]:
         return self._client.send(calls.list_artifacts(job_id))
 
     def download(self, job_id: str, artifact_id: str, destination: str | Path, *,

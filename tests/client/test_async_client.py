@@ -33,7 +33,8 @@ async def test_async_client_uploads_submits_pages_streams_and_waits(api: Api, te
         live = [e async for e in gt.jobs.stream_events(job.id)]
         worker.join()
         assert [e.type for e in live].count("epoch") == 2
-        assert [e.id for e in live] == [e.id for e in (await gt.jobs.events(job.id, limit=100))]
+        assert [e.id for e in live] == [e.id async for e in gt.jobs.iter_events(job.id,
+                                                                                  page_size=2)]
         final = await gt.jobs.wait(job.id, timeout_s=30)
         assert final.status == "succeeded" and final.last_finished_epoch == 1
         assert [e.rho for e in await gt.jobs.checkpoints(job.id)] == [0.4, 0.8]
