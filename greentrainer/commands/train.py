@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 
+from greentrainer.progress import bars_wanted, silence_progress_bars
 from greentrainer_carbon.rho_policy import DEFAULT_RHO
 from greentrainer_core.errors import GreenTrainerError, TrainingConfigError
 
@@ -99,8 +99,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64,
                    help="longest generated summary of the test set, in tokens")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars, a line per epoch instead (transformers still draws "
-                   "one while converting a .gguf file)")
+                   help="no progress bars (the model loader's included), a line per epoch "
+                   "instead; also the default when the output is not a terminal")
     return p
 
 
@@ -138,9 +138,9 @@ def summary_table(history, rouge_scores=None) -> str:
 def train_main(argv: Sequence[str] | None = None) -> int:
     """`greentrainer train`: returns 0 on success, 2 on bad input (with a one-line error)."""
     args = _train_parser().parse_args(argv)
-    if args.no_progress:  # read by the Hugging Face libraries when imported (not yet: _train)
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    args.no_progress = not bars_wanted(args.no_progress)
+    if args.no_progress:  # before _train imports the libraries that draw them
+        silence_progress_bars()
     try:
         return _train(args)
     except GreenTrainerError as exc:

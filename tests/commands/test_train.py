@@ -13,6 +13,7 @@ def _environment_restored(monkeypatch):
     """`--no-progress` sets variables in the process's environment: undo them after each test."""
     for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
         monkeypatch.setenv(name, "0")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
 
 
 def _model_dir(tmp_path):
