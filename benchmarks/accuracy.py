@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 8 rows, 4 test rows, 1 epoch")
     p.add_argument("--out", help="write OUT.md and OUT.json (rewritten after every run)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in OUT.json and skip their (config, seed)")
     args = p.parse_args(argv)
     directory, args.max_length, args.max_new_tokens = TASKS[args.task]
     if args.quick:
@@ -188,8 +190,13 @@ def main(argv: list[str] | None = None) -> int:
               f"max length {args.max_length}, greedy {args.max_new_tokens} new tokens\n\n"
               f"Command: `python3 benchmarks/accuracy.py {' '.join(argv or sys.argv[1:])}`")
     rows: list[dict[str, Any]] = []
+    if args.resume and args.out and Path(args.out + ".json").is_file():
+        rows = json.loads(Path(args.out + ".json").read_text())
+    done = {(r["config"], r["seed"]) for r in rows}
     for spec in specs:
         for seed in seeds if spec.method != "zero-shot" else seeds[:1]:
+            if (spec.label, seed) in done or (spec.method == "zero-shot" and (spec.label, 0) in done):
+                continue
             row = run_one(spec, seed, args, base, model, tokenizer, train, test)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "examples"}), flush=True)

@@ -34,6 +34,15 @@ def test_quick_run_writes_one_row_per_configuration_with_counted_flops(tmp_path)
     assert all(0 <= r["accuracy"] <= 100 and 0 <= r["rougeL"] <= 100 for r in rows)
     report = out.with_suffix(".md").read_text()
     assert "| gt0.6:1e-3 | 2 |" in report and "±" in report
+    # --resume keeps those runs and adds only the new (config, seed)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--quick", "--model", str(model),
+         "--configs", "full:1e-3,gt0.7:1e-3", "--seeds", "0", "--out", str(out), "--resume"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads(out.with_suffix(".json").read_text())
+    assert resumed[:len(rows)] == rows and [r["config"] for r in resumed[len(rows):]] == ["gt0.7:1e-3"]
 
 
 def test_a_bad_configuration_is_refused_before_any_model_loads(tmp_path):
