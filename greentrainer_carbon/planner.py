@@ -49,7 +49,7 @@ from greentrainer_carbon.policy import (
     remaining_mean_rho,
 )
 from greentrainer_carbon.readings import CarbonReading, parse_utc
-from greentrainer_carbon.rho_policy import RhoPolicyKind
+from greentrainer_carbon.rho_policy import RhoPolicyKind, honour_floor
 from greentrainer_carbon.windows import epoch_means, plan_epoch_starts
 
 SAFETY_FACTOR = 1.1  # a budget's reserve: the remaining epochs' expected intensity x this
@@ -211,7 +211,7 @@ class Planner:
         if wait_slots > 0:
             start = slot_start(forecast.first_slot + wait_slots)
             return self._decision(False, start, None, forecast, offsets, full_s, done, reason)
-        rho = self._rho(index, done, forecast, offsets, full_s)
+        rho = honour_floor(self._rho(index, done, forecast, offsets, full_s), spec.policy)
         cap = self._deadline_cap(now, full_s, remaining)
         if cap is not None and rho > cap:
             rho, reason = cap, f"{reason}; rho capped at {cap:.3f} to finish by the deadline"

@@ -38,6 +38,7 @@ from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.policy import G_PER_KG, RhoBounds
 from greentrainer_carbon.providers.static import codecarbon_country_intensities
 from greentrainer_carbon.readings import CarbonReading
+from greentrainer_carbon.rho_policy import RHO_FLOOR
 from greentrainer_carbon.trace_data import Trace
 
 HISTORY_SLOTS = 7 * 48
@@ -68,7 +69,7 @@ class SimConfig:
     seed: int = 0
     slack_hours: float = 24.0
     rho_fixed: float = 0.6
-    rho_min: float = 0.4
+    rho_min: float = RHO_FLOOR  # the product's quality floor (greentrainer_carbon.rho_policy)
     rho_max: float = 0.8
     rho_target: float | None = 0.6  # None: the quantile map instead of the mean-preserving one
     energy: EnergyModel = field(default_factory=EnergyModel)

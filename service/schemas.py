@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
+from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind, below_floor
 from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES
 from service.text import NulFree
 
@@ -32,7 +39,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Timed(_Strict):
+class _Floored(_Strict):
+    """A rho policy below the quality floor (greentrainer_carbon.rho_policy.RHO_FLOOR) is refused
+    unless the job accepts the loss with allow_low_rho."""
+
+    allow_low_rho: bool = Field(default=False, description="Accept a rho below the quality floor.")
+
+    @field_validator("rho", "rhos", "rho_min", check_fields=False)
+    @classmethod
+    def _floor(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = {"rho": RhoPolicyKind.FIXED, "rhos": RhoPolicyKind.SCHEDULE}.get(
+            str(info.field_name), RhoPolicyKind.CARBON_AWARE)
+        policy = {"type": kind, str(info.field_name): value, **info.data}
+        problem = below_floor(policy)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class _Timed(_Floored):
     """What every rho policy may add: a deadline (the scheduler may then wait and pause for
     cleaner hours, and never finishes later than it) and the grid region the job's carbon is
     read in (default: the pool's region)."""

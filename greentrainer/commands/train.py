@@ -83,6 +83,13 @@ def _train_parser() -> argparse.ArgumentParser:
         "--max-steps-per-epoch", type=int, default=None, help=helps["max_steps_per_epoch"]
     )
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help=helps["lr"])
+    p.add_argument("--importance-metric", default=TrainConfig.importance_metric,
+                   choices=("adam", "optimizer"), help=helps["importance_metric"])
+    p.add_argument("--importance-every-steps", type=int, default=None,
+                   help=helps["importance_every_steps"])
+    for name in ("selection_hysteresis", "partial_lr_cap"):
+        p.add_argument("--" + name.replace("_", "-"), type=float,
+                       default=getattr(TrainConfig, name), help=helps[name])
     p.add_argument(
         "--weight-decay", type=float, default=TrainConfig.weight_decay, help=helps["weight_decay"]
     )
@@ -178,6 +185,10 @@ def _train(args: argparse.Namespace) -> int:
         max_target_length=args.max_target_length,
         max_steps_per_epoch=args.max_steps_per_epoch,
         importance_batches=args.importance_batches,
+        importance_metric=args.importance_metric,
+        importance_every_steps=args.importance_every_steps,
+        selection_hysteresis=args.selection_hysteresis,
+        partial_lr_cap=args.partial_lr_cap,
         mixed_precision=args.mixed_precision,
         seed=args.seed,
     )
