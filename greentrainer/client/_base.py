@@ -134,7 +134,7 @@ class Call(Generic[T]):
 
 @dataclass
 class Upload:
-    """A file sent as the ``file`` part of a multipart form, read in 64 KiB chunks as httpx
+    """A file sent as the ``file`` part of a multipart form, read a chunk at a time as httpx
     sends it (never whole into memory), reporting ``progress(sent, total)`` as it goes."""
 
     path: Path
@@ -143,7 +143,7 @@ class Upload:
 
     def open(self) -> tuple[str, _ProgressReader]:
         self.close()
-        self._file = open(self.path, "rb")  # noqa: SIM115 (closed by close(), after the send)
+        self._file = open(self.path, "rb")  # closed by close(), after the send
         return self.path.name, _ProgressReader(self._file, self.path.stat().st_size, self.progress)
 
     def close(self) -> None:
@@ -152,8 +152,8 @@ class Upload:
             self._file = None
 
 
-# Read at most this much at a time: httpx asks for 64 KiB; smaller reads report progress more
-# often at no measurable cost.
+# Read at most this much at a time: httpx asks for 64 KiB; a quarter of that reports progress
+# four times as often (a few hundred calls for a 5 MB file).
 UPLOAD_CHUNK_BYTES = 16 * 1024
 
 
