@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,15 +22,14 @@ from greentrainer.client._base import (
     RETRY_STATUSES,
     Call,
     ClientOptions,
+    EventFollower,
     Progress,
-    SSEDecoder,
+    awalk,
     check,
     connection_error,
-    stream_headers,
-    stream_timeout,
 )
-from greentrainer.client._errors import APIConnectionError, WaitTimeout
-from greentrainer.client._sync import download_target
+from greentrainer.client._errors import WaitTimeout
+from greentrainer.client._sync import _int, download_target
 from greentrainer.client._types import Artifact, Dataset, Epoch, Event, Job, Page
 
 T = TypeVar("T")
@@ -96,16 +94,8 @@ class AsyncJobs:
                    status: str | None = None) -> Page[Job]:
         return await self._client.send(calls.list_jobs(limit, after, status))
 
-    async def iter(self, *, status: str | None = None,
-                   page_size: int = 100) -> AsyncIterator[Job]:
-        after: str | None = None
-        while True:
-            page = await self.list(limit=page_size, after=after, status=status)
-            for job in page.data:
-                yield job
-            if not page.has_more or page.last_id is None:
-                return
-            after = page.last_id
+    def iter(self, *, status: str | None = None, page_size: int = 100) -> AsyncIterator[Job]:
+        return awalk(lambda after: self.list(limit=page_size, after=after, status=status))
 
     async def get(self, job_id: str) -> Job:
         return await self._client.send(calls.get_job(job_id))
@@ -123,50 +113,32 @@ class AsyncJobs:
                      limit: int = 100) -> Page[Event]:
         return await self._client.send(calls.list_events(job_id, after, limit))
 
-    async def iter_events(self, job_id: str, *, after: int | None = None,
-                          page_size: int = 1000) -> AsyncIterator[Event]:
-        while True:
-            page = await self.events(job_id, after=after, limit=page_size)
-            for event in page.data:
-                yield event
-            if not page.has_more or not page.data:
-                return
-            after = page.data[-1].id
+    def iter_events(self, job_id: str, *, after: int | None = None,
+                    page_size: int = 1000) -> AsyncIterator[Event]:
+        return awalk(lambda cursor: self.events(job_id, after=_int(cursor), limit=page_size),
+                     None if after is None else str(after))
 
     async def stream_events(self, job_id: str, *, after: int | None = None,
                             timeout_s: float | None = None) -> AsyncIterator[Event]:
         """As `Client.jobs.stream_events`."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        last, failures = after, 0
-        options = self._client.options
+        follower = EventFollower(job_id, after, timeout_s, self._client.options)
         while True:
-            decoder = SSEDecoder()
+            path, kwargs = follower.connect()
             try:
-                async with self._client.stream(
-                        "GET", calls.events_path(job_id), params={"stream": "true"},
-                        headers=stream_headers(last),
-                        timeout=stream_timeout(options.timeout_s)) as response:
+                async with self._client.stream("GET", path, **kwargs) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         check(response)
                     async for line in response.aiter_lines():
-                        item = decoder.feed(line)
-                        if isinstance(item, Event):
-                            last, failures = item.id, 0
-                            yield item
-                        elif item == END:
+                        item = follower.feed(line)
+                        if item == END:
                             return
-                        if deadline is not None and time.monotonic() > deadline:
-                            raise WaitTimeout(f"job {job_id} still going after {timeout_s:g} s")
+                        if isinstance(item, Event):
+                            yield item
+                delay = follower.dropped(None)
             except httpx.TransportError as exc:
-                failures += 1
-                if failures > options.max_retries:
-                    raise connection_error(exc, options.base_url) from None
-                await anyio.sleep(options.retry_delay_s(failures, None))
-                continue
-            failures += 1
-            if failures > options.max_retries:
-                raise APIConnectionError(f"the event stream of job {job_id} kept closing early")
+                delay = follower.dropped(exc)
+            await anyio.sleep(delay)
 
     async def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
         try:
@@ -218,15 +190,8 @@ class AsyncDatasets:
     async def list(self, *, limit: int = 20, after: str | None = None) -> Page[Dataset]:
         return await self._client.send(calls.list_datasets(limit, after))
 
-    async def iter(self, *, page_size: int = 100) -> AsyncIterator[Dataset]:
-        after: str | None = None
-        while True:
-            page = await self.list(limit=page_size, after=after)
-            for dataset in page.data:
-                yield dataset
-            if not page.has_more or page.last_id is None:
-                return
-            after = page.last_id
+    def iter(self, *, page_size: int = 100) -> AsyncIterator[Dataset]:
+        return awalk(lambda after: self.list(limit=page_size, after=after))
 
     async def get(self, dataset_id: str) -> Dataset:
         return await self._client.send(calls.get_dataset(dataset_id))

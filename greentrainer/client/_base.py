@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import random
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -21,9 +22,10 @@ from greentrainer.client._errors import (
     APITimeoutError,
     AuthenticationError,
     GreenTrainerError,
+    WaitTimeout,
     error_from_response,
 )
-from greentrainer.client._types import Event
+from greentrainer.client._types import Event, Page
 
 # The client's configuration is its own (it runs where the service does not, and never imports
 # the service's Settings): these two variables, or the arguments of `Client`.
@@ -132,7 +134,7 @@ class Call(Generic[T]):
 
 @dataclass
 class Upload:
-    """A file sent as the ``file`` part of a multipart form, read in 64 KiB chunks as httpx
+    """A file sent as the ``file`` part of a multipart form, read a chunk at a time as httpx
     sends it (never whole into memory), reporting ``progress(sent, total)`` as it goes."""
 
     path: Path
@@ -141,7 +143,7 @@ class Upload:
 
     def open(self) -> tuple[str, _ProgressReader]:
         self.close()
-        self._file = open(self.path, "rb")  # noqa: SIM115 (closed by close(), after the send)
+        self._file = open(self.path, "rb")  # closed by close(), after the send
         return self.path.name, _ProgressReader(self._file, self.path.stat().st_size, self.progress)
 
     def close(self) -> None:
@@ -150,8 +152,8 @@ class Upload:
             self._file = None
 
 
-# Read at most this much at a time: httpx asks for 64 KiB; smaller reads report progress more
-# often at no measurable cost.
+# Read at most this much at a time: httpx asks for 64 KiB; a quarter of that reports progress
+# four times as often (a few hundred calls for a 5 MB file).
 UPLOAD_CHUNK_BYTES = 16 * 1024
 
 
@@ -254,12 +256,68 @@ END = "end"
 KEEP_ALIVE = "keep-alive"
 
 
-def stream_headers(last_event_id: int | None) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    return headers
+class EventFollower:
+    """Following one job's event stream across reconnections, without the I/O: what to send
+    on each connection (`connect`), each line of the answer (`feed`), and what to do when a
+    connection ends before the server's end event (`dropped`)."""
+
+    def __init__(self, job_id: str, after: int | None, timeout_s: float | None,
+                 options: ClientOptions) -> None:
+        self.job_id, self.last, self.timeout_s, self.options = job_id, after, timeout_s, options
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.failures = 0
+        self.decoder = SSEDecoder()
+
+    def connect(self) -> tuple[str, dict[str, Any]]:
+        """The path and the httpx arguments of the next connection (resuming after the last
+        event received)."""
+        from greentrainer.client._calls import events_path
+
+        self.decoder = SSEDecoder()
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.last is not None:
+            headers["Last-Event-ID"] = str(self.last)
+        return events_path(self.job_id), {
+            "params": {"stream": "true"}, "headers": headers,
+            "timeout": httpx.Timeout(self.options.timeout_s, read=STREAM_READ_TIMEOUT_S)}
+
+    def feed(self, line: str) -> Event | str | None:
+        """An `Event` to hand on, `END`, or None; raises `WaitTimeout` past the deadline."""
+        item = self.decoder.feed(line)
+        if isinstance(item, Event):
+            self.last, self.failures = item.id, 0
+        if self.deadline is not None and time.monotonic() > self.deadline and item != END:
+            raise WaitTimeout(f"job {self.job_id} still going after {self.timeout_s:g} s")
+        return None if item == KEEP_ALIVE else item
+
+    def dropped(self, exc: httpx.TransportError | None) -> float:
+        """Seconds to wait before reconnecting after a connection broke (``exc``) or closed
+        without the end event (a server restart); raises once the retries are spent."""
+        self.failures += 1
+        if self.failures > self.options.max_retries:
+            if exc is not None:
+                raise connection_error(exc, self.options.base_url) from None
+            raise APIConnectionError(f"the event stream of job {self.job_id} kept closing early")
+        return self.options.retry_delay_s(self.failures, None)
 
 
-def stream_timeout(timeout_s: float) -> httpx.Timeout:
-    return httpx.Timeout(timeout_s, read=STREAM_READ_TIMEOUT_S)
+def walk(fetch: Callable[[str | None], Page[T]], after: str | None = None) -> Iterator[T]:
+    """Every item of every page, ``fetch(after)`` giving one page."""
+    while True:
+        page = fetch(after)
+        yield from page.data
+        if not page.has_more or page.last_id is None:
+            return
+        after = page.last_id
+
+
+async def awalk(fetch: Callable[[str | None], Awaitable[Page[T]]],
+                after: str | None = None) -> AsyncIterator[T]:
+    """`walk` for the async client."""
+    while True:
+        page = await fetch(after)
+        for item in page.data:
+            yield item
+        if not page.has_more or page.last_id is None:
+            return
+        after = page.last_id

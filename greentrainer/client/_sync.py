@@ -26,14 +26,13 @@ from greentrainer.client._base import (
     RETRY_STATUSES,
     Call,
     ClientOptions,
+    EventFollower,
     Progress,
-    SSEDecoder,
     check,
     connection_error,
-    stream_headers,
-    stream_timeout,
+    walk,
 )
-from greentrainer.client._errors import APIConnectionError, WaitTimeout
+from greentrainer.client._errors import WaitTimeout
 from greentrainer.client._types import Artifact, Dataset, Epoch, Event, Job, Page
 
 T = TypeVar("T")
@@ -107,13 +106,7 @@ class Jobs:
 
     def iter(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
         """Every job, page after page."""
-        after: str | None = None
-        while True:
-            page = self.list(limit=page_size, after=after, status=status)
-            yield from page.data
-            if not page.has_more or page.last_id is None:
-                return
-            after = page.last_id
+        return walk(lambda after: self.list(limit=page_size, after=after, status=status))
 
     def get(self, job_id: str) -> Job:
         return self._client.send(calls.get_job(job_id))
@@ -136,12 +129,8 @@ class Jobs:
     def iter_events(self, job_id: str, *, after: int | None = None,
                     page_size: int = 1000) -> Iterator[Event]:
         """Every stored event after ``after``, page after page (does not wait for new ones)."""
-        while True:
-            page = self.events(job_id, after=after, limit=page_size)
-            yield from page.data
-            if not page.has_more or not page.data:
-                return
-            after = page.data[-1].id
+        return walk(lambda cursor: self.events(job_id, after=_int(cursor), limit=page_size),
+                    None if after is None else str(after))
 
     def stream_events(self, job_id: str, *, after: int | None = None,
                       timeout_s: float | None = None) -> Iterator[Event]:
@@ -149,37 +138,24 @@ class Jobs:
         after ``after``) until the job has finished and its last event is out. A dropped
         connection is resumed where it stopped (Last-Event-ID). With ``timeout_s``, raises
         `WaitTimeout` when the job is still going after that long."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        last, failures = after, 0
-        options = self._client.options
+        follower = EventFollower(job_id, after, timeout_s, self._client.options)
         while True:
-            decoder = SSEDecoder()
+            path, kwargs = follower.connect()
             try:
-                with self._client.stream("GET", calls.events_path(job_id), params={"stream": "true"},
-                                         headers=stream_headers(last),
-                                         timeout=stream_timeout(options.timeout_s)) as response:
+                with self._client.stream("GET", path, **kwargs) as response:
                     if response.status_code >= 400:
                         response.read()
                         check(response)
                     for line in response.iter_lines():
-                        item = decoder.feed(line)
-                        if isinstance(item, Event):
-                            last, failures = item.id, 0
-                            yield item
-                        elif item == END:
+                        item = follower.feed(line)
+                        if item == END:
                             return
-                        if deadline is not None and time.monotonic() > deadline:
-                            raise WaitTimeout(f"job {job_id} still going after {timeout_s:g} s")
+                        if isinstance(item, Event):
+                            yield item
+                delay = follower.dropped(None)
             except httpx.TransportError as exc:
-                failures += 1
-                if failures > options.max_retries:
-                    raise connection_error(exc, options.base_url) from None
-                time.sleep(options.retry_delay_s(failures, None))
-                continue
-            # The server closed the stream without its end event (a restart): resume.
-            failures += 1
-            if failures > options.max_retries:
-                raise APIConnectionError(f"the event stream of job {job_id} kept closing early")
+                delay = follower.dropped(exc)
+            time.sleep(delay)
 
     def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
         """Block until the job has finished (succeeded, failed or cancelled); the job then.
@@ -223,6 +199,10 @@ class Jobs:
         return target
 
 
+def _int(cursor: str | None) -> int | None:
+    return None if cursor is None else int(cursor)
+
+
 def download_target(destination: Path, response: httpx.Response) -> Path:
     """``destination`` itself, or the server's file name inside it when it is a directory."""
     if not destination.is_dir():
@@ -249,13 +229,7 @@ class Datasets:
         return self._client.send(calls.list_datasets(limit, after))
 
     def iter(self, *, page_size: int = 100) -> Iterator[Dataset]:
-        after: str | None = None
-        while True:
-            page = self.list(limit=page_size, after=after)
-            yield from page.data
-            if not page.has_more or page.last_id is None:
-                return
-            after = page.last_id
+        return walk(lambda after: self.list(limit=page_size, after=after))
 
     def get(self, dataset_id: str) -> Dataset:
         return self._client.send(calls.get_dataset(dataset_id))

@@ -55,6 +55,12 @@ def test_datasets_and_jobs_round_trip_as_json_and_as_tables(api: Api, team: Team
                                                    base_url=url, key=team.key)).splitlines()]
     assert [e["type"] for e in events] == ["created", "status", "status"]
     assert events[-1]["data"] == {"from": "queued", "to": "cancelled"}
+    followed = _ok(cli("jobs", "events", other["id"], "--follow", "--json", base_url=url,
+                       key=team.key))
+    assert [json.loads(line)["id"] for line in followed.splitlines()] == [e["id"] for e in events]
+    by_flags = _ok(cli("datasets", "get", dataset["id"], "--json", "--base-url", url,
+                       "--api-key", team.key, base_url="http://127.0.0.1:9", key=None))
+    assert json.loads(by_flags)["id"] == dataset["id"]  # the flags win over the environment
     assert "no finished epochs yet" in _ok(cli("jobs", "checkpoints", job["id"], base_url=url,
                                                key=team.key))
     got = _ok(cli("jobs", "get", job["id"], base_url=url, key=team.key))
