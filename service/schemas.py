@@ -178,6 +178,8 @@ class DatasetOut(BaseModel):
     team_id: str
     name: str
     format: str
+    kind: Literal["pairs", "chat"] = Field(description="pairs: source/target rows; chat: "
+                                           "OpenAI chat JSONL (messages)")
     sha256: str
     size_bytes: int
     row_count: int
