@@ -41,6 +41,7 @@ from greentrainer_core.config import (
 )
 from greentrainer_core.data import Example, iter_batches
 from greentrainer_core.errors import TrainingConfigError, disk_full_cause
+from greentrainer_core.evaluate import no_better_for, validation_loss
 from greentrainer_core.flops import count_step_flops
 from greentrainer_core.hf_types import PreTrainedLM
 from greentrainer_core.importance import tensor_importance
@@ -67,9 +68,13 @@ class Trainer:
         examples: Sequence[Example],
         config: TrainConfig,
         rho: RhoSchedule = 1.0,
+        validation: Sequence[Example] | None = None,
     ) -> None:
         if not examples:
             raise TrainingConfigError("no training examples")
+        if config.early_stopping_patience and not validation:
+            raise TrainingConfigError("early_stopping_patience needs validation examples")
+        self.validation = list(validation or [])
         self.config, self.rho_schedule, self.examples, self.tokenizer = (
             config,
             rho,
@@ -233,10 +238,12 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
-        """Train the remaining epochs, yielding EpochStart, StepEvent and EpochRecord (epoch end)."""
+        """Train the remaining epochs, yielding EpochStart, StepEvent and EpochRecord (epoch end,
+        with the validation loss when there are validation examples); early stopping
+        (``early_stopping_patience``) ends the run after the epoch that decided it."""
         c = self.config
         self.model.train()
-        while self.epoch < c.epochs:
+        while self.epoch < c.epochs and not self.stopped_early():
             epoch, epoch_t0 = self.epoch, time.perf_counter()
             rho = rho_for_epoch(self.rho_schedule, epoch) if METHODS[c.method].takes_rho else 1.0
             self._selected, importance_s, selection_s = self._select(epoch, rho)
@@ -275,10 +282,23 @@ class Trainer:
                         record.overhead_s + imp_s + sel_s,
                     )
             record.loss /= max(record.steps, 1)
+            if self.validation:
+                record.validation_loss = validation_loss(
+                    self.model, self.validation, batch_size=c.batch_size,
+                    pad_token_id=self.pad_id, max_width=c.max_length,
+                    max_label_width=c.max_target_length, autocast=self._autocast)
             record.wall_s = time.perf_counter() - epoch_t0
             self.history.append(record)
             self.epoch += 1
             yield record
+            if self.stopped_early():
+                return
+
+    def stopped_early(self) -> bool:
+        """Whether early stopping ends the run after the epochs trained so far."""
+        patience = self.config.early_stopping_patience
+        return bool(patience) and self.epoch < self.config.epochs and no_better_for(
+            [r.validation_loss for r in self.history], patience or 0)
 
     def _step(
         self, record: EpochRecord, i: int, batch: dict[str, torch.Tensor], last: bool

@@ -174,6 +174,10 @@ def _check_policy(request: JobCreate) -> None:
         raise InvalidInput(f"rho_policy.rhos has {len(policy.rhos)} values but "
                            f"hyperparameters.epochs is {epochs}: give one rho per epoch",
                            field="rho_policy.rhos")
+    if request.hyperparameters.early_stopping_patience and request.validation_dataset is None:
+        raise InvalidInput("hyperparameters.early_stopping_patience needs a validation_dataset "
+                           "(its loss decides when to stop)",
+                           field="hyperparameters.early_stopping_patience")
 
 
 class JobCheck(Protocol):

@@ -71,6 +71,10 @@ class Hyperparameters(_Strict):
     warmup_steps: int = Field(default=0, ge=0)
     weight_decay: float = Field(default=0.0, ge=0)
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Stop after this many epochs without a lower validation loss (needs "
+                    "validation_dataset).")
 
 
 class JobCreate(_Strict):
@@ -149,6 +153,7 @@ class EpochFields(BaseModel):
     full_ft_flops: float
     wall_seconds: float
     loss: float | None
+    validation_loss: float | None = None
     energy_kwh: float | None
     kg_co2: float | None
     energy_is_estimate: bool

@@ -46,6 +46,7 @@ from worker.outcomes import (
     error_code,
     result_line,
 )
+from worker.results import evaluations
 
 log = logging.getLogger("worker.runner")
 
@@ -234,7 +235,7 @@ class _JobRun:
             self.model, self.examples = job.model, len(inputs.examples)
         torch.manual_seed(inputs.config.seed)
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
-                          rho=self.rho)
+                          rho=self.rho, validation=inputs.validation)
         if last is not None:
             path = checkpoint_path(self.settings, self.job_id, last)
             if not path.is_file():
@@ -257,7 +258,13 @@ class _JobRun:
                     self._step(event)
                 elif isinstance(event, EpochRecord):
                     self._epoch_finished(trainer, event)
-                    if event.epoch + 1 < epochs:
+                    if trainer.stopped_early():
+                        stopped_early = "early stopping: the validation loss stopped improving"
+                        self._event("early_stopping", f"stopped after epoch {event.epoch}: no "
+                                    "lower validation loss for "
+                                    f"{inputs.config.early_stopping_patience} epoch(s)",
+                                    {"epoch_index": event.epoch})
+                    elif event.epoch + 1 < epochs:
                         self._begin_epoch(event.epoch + 1)
         except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
             if not self.rho.done:  # nothing trained: the job fails, naming the budget
@@ -346,8 +353,6 @@ class _JobRun:
                                   record.wall_s / record.rho / self.examples)
 
     def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
-        from greentrainer_core.evaluate import evaluate_rouge
-
         def read_totals() -> Any:
             with self._session() as session:
                 return session.execute(select(
@@ -362,11 +367,7 @@ class _JobRun:
             "kg_co2": float(totals[4] or 0)}
         if stopped_early:
             result["stopped_early"] = stopped_early
-        if inputs.test_rows:
-            scores = evaluate_rouge(trainer.model, inputs.tokenizer, inputs.test_rows,
-                                    max_length=inputs.config.max_length)
-            result["rouge"] = {"rouge1": scores.rouge1, "rouge2": scores.rouge2,
-                               "rougeL": scores.rougeL, "n": scores.n}
+        result.update(evaluations(trainer, inputs))
         if self.keeper.stop.is_set():
             raise JobStopped
 
