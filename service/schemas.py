@@ -175,6 +175,28 @@ class ArtifactOut(BaseModel):
     created_at: datetime
 
 
+class CheckpointMetrics(BaseModel):
+    """The recorded figures of the epoch a checkpoint ends (null: not recorded)."""
+
+    rho: float | None = None
+    loss: float | None = None
+    validation_loss: float | None = None
+    executed_flops: float | None = None
+    kg_co2: float | None = None
+
+
+class CheckpointOut(BaseModel):
+    object: Literal["checkpoint"] = "checkpoint"
+    id: str = Field(description="The checkpoint's artifact id.")
+    job_id: str
+    epoch_index: int
+    filename: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+    metrics: CheckpointMetrics
+
+
 class DatasetOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -33,7 +33,7 @@ from service.pool.intensity import record_throughput
 from service.settings import PoolSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
-from worker.artifacts import save_outputs
+from worker.artifacts import card_facts, save_epoch_checkpoint, save_outputs
 from worker.carbon import JobCarbon
 from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
@@ -327,7 +327,7 @@ class _JobRun:
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)
         self._write(f"recording epoch {record.epoch}",
-                    lambda: self._record(record, reading, energy))
+                    lambda: self._record(trainer, record, reading, energy))
         log.info("job %s: %s", self.job_id, epoch_line(record, energy),
                  extra={"job_id": self.job_id})
         self.rho.finished(record.epoch, record.wall_s, energy.kg_co2 if energy else None)
@@ -335,8 +335,9 @@ class _JobRun:
             if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
                 old.unlink(missing_ok=True)
 
-    def _record(self, record: EpochRecord, reading: Any, energy: Any) -> None:
-        """The epoch's row and ``last_finished_epoch``, in one transaction, if the job is ours."""
+    def _record(self, trainer: Any, record: EpochRecord, reading: Any, energy: Any) -> None:
+        """The epoch's row, ``last_finished_epoch`` and the epoch's downloadable checkpoint, in
+        one transaction, if the job is ours."""
         with self._session() as session:
             job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
             if job is None or job.status != JobStatus.RUNNING.value or \
@@ -348,6 +349,7 @@ class _JobRun:
                 energy_kwh=energy.energy_kwh if energy else None,
                 kg_co2=energy.kg_co2 if energy else None,
                 energy_is_estimate=energy.is_estimate if energy else True))
+            save_epoch_checkpoint(session, self.store, job, trainer, record.epoch)
             if record.rho > 0 and self.examples:  # the planner's next estimates (per example)
                 record_throughput(session, self.me.gpu_class, self.model,
                                   record.wall_s / record.rho / self.examples)
@@ -377,8 +379,9 @@ class _JobRun:
                 if job is None or job.status != JobStatus.RUNNING.value or \
                         job.lease_owner != self.me.name:
                     raise JobStopped
+                facts = card_facts(session, job, self.me.gpu_class, self.me.country_iso3)
                 result["artifacts"] = save_outputs(session, self.store, job, trainer,
-                                                   inputs.tokenizer, result)
+                                                   inputs.tokenizer, result, facts)
                 slots.release(session, self.job_id)
                 leases.clear(job)
                 leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,
