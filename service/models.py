@@ -367,3 +367,8 @@ class WorkerThroughput(Base):
     full_epoch_s_per_example: Mapped[float] = mapped_column(Double)
     epochs: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The webhook tables live beside their code; importing them here registers them on `Base`
+# wherever the models are loaded (the migrations' comparison included).
+import service.webhooks.models  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """`greentrainer dispatcher` (also `greentrainer scheduler --dispatch`): the pool's reconcile,
-plan and dispatch loop as a process."""
+plan and dispatch loop as a process, with the webhook sender as a thread beside it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from service.heap import settle_heap
 from service.pool.loop import run_forever
 from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
 from service.settings import get_settings
+from service.webhooks.sender import WebhookSender
 
 log = logging.getLogger("greentrainer.commands.dispatcher")
 
@@ -63,10 +64,13 @@ def dispatch_forever() -> int:
     print("scheduler: dispatching every "
           f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
     settle_heap()  # what is loaded by now lives as long as the process (service/heap.py)
+    factory = make_session_factory(engine)
+    sender = WebhookSender(factory, settings.webhooks, stop).start()  # webhooks, beside the loop
     try:
-        run_forever(make_session_factory(engine), pool, send, forecast, stop, current,
-                    settings.carbon)
+        run_forever(factory, pool, send, forecast, stop, current, settings.carbon)
     finally:
+        stop.set()
+        sender.join(settings.webhooks.timeout_seconds + 5)
         for one in (chain, *regional.values()):
             one.close()
         engine.dispose()
