@@ -54,7 +54,8 @@ def output_dtype(model: PreTrainedLM) -> torch.dtype:
     method = getattr(quantization, "quant_method", None)
     if getattr(method, "value", method) == "gguf":
         return torch.bfloat16
-    return next(model.parameters()).dtype
+    dtype: torch.dtype = next(model.parameters()).dtype
+    return dtype
 
 
 def _write_config_dtype(directory: Path, dtype: torch.dtype) -> None:

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from service.models import Job, new_id, utcnow
 from service.webhooks.models import WebhookDelivery, WebhookEndpoint
+from service.webhooks.schemas import EVENT_TYPES
 
-EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "job.paused")
 # The job status each event reports (a status the state machine may not have yet is harmless).
 EVENT_OF_STATUS = {"succeeded": "job.succeeded", "failed": "job.failed",
                    "cancelled": "job.cancelled", "paused": "job.paused"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,7 @@ from service.text import NulFree
 from service.webhooks.models import URL_MAX_LENGTH
 
 EventType = Literal["job.succeeded", "job.failed", "job.cancelled", "job.paused"]
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)  # every event a webhook may get
 
 
 class WebhookCreate(BaseModel):
@@ -20,7 +21,7 @@ class WebhookCreate(BaseModel):
                          description="http(s) URL the events are POSTed to.")
     description: NulFree | None = Field(default=None, max_length=500)
     event_types: list[EventType] = Field(
-        default_factory=lambda: ["job.succeeded", "job.failed", "job.cancelled", "job.paused"],
+        default_factory=lambda: list(EVENT_TYPES),
         min_length=1, max_length=4, description="Events to send; default: all of them.")
 
 
