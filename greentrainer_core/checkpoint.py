@@ -1,4 +1,5 @@
-"""Outputs of a run: a full model directory (``from_pretrained``-loadable) and a delta checkpoint.
+"""Outputs of a run: a full model directory (``from_pretrained``-loadable, in the base model's
+dtype), a peft adapter, and a delta checkpoint.
 
 The delta stores only the tensors that were ever trained (``Trainer.ever_trained``) in one
 safetensors file, with their names and the base model's name in its metadata. For a low rho it is
@@ -44,27 +45,93 @@ def _as_plain_weights(model: PreTrainedLM) -> Iterator[None]:
         config.quantization_config = quantization
 
 
-def save_model(model: PreTrainedLM, tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> Path:
-    """Save a loadable model directory. peft LoRA adapters are merged into the weights first (so a
-    plain ``from_pretrained`` loads it); other peft models (prefix tuning) are saved as adapters.
-    Models loaded from GGUF files are saved with their (dequantized) float weights."""
+def output_dtype(model: PreTrainedLM) -> torch.dtype:
+    """The dtype a run's outputs are saved in: the base model's. A model loaded from a quantized
+    GGUF file holds float32 weights dequantized from 4-6 bits, which bfloat16 (the dtype SmolLM2
+    and most current LMs are published in) holds at half the size; any other model is trained in
+    the dtype its checkpoint has (transformers loads that by default), which is kept."""
+    quantization = getattr(getattr(model, "config", None), "quantization_config", None)
+    method = getattr(quantization, "quant_method", None)
+    if getattr(method, "value", method) == "gguf":
+        return torch.bfloat16
+    dtype: torch.dtype = next(model.parameters()).dtype
+    return dtype
+
+
+def _write_config_dtype(directory: Path, dtype: torch.dtype) -> None:
+    """Record the saved weights' dtype in config.json: `save_pretrained` writes the in-memory
+    weights' dtype there, which ``from_pretrained`` would then load the weights in."""
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def save_model(
+    model: PreTrainedLM,
+    tokenizer: PreTrainedTokenizerBase,
+    directory: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    adapter_directory: str | Path | None = None,
+) -> Path:
+    """Save a ``from_pretrained``-loadable directory: weights as safetensors in ``dtype`` (default
+    `output_dtype`: the base model's), config, generation config and tokenizer. The model in
+    memory keeps its own dtype.
+
+    peft models: the adapter is saved to ``adapter_directory`` (when given) first; LoRA is then
+    merged into the weights (so a plain ``from_pretrained`` loads the fine-tuned model; NB: the
+    merge is done in place), while prefix tuning, which cannot be merged, leaves the base
+    model's weights in ``directory`` (load it with its adapter). GGUF-loaded models are saved
+    with their dequantized weights."""
     from peft import LoraConfig, PeftModel
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    dtype = dtype or output_dtype(model.get_base_model() if isinstance(model, PeftModel)
+                                  else model)
     if isinstance(model, PeftModel):
+        if adapter_directory is not None:
+            model.save_pretrained(str(adapter_directory))
         if isinstance(model.peft_config[model.active_adapter], LoraConfig):
             model = model.merge_and_unload()
-    with _as_plain_weights(model):
-        model.save_pretrained(directory)
+        else:
+            model = model.get_base_model()
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:  # generation stops where the tokenizer's sequences end
+        for name in ("eos_token_id", "pad_token_id", "bos_token_id"):
+            if getattr(generation, name, None) is None:
+                setattr(generation, name, getattr(tokenizer, name, None))
+    state, cast = {}, {}  # tied tensors (embeddings and lm_head) stay one tensor, saved once
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point():
+            ptr = tensor.data_ptr()
+            if ptr not in cast:
+                cast[ptr] = tensor.detach().to(dtype)
+            tensor = cast[ptr]
+        state[key] = tensor
+    before = getattr(model.config, "dtype", None)
+    try:
+        with _as_plain_weights(model):
+            model.save_pretrained(directory, state_dict=state)
+    finally:
+        model.config.dtype = before
+    _write_config_dtype(directory, dtype)
     tokenizer.save_pretrained(directory)
     return directory
 
 
 def save_delta(
-    model: torch.nn.Module, names: Iterable[str], directory: str | Path, *, base_model: str = ""
+    model: torch.nn.Module,
+    names: Iterable[str],
+    directory: str | Path,
+    *,
+    base_model: str = "",
+    dtype: torch.dtype | None = None,
+    filename: str = DELTA_FILE,
 ) -> Path:
-    """Write the tensors ``names`` of ``model`` to ``directory/delta.safetensors``.
+    """Write the tensors ``names`` of ``model`` to ``directory/filename`` (in ``dtype``, default
+    their own).
 
     Raises GreenTrainerError for names that are not parameters of the model."""
     from safetensors.torch import save_file
@@ -76,8 +143,9 @@ def save_delta(
         raise GreenTrainerError(f"delta: unknown tensor names {unknown[:5]}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {n: params[n].detach().to("cpu").contiguous() for n in names}
-    path = directory / DELTA_FILE
+    tensors = {n: params[n].detach().to("cpu", dtype=dtype or params[n].dtype).contiguous()
+               for n in names}
+    path = directory / filename
     save_file(tensors, str(path), metadata={"base_model": base_model, "names": json.dumps(names)})
     return path
 
@@ -102,6 +170,6 @@ def apply_delta(model: torch.nn.Module, path: str | Path) -> list[str]:
                 raise GreenTrainerError(
                     f"delta tensor {name!r} {tuple(tensor.shape)} does not match the model"
                 )
-            params[name].copy_(tensor)
+            params[name].copy_(tensor)  # in the model's dtype, whatever the delta's
             applied.append(name)
     return applied

@@ -69,6 +69,10 @@ class TrainConfig:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha"})
     prefix_tokens: int = field(default=16, metadata={"help": "prefix tuning virtual tokens"})
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "stop after this many epochs without a lower validation loss"},
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -88,7 +92,7 @@ class TrainConfig:
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)!r} must be an integer >= 1")
-        for name in ("max_steps_per_epoch", "importance_every_steps"):
+        for name in ("max_steps_per_epoch", "importance_every_steps", "early_stopping_patience"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 problems.append(f"{name}={value!r} must be None or an integer >= 1")
@@ -175,6 +179,7 @@ class EpochRecord:
     full_flops: int = 0
     wall_s: float = 0.0  # the whole epoch, overhead included
     overhead_s: float = 0.0  # importance evaluation + selection (+ refreshes)
+    validation_loss: float | None = None  # mean per-token loss on the validation examples
 
     @property
     def n_selected(self) -> int:

@@ -91,11 +91,12 @@ def load_rows(
             problems.append(f"row {i}: field(s) {bad} missing or blank")
         else:
             rows.append(SummaryRow(i, source, target))
-    _raise_problems(file, problems)
+    raise_problems(file, problems)
     return rows
 
 
-def _raise_problems(file: str | Path, problems: list[str]) -> None:
+def raise_problems(file: str | Path, problems: list[str]) -> None:
+    """Raise one DataError naming the first few problems and how many there are (none: return)."""
     if not problems:
         return
     shown = "; ".join(problems[:_MAX_REPORTED_ROWS])
@@ -161,7 +162,7 @@ def tokenize_rows(
             continue
         prompt = decoder_prompt_ids(tokenizer, source_ids[:room])
         examples.append(Example(prompt + target_ids, [IGNORE_INDEX] * len(prompt) + target_ids))
-    _raise_problems(file, problems)
+    raise_problems(file, problems)
     return examples
 
 
@@ -175,7 +176,16 @@ def load_examples(
     max_length: int = 512,
     max_target_length: int = 128,
 ) -> list[Example]:
-    """`load_rows` then `tokenize_rows`: the training examples of one file."""
+    """`load_rows` then `tokenize_rows`: the training examples of one file. A JSONL file of
+    chat rows (``messages``) goes through `greentrainer_core.chat` instead (the fields and
+    ``max_target_length`` do not apply to it)."""
+    from greentrainer_core.chat import is_chat_file, load_chat_rows, tokenize_chat
+
+    if Path(path).suffix.lower() in (".jsonl", ".json") and Path(path).is_file() \
+            and is_chat_file(path):
+        if is_encoder_decoder:
+            raise DataError("chat data needs a decoder-only model with a chat template")
+        return tokenize_chat(load_chat_rows(path), tokenizer, max_length=max_length, file=path)
     rows = load_rows(path, source_field, target_field)
     return tokenize_rows(
         rows,

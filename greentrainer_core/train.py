@@ -17,19 +17,16 @@ selection itself uses the profile of the reference shape (batch_size x max_lengt
 from __future__ import annotations
 
 import copy
-import errno
-import os
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from greentrainer_core import ModelProfile, apply_selection, profile_model, select_tensors
+from greentrainer_core.checkpoint_io import restore_rng, rng_state, save_atomically
 from greentrainer_core.config import (
     EpochRecord,
     EpochStart,
@@ -40,7 +37,8 @@ from greentrainer_core.config import (
     rho_for_epoch,
 )
 from greentrainer_core.data import Example, iter_batches
-from greentrainer_core.errors import TrainingConfigError, disk_full_cause
+from greentrainer_core.errors import TrainingConfigError
+from greentrainer_core.evaluate import no_better_for, validation_loss
 from greentrainer_core.flops import count_step_flops
 from greentrainer_core.hf_types import PreTrainedLM
 from greentrainer_core.importance import tensor_importance
@@ -68,9 +66,13 @@ class Trainer:
         examples: Sequence[Example],
         config: TrainConfig,
         rho: RhoSchedule = 1.0,
+        validation: Sequence[Example] | None = None,
     ) -> None:
         if not examples:
             raise TrainingConfigError("no training examples")
+        if config.early_stopping_patience and not validation:
+            raise TrainingConfigError("early_stopping_patience needs validation examples")
+        self.validation = list(validation or [])
         self.config, self.rho_schedule, self.examples, self.tokenizer = (
             config,
             rho,
@@ -242,10 +244,12 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
-        """Train the remaining epochs, yielding EpochStart, StepEvent and EpochRecord (epoch end)."""
+        """Train the remaining epochs, yielding EpochStart, StepEvent and EpochRecord (epoch end,
+        with the validation loss when there are validation examples); early stopping
+        (``early_stopping_patience``) ends the run after the epoch that decided it."""
         c = self.config
         self.model.train()
-        while self.epoch < c.epochs:
+        while self.epoch < c.epochs and not self.stopped_early():
             epoch, epoch_t0 = self.epoch, time.perf_counter()
             rho = rho_for_epoch(self.rho_schedule, epoch) if METHODS[c.method].takes_rho else 1.0
             self._selected, importance_s, selection_s = self._select(epoch, rho)
@@ -284,10 +288,23 @@ class Trainer:
                         record.overhead_s + imp_s + sel_s,
                     )
             record.loss /= max(record.steps, 1)
+            if self.validation:
+                record.validation_loss = validation_loss(
+                    self.model, self.validation, batch_size=c.batch_size,
+                    pad_token_id=self.pad_id, max_width=c.max_length,
+                    max_label_width=c.max_target_length, autocast=self._autocast)
             record.wall_s = time.perf_counter() - epoch_t0
             self.history.append(record)
             self.epoch += 1
             yield record
+            if self.stopped_early():
+                return
+
+    def stopped_early(self) -> bool:
+        """Whether early stopping ends the run after the epochs trained so far."""
+        patience = self.config.early_stopping_patience
+        return bool(patience) and self.epoch < self.config.epochs and no_better_for(
+            [r.validation_loss for r in self.history], patience or 0)
 
     def _step(
         self, record: EpochRecord, i: int, batch: dict[str, torch.Tensor], last: bool
@@ -345,12 +362,7 @@ class Trainer:
             "next_batch": 0,
             "history": [vars(r).copy() for r in self.history],
             "ever_trained": sorted(self.ever_trained),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -360,30 +372,11 @@ class Trainer:
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history = [EpochRecord(**r) for r in state["history"]]
         self.ever_trained = set(state["ever_trained"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        restore_rng(state["rng"])
 
     def save_checkpoint(self, path: str | Path) -> None:
-        """Write ``state_dict()`` atomically: a temporary file, flushed to disk, renamed into place.
-        A failed write leaves neither a partial checkpoint nor the temporary file.
-
-        Raises OSError (errno ENOSPC, ``filename`` the checkpoint's path) when the disk is full."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                torch.save(self.state_dict(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())  # NB: a rename of unsynced data can survive a crash as an empty file
-            tmp.replace(path)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if disk_full_cause(exc) is not None:  # torch reports a failed write as a RuntimeError with no errno
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-            raise
+        """Write ``state_dict()`` atomically (`greentrainer_core.checkpoint_io.save_atomically`)."""
+        save_atomically(self.state_dict(), path)
 
     def load_checkpoint(self, path: str | Path) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))

@@ -1,6 +1,12 @@
-"""Validation of uploaded data set files (JSONL, CSV, Parquet): every row needs a non-empty
-text ``source`` and ``target`` (names configurable). Errors name the offending line (row for
-Parquet, which has no lines)."""
+"""Validation of uploaded data set files (JSONL, CSV, Parquet), before any job can use them.
+
+Two kinds of rows: pairs, where every row needs a non-empty text ``source`` and ``target``
+(names configurable; a JSONL file of ``prompt``/``completion`` rows is read as such when no
+field names are given), and chat, OpenAI's fine-tuning JSONL (``{"messages": [...]}``, a JSONL
+file whose first row has ``messages``), checked by the core's own rule
+(`greentrainer_core.chat_messages`). Every bad line is reported (the first
+``PROBLEMS_REPORTED`` of them, each with its line number, or row for Parquet, which has no
+lines) in one `InvalidDataset`."""
 
 from __future__ import annotations
 
@@ -10,10 +16,18 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from greentrainer_core.chat_messages import message_problem
 from service.errors import InvalidDataset
 
 FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+KINDS = ("pairs", "chat")
+CHAT_FIELD = "messages"
+PROMPT_COMPLETION = ("prompt", "completion")  # OpenAI's legacy format, a pair by another name
+PROBLEMS_REPORTED = 20
+
+# A reader yields (line or row number, what is wrong with it or None).
+Checked = Iterator[tuple[int, str | None]]
 
 
 def detect_format(filename: str | None, declared: str | None) -> str:
@@ -31,15 +45,20 @@ def detect_format(filename: str | None, declared: str | None) -> str:
                          "or *.parquet, or send a `format` field", field="format")
 
 
-def _check_fields(record: dict[str, Any], fields: tuple[str, str], *, line: int | None = None,
-                  row: int | None = None) -> None:
+def _field_problem(record: dict[str, Any], fields: tuple[str, str]) -> str | None:
     for name in fields:
         if name not in record:
-            raise InvalidDataset(f"missing field {name!r}", line=line, row=row)
+            return f"missing field {name!r}"
         value = record[name]
         if not isinstance(value, str) or not value.strip():
-            raise InvalidDataset(f"field {name!r} must be a non-empty string", line=line,
-                                 row=row)
+            return f"field {name!r} must be a non-empty string"
+    return None
+
+
+def _chat_problem(record: dict[str, Any]) -> str | None:
+    if CHAT_FIELD not in record:
+        return f"missing field {CHAT_FIELD!r} (the file's first row is a chat row)"
+    return message_problem(record[CHAT_FIELD])
 
 
 def _decode(data: bytes) -> str:
@@ -50,7 +69,8 @@ def _decode(data: bytes) -> str:
         raise InvalidDataset("not valid UTF-8 text", line=line) from None
 
 
-def _jsonl_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
+def _json_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, the record or what is wrong with the line) of each non-blank line."""
     # Split on "\n" only: str.splitlines() would also split inside strings at U+2028 etc.
     for number, line in enumerate(_decode(data).split("\n"), start=1):
         if not line.strip():
@@ -58,15 +78,29 @@ def _jsonl_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidDataset(f"not valid JSON ({exc.msg} at column {exc.colno})",
-                                 line=number) from None
-        if not isinstance(record, dict):
-            raise InvalidDataset("expected a JSON object", line=number)
-        _check_fields(record, fields, line=number)
-        yield number
+            yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        yield number, record if isinstance(record, dict) else "expected a JSON object"
 
 
-def _csv_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
+def sniff_jsonl(data: bytes) -> dict[str, Any] | None:
+    """The first row of a JSONL file, when it is a JSON object (which decides its kind)."""
+    for _, record in _json_lines(data):
+        return record if isinstance(record, dict) else None
+    return None
+
+
+def _jsonl_rows(data: bytes, fields: tuple[str, str] | None) -> Checked:
+    """``fields`` None: chat rows."""
+    for number, record in _json_lines(data):
+        if isinstance(record, str):
+            yield number, record
+        else:
+            yield number, _chat_problem(record) if fields is None else \
+                _field_problem(record, fields)
+
+
+def _csv_rows(data: bytes, fields: tuple[str, str]) -> Checked:
     reader = csv.reader(io.StringIO(_decode(data), newline=""))
     try:
         header = next(reader)
@@ -83,16 +117,15 @@ def _csv_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
         for row in reader:
             if row:
                 if len(row) != len(header):
-                    raise InvalidDataset(f"expected {len(header)} fields, found {len(row)}",
-                                         line=start)
-                _check_fields(dict(zip(header, row, strict=True)), fields, line=start)
-                yield start
+                    yield start, f"expected {len(header)} fields, found {len(row)}"
+                else:
+                    yield start, _field_problem(dict(zip(header, row, strict=True)), fields)
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidDataset(f"malformed CSV ({exc})", line=start) from None
 
 
-def _parquet_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
+def _parquet_rows(data: bytes, fields: tuple[str, str]) -> Checked:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -109,20 +142,31 @@ def _parquet_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
                                  f"not {table.schema.field(name).type}")
     columns = [table.column(name).to_pylist() for name in fields]
     for index, values in enumerate(zip(*columns, strict=True), start=1):
-        _check_fields(dict(zip(fields, values, strict=True)), fields, row=index)
-        yield index
+        yield index, _field_problem(dict(zip(fields, values, strict=True)), fields)
 
 
 _READERS = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}
 
 
 def count_valid_rows(data: bytes, fmt: str, *, source_field: str, target_field: str,
-                     max_rows: int) -> int:
-    """Validate every row; return the row count. Raises `InvalidDataset` naming the line/row."""
-    count = 0
-    for count, _ in enumerate(_READERS[fmt](data, (source_field, target_field)), start=1):
+                     max_rows: int, kind: str = "pairs") -> int:
+    """Validate every row; return the row count. Raises `InvalidDataset` listing the bad lines
+    (rows) with what is wrong with each, its message starting with the first of them."""
+    if kind == "chat" and fmt != "jsonl":
+        raise InvalidDataset("chat data (messages) must be a JSONL file", field="format")
+    rows = _jsonl_rows(data, None) if kind == "chat" else \
+        _READERS[fmt](data, (source_field, target_field))
+    count, problems = 0, []
+    for count, (position, problem) in enumerate(rows, start=1):
         if count > max_rows:
             raise InvalidDataset(f"more than {max_rows} rows (GREENTRAINER_MAX_DATASET_ROWS)")
+        if problem is not None:
+            problems.append({"line" if fmt != "parquet" else "row": position, "message": problem})
+    if problems:
+        where = "line" if fmt != "parquet" else "row"
+        shown = "; ".join(f"{where} {p[where]}: {p['message']}" for p in problems[:3])
+        more = f" (and {len(problems) - 3} more bad {where}s)" if len(problems) > 3 else ""
+        raise InvalidDataset(shown + more, details=problems[:PROBLEMS_REPORTED])
     if count == 0:
         raise InvalidDataset("the data set has no rows")
     return count

@@ -12,7 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal, owned
-from service.dataset_files import FORMATS, count_valid_rows, detect_format
+from service.dataset_files import (
+    CHAT_FIELD,
+    FORMATS,
+    PROMPT_COMPLETION,
+    count_valid_rows,
+    detect_format,
+    sniff_jsonl,
+)
 from service.errors import Conflict, NotFound, PayloadTooLarge
 from service.models import Dataset, Job, new_id, utcnow
 from service.states import TERMINAL
@@ -36,26 +43,37 @@ def read_limited(stream: BinaryIO, limit_bytes: int) -> bytes:
 
 def create_dataset(session: Session, store: BlobStore, *, team_id: str, data: bytes,
                    filename: str | None, declared_format: str | None, name: str | None,
-                   source_field: str, target_field: str,
-                   max_rows: int) -> tuple[Dataset, bool]:
-    """Validate and store an upload; returns (dataset, created). Raises `InvalidDataset`
-    naming the offending line, or the ``format`` field when the format is unknown."""
+                   source_field: str | None, target_field: str | None,
+                   default_fields: tuple[str, str], max_rows: int) -> tuple[Dataset, bool]:
+    """Validate and store an upload; returns (dataset, created). Fields not given are the
+    defaults, or ``prompt``/``completion`` for a JSONL file whose first row has those; a JSONL
+    file whose first row has ``messages`` is chat data. Raises `InvalidDataset` listing the
+    offending lines, or naming the ``format`` field when the format is unknown."""
     fmt = detect_format(filename, declared_format)
+    first = sniff_jsonl(data) if fmt == "jsonl" else None
+    kind = "chat" if first is not None and CHAT_FIELD in first else "pairs"
+    if kind == "chat":
+        source_field = target_field = CHAT_FIELD
+    elif source_field is None and target_field is None and first is not None and \
+            default_fields[0] not in first and all(f in first for f in PROMPT_COMPLETION):
+        source_field, target_field = PROMPT_COMPLETION
+    source_field, target_field = source_field or default_fields[0], \
+        target_field or default_fields[1]
     digest = hashlib.sha256(data).hexdigest()
     existing = _same_content(session, team_id, digest, source_field, target_field)
     if existing is not None and existing.deleted_at is None:
         return existing, False
     rows = count_valid_rows(data, fmt, source_field=source_field, target_field=target_field,
-                            max_rows=max_rows)
+                            max_rows=max_rows, kind=kind)
     key, _ = store.put("datasets", data, suffix=FORMATS[fmt])
     if existing is not None:  # deleted earlier: the same row (its id) comes back
         existing.deleted_at, existing.storage_key, existing.row_count = None, key, rows
         existing.name, existing.format = name or filename or digest[:12], fmt
         return existing, True
     dataset = Dataset(id=new_id("ds"), team_id=team_id, name=name or filename or digest[:12],
-                      format=fmt, sha256=digest, size_bytes=len(data), row_count=rows,
-                      source_field=source_field, target_field=target_field, storage_key=key,
-                      created_at=utcnow())
+                      format=fmt, kind=kind, sha256=digest, size_bytes=len(data),
+                      row_count=rows, source_field=source_field, target_field=target_field,
+                      storage_key=key, created_at=utcnow())
     try:
         with session.begin_nested():
             session.add(dataset)

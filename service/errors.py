@@ -26,6 +26,7 @@ class ServiceError(Exception):
     status_code = 500
     code = "internal_error"
     retry_after_s: int | None = None  # sent as Retry-After when set
+    details: list[dict[str, object]] | None = None  # sent as error.details when set
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -50,11 +51,12 @@ class InvalidDataset(InvalidInput):
     code = "invalid_dataset"
 
     def __init__(self, message: str, *, line: int | None = None, row: int | None = None,
-                 field: str = "file") -> None:
+                 field: str = "file", details: list[dict[str, object]] | None = None) -> None:
         where = f"line {line}: " if line is not None else f"row {row}: " if row is not None else ""
         super().__init__(where + message, field=field)
         self.line = line
         self.row = row
+        self.details = details  # every bad line: {"line" (or "row"), "message"}
 
 
 class PayloadTooLarge(ServiceError):

@@ -53,8 +53,9 @@ def error_response(exc: ServiceError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
-    return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status_code,
-                        headers=headers)
+    extra = {"details": exc.details} if exc.details is not None else {}
+    return JSONResponse(_body(exc.code, exc.message, exc.field, **extra),
+                        status_code=exc.status_code, headers=headers)
 
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:

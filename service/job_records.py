@@ -45,7 +45,7 @@ def epoch_row_values(record: EpochRecord, measured: EpochMeasurement) -> dict[st
         "predicted_flops": float(record.predicted_flops),
         "executed_flops": float(record.executed_flops),
         "full_ft_flops": float(record.full_flops), "wall_seconds": record.wall_s,
-        "loss": record.loss, **asdict(measured),
+        "loss": record.loss, "validation_loss": record.validation_loss, **asdict(measured),
     }
 
 
@@ -62,8 +62,12 @@ def record_epoch(session: Session, job: Job, record: EpochRecord,
     if job.last_finished_epoch is None or record.epoch > job.last_finished_epoch:
         job.last_finished_epoch = record.epoch
     job.updated_at = utcnow()
+    validation = "" if record.validation_loss is None else \
+        f", validation loss {record.validation_loss:.4f}"
     append_event(session, job.id, "epoch", f"epoch {record.epoch} done at rho "
-                 f"{record.rho:.2f}", data={"epoch_index": record.epoch, "rho": record.rho})
+                 f"{record.rho:.2f}, loss {record.loss:.4f}{validation}",
+                 data={"epoch_index": record.epoch, "rho": record.rho, "loss": record.loss,
+                       "validation_loss": record.validation_loss})
     session.flush()
     return row, True
 

@@ -22,6 +22,7 @@ from service.models import Dataset, Job, new_id, utcnow
 from service.schemas import CarbonAwareRho, JobCreate, ScheduleRho
 from service.settings import Settings
 from service.states import TERMINAL, JobStatus, check_transition
+from service.webhooks.events import notify_status
 
 
 def transition(session: Session, job: Job, target: JobStatus, *, message: str | None = None,
@@ -58,6 +59,7 @@ def transition(session: Session, job: Job, target: JobStatus, *, message: str | 
     append_event(session, job.id, "status", message or f"{current.value} -> {target.value}",
                  level="error" if target is JobStatus.FAILED else "info",
                  data={"from": current.value, "to": target.value})
+    notify_status(session, job, target.value)  # webhooks, committed with the change
     return job
 
 
@@ -174,6 +176,10 @@ def _check_policy(request: JobCreate) -> None:
         raise InvalidInput(f"rho_policy.rhos has {len(policy.rhos)} values but "
                            f"hyperparameters.epochs is {epochs}: give one rho per epoch",
                            field="rho_policy.rhos")
+    if request.hyperparameters.early_stopping_patience and request.validation_dataset is None:
+        raise InvalidInput("hyperparameters.early_stopping_patience needs a validation_dataset "
+                           "(its loss decides when to stop)",
+                           field="hyperparameters.early_stopping_patience")
 
 
 class JobCheck(Protocol):

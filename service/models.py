@@ -124,6 +124,7 @@ class Dataset(Base):
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="pairs")  # or "chat" (messages)
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     row_count: Mapped[int] = mapped_column(Integer)
@@ -229,6 +230,7 @@ class JobEpoch(Base):
     full_ft_flops: Mapped[float] = mapped_column(Double)
     wall_seconds: Mapped[float] = mapped_column(Double)
     loss: Mapped[float | None] = mapped_column(Double)
+    validation_loss: Mapped[float | None] = mapped_column(Double)
     energy_kwh: Mapped[float | None] = mapped_column(Double)
     kg_co2: Mapped[float | None] = mapped_column(Double)
     energy_is_estimate: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -374,3 +376,8 @@ class WorkerThroughput(Base):
     full_epoch_s_per_example: Mapped[float] = mapped_column(Double)
     epochs: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The webhook tables live beside their code; importing them here registers them on `Base`
+# wherever the models are loaded (the migrations' comparison included).
+import service.webhooks.models  # noqa: E402,F401

@@ -124,6 +124,10 @@ class Hyperparameters(_Strict):
     warmup_steps: int = Field(default=0, ge=0)
     weight_decay: float = Field(default=0.0, ge=0)
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Stop after this many epochs without a lower validation loss (needs "
+                    "validation_dataset).")
 
 
 class JobCreate(_Strict):
@@ -214,6 +218,7 @@ class EpochFields(BaseModel):
     full_ft_flops: float
     wall_seconds: float
     loss: float | None
+    validation_loss: float | None = None
     energy_kwh: float | None
     kg_co2: float | None
     energy_is_estimate: bool
@@ -235,6 +240,28 @@ class ArtifactOut(BaseModel):
     created_at: datetime
 
 
+class CheckpointMetrics(BaseModel):
+    """The recorded figures of the epoch a checkpoint ends (null: not recorded)."""
+
+    rho: float | None = None
+    loss: float | None = None
+    validation_loss: float | None = None
+    executed_flops: float | None = None
+    kg_co2: float | None = None
+
+
+class CheckpointOut(BaseModel):
+    object: Literal["checkpoint"] = "checkpoint"
+    id: str = Field(description="The checkpoint's artifact id.")
+    job_id: str
+    epoch_index: int
+    filename: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+    metrics: CheckpointMetrics
+
+
 class DatasetOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -243,6 +270,8 @@ class DatasetOut(BaseModel):
     team_id: str
     name: str
     format: str
+    kind: Literal["pairs", "chat"] = Field(description="pairs: source/target rows; chat: "
+                                           "OpenAI chat JSONL (messages)")
     sha256: str
     size_bytes: int
     row_count: int

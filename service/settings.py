@@ -133,6 +133,27 @@ class DashboardSettings(BaseModel):
                                 description="How often the live pages ask for updates.")
 
 
+class WebhookSettings(BaseModel):
+    """Webhook deliveries (docs/service.md): GREENTRAINER_WEBHOOKS__<FIELD>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_private_targets: bool = Field(
+        default=False, description="Accept endpoint URLs on private, loopback, link-local or "
+        "other non-public addresses (a test receiver, an internal network); off, such a URL "
+        "is refused at registration and at every delivery.")
+    max_attempts: int = Field(default=8, ge=1, le=50, description="Tries of one delivery "
+                              "before it is marked failed.")
+    backoff_seconds: float = Field(default=5.0, gt=0, description="Wait before the first "
+                                   "retry; each further retry waits twice as long as the last.")
+    max_backoff_seconds: float = Field(default=3600.0, gt=0, description="The longest wait "
+                                       "between two tries of a delivery.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="How long one try waits "
+                                   "for the receiver's answer.")
+    interval_seconds: float = Field(default=1.0, gt=0, description="How often the scheduler "
+                                    "process looks for deliveries due.")
+
+
 class Settings(BaseSettings):
     """Every setting; a field maps to ``GREENTRAINER_<FIELD>``, a section's field to
     ``GREENTRAINER_<SECTION>__<FIELD>`` (see the module docstring)."""
@@ -211,6 +232,8 @@ class Settings(BaseSettings):
                                description="Leases, heartbeats, retries, dispatch pace.")
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings,
                                          description="The dashboard's sign-in and pages.")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings,
+                                      description="Webhook targets, retries and timeouts.")
 
     @classmethod
     def settings_customise_sources(

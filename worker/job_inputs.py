@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from greentrainer_core.chat import ChatRow, load_chat_rows
 from greentrainer_core.config import TrainConfig
 from greentrainer_core.data import Example, SummaryRow, load_examples, load_rows
 from service.models import Dataset, Job
@@ -28,7 +29,9 @@ class JobInputs:
     tokenizer: Any
     examples: list[Example]
     config: TrainConfig
-    test_rows: list[SummaryRow] | None
+    test_rows: list[SummaryRow | ChatRow] | None
+    validation: list[Example] | None = None
+    validation_rows: list[SummaryRow | ChatRow] | None = None  # ROUGE at the end
 
 
 def train_config(job: Job) -> TrainConfig:
@@ -40,7 +43,8 @@ def train_config(job: Job) -> TrainConfig:
         grad_accum=int(h.get("gradient_accumulation_steps", 1)),
         lr=float(h.get("learning_rate", 2e-5)), weight_decay=float(h.get("weight_decay", 0.0)),
         warmup_steps=int(h.get("warmup_steps", 0)), max_length=max_length,
-        max_target_length=min(MAX_TARGET_TOKENS, max_length), seed=int(h.get("seed", 0)))
+        max_target_length=min(MAX_TARGET_TOKENS, max_length), seed=int(h.get("seed", 0)),
+        early_stopping_patience=h.get("early_stopping_patience"))
 
 
 def _dataset_file(session: Session, store: BlobStore, dataset_id: str) -> tuple[Path, Dataset]:
@@ -60,14 +64,32 @@ def load_inputs(session: Session, store: BlobStore, settings: Settings, job: Job
     config = train_config(job)
     model, tokenizer = load_causal_lm(job.model, cache_dir=settings.hf_cache_dir)
     model.to(device)
-    path, dataset = _dataset_file(session, store, job.training_dataset_id)
-    examples = load_examples(path, tokenizer, source_field=dataset.source_field,
+    encoder_decoder = bool(model.config.is_encoder_decoder)
+
+    def examples_of(dataset_id: str) -> list[Example]:
+        path, dataset = _dataset_file(session, store, dataset_id)
+        return load_examples(path, tokenizer, source_field=dataset.source_field,
                              target_field=dataset.target_field,
-                             is_encoder_decoder=bool(model.config.is_encoder_decoder),
-                             max_length=config.max_length,
+                             is_encoder_decoder=encoder_decoder, max_length=config.max_length,
                              max_target_length=config.max_target_length)
-    test_rows = None
+
+    examples = examples_of(job.training_dataset_id)
+    inputs = JobInputs(model, tokenizer, examples, config, None)
+    if job.validation_dataset_id is not None:
+        inputs.validation = examples_of(job.validation_dataset_id)
+        inputs.validation_rows = eval_rows(session, store, job.validation_dataset_id)
     if job.test_dataset_id is not None:
-        test_path, test = _dataset_file(session, store, job.test_dataset_id)
-        test_rows = load_rows(test_path, test.source_field, test.target_field)[:EVAL_ROW_LIMIT]
-    return JobInputs(model, tokenizer, examples, config, test_rows)
+        inputs.test_rows = eval_rows(session, store, job.test_dataset_id)
+    return inputs
+
+
+def eval_rows(session: Session, store: BlobStore,
+              dataset_id: str) -> list[SummaryRow | ChatRow]:
+    """The first EVAL_ROW_LIMIT rows of a data set, to generate for and score with ROUGE."""
+    path, dataset = _dataset_file(session, store, dataset_id)
+    rows: list[SummaryRow | ChatRow] = []
+    if dataset.kind == "chat":
+        rows.extend(load_chat_rows(path)[:EVAL_ROW_LIMIT])
+    else:
+        rows.extend(load_rows(path, dataset.source_field, dataset.target_field)[:EVAL_ROW_LIMIT])
+    return rows

@@ -33,13 +33,14 @@ from service.pool.intensity import record_throughput
 from service.settings import PoolSettings, Settings
 from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
-from worker.artifacts import save_outputs
+from worker.artifacts import card_facts, save_epoch_checkpoint, save_outputs
 from worker.carbon import JobCarbon
 from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
 from worker.outcomes import DISK_FULL, crash_code, crash_message, epoch_line, error_code, result_line
 from worker.pauses import JobPaused, ask_carbon_pause, pause_if_asked
+from worker.results import evaluations
 
 log = logging.getLogger("worker.runner")
 
@@ -145,26 +146,21 @@ def _free_memory() -> None:
 def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
          how: str, *, code: str, message: str) -> None:
     try:
-        _record_end(factory, job_id, me, pool, how, code=code, message=message)
+        with session_scope(factory) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
+                slots.release(session, job_id, name=me.name)
+            elif how == "retry":
+                leases.requeue_or_fail(session, job, f"{code}: {message}",
+                                       max_attempts=pool.max_attempts, give_up_code=DISK_FULL
+                                       if code == DISK_FULL else leases.TOO_MANY_ATTEMPTS)
+            else:
+                slots.release(session, job_id)
+                leases.clear(job)
+                leases.finish_quietly(session, job, JobStatus.FAILED, error_code=code,
+                                      error_message=message, message=f"failed: {message}")
     except OperationalError:  # the job keeps our lease until it expires; the reconciler re-queues it
         log.warning("job %s: could not record its end (%s), database unreachable", job_id, code)
-
-
-def _record_end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
-                how: str, *, code: str, message: str) -> None:
-    with session_scope(factory) as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
-            slots.release(session, job_id, name=me.name)
-            return
-        if how == "retry":
-            leases.requeue_or_fail(session, job, f"{code}: {message}", max_attempts=pool.max_attempts,
-                                   give_up_code=DISK_FULL if code == DISK_FULL else leases.TOO_MANY_ATTEMPTS)
-            return
-        slots.release(session, job_id)
-        leases.clear(job)
-        leases.finish_quietly(session, job, JobStatus.FAILED, error_code=code,
-                              error_message=message, message=f"failed: {message}")
 
 
 class _JobRun:
@@ -226,7 +222,7 @@ class _JobRun:
             self.model, self.examples = job.model, len(inputs.examples)
         torch.manual_seed(inputs.config.seed)
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
-                          rho=self.rho)
+                          rho=self.rho, validation=inputs.validation)
         if last is not None:
             path = checkpoint_path(self.settings, self.job_id, last)
             if not path.is_file():
@@ -250,7 +246,13 @@ class _JobRun:
                     self._step(event)
                 elif isinstance(event, EpochRecord):
                     self._epoch_finished(trainer, event)
-                    if event.epoch + 1 < epochs:
+                    if trainer.stopped_early():
+                        stopped_early = "early stopping: the validation loss stopped improving"
+                        self._event("early_stopping", f"stopped after epoch {event.epoch}: no "
+                                    "lower validation loss for "
+                                    f"{inputs.config.early_stopping_patience} epoch(s)",
+                                    {"epoch_index": event.epoch})
+                    elif event.epoch + 1 < epochs:
                         self._boundary(event.epoch, plan=True)
                         self._begin_epoch(event.epoch + 1)
         except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
@@ -330,7 +332,7 @@ class _JobRun:
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)
         self._write(f"recording epoch {record.epoch}",
-                    lambda: self._record(record, reading, energy))
+                    lambda: self._record(trainer, record, reading, energy))
         log.info("job %s: %s", self.job_id, epoch_line(record, energy),
                  extra={"job_id": self.job_id})
         self.rho.finished(record.epoch, record.wall_s, energy.kg_co2 if energy else None)
@@ -338,8 +340,9 @@ class _JobRun:
             if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
                 old.unlink(missing_ok=True)
 
-    def _record(self, record: EpochRecord, reading: Any, energy: Any) -> None:
-        """The epoch's row and ``last_finished_epoch``, in one transaction, if the job is ours."""
+    def _record(self, trainer: Any, record: EpochRecord, reading: Any, energy: Any) -> None:
+        """The epoch's row, ``last_finished_epoch`` and the epoch's downloadable checkpoint, in
+        one transaction, if the job is ours."""
         with self._session() as session:
             job = session.scalar(select(Job).where(Job.id == self.job_id).with_for_update())
             if job is None or job.status != JobStatus.RUNNING.value or \
@@ -351,13 +354,12 @@ class _JobRun:
                 energy_kwh=energy.energy_kwh if energy else None,
                 kg_co2=energy.kg_co2 if energy else None,
                 energy_is_estimate=energy.is_estimate if energy else True))
+            save_epoch_checkpoint(session, self.store, job, trainer, record.epoch)
             if record.rho > 0 and self.examples:  # the planner's next estimates (per example)
                 record_throughput(session, self.me.gpu_class, self.model,
                                   record.wall_s / record.rho / self.examples)
 
     def _finish(self, trainer: Any, inputs: Any, stopped_early: str | None) -> None:
-        from greentrainer_core.evaluate import evaluate_rouge
-
         def read_totals() -> Any:
             with self._session() as session:
                 return session.execute(select(
@@ -372,11 +374,7 @@ class _JobRun:
             "kg_co2": float(totals[4] or 0)}
         if stopped_early:
             result["stopped_early"] = stopped_early
-        if inputs.test_rows:
-            scores = evaluate_rouge(trainer.model, inputs.tokenizer, inputs.test_rows,
-                                    max_length=inputs.config.max_length)
-            result["rouge"] = {"rouge1": scores.rouge1, "rouge2": scores.rouge2,
-                               "rougeL": scores.rougeL, "n": scores.n}
+        result.update(evaluations(trainer, inputs))
         if self.keeper.stop.is_set():
             raise JobStopped
 
@@ -386,8 +384,9 @@ class _JobRun:
                 if job is None or job.status != JobStatus.RUNNING.value or \
                         job.lease_owner != self.me.name:
                     raise JobStopped
+                facts = card_facts(session, job, self.me.gpu_class, self.me.country_iso3)
                 result["artifacts"] = save_outputs(session, self.store, job, trainer,
-                                                   inputs.tokenizer, result)
+                                                   inputs.tokenizer, result, facts)
                 slots.release(session, self.job_id)
                 leases.clear(job)
                 leases.finish_quietly(session, job, JobStatus.SUCCEEDED, result=result,

@@ -1,5 +1,5 @@
 """`greentrainer dispatcher` (also `greentrainer scheduler --dispatch`): the pool's reconcile,
-plan and dispatch loop as a process."""
+plan and dispatch loop as a process, with the webhook sender as a thread beside it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from service.pool.carbon_plan import CarbonPlanning
 from service.pool.loop import run_forever
 from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
 from service.settings import get_settings
+from service.webhooks.sender import WebhookSender
 
 log = logging.getLogger("greentrainer.commands.dispatcher")
 
@@ -63,9 +64,12 @@ def dispatch_forever() -> int:
     factory = make_session_factory(engine)
     planning = CarbonPlanning(settings, factory)  # the forecasts the planner reads (history too)
     settle_heap()  # what is loaded by now lives as long as the process (service/heap.py)
+    sender = WebhookSender(factory, settings.webhooks, stop).start()  # webhooks, beside the loop
     try:
         run_forever(factory, pool, send, planning, stop, current, settings.carbon)
     finally:
+        stop.set()
+        sender.join(settings.webhooks.timeout_seconds + 5)
         planning.close()
         for one in (chain, *regional.values()):
             one.close()

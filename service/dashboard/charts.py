@@ -129,14 +129,21 @@ def energy_chart(series: JobSeries) -> Markup:
 
 
 def loss_chart(series: JobSeries) -> Markup | None:
+    """Training loss per epoch, and the validation loss beside it when the job has one."""
     epochs = [p for p in series.epochs if p.loss is not None]
     if not epochs:
         return None
-    return chart("chart-loss", "Training loss per epoch", [
-        Series("loss", [(p.epoch_index, p.loss or 0.0) for p in epochs], color=PALETTE[5],
-               raw=[p.loss or 0.0 for p in epochs]),
-    ], Axis("epoch", lambda v: f"{v:.0f}", integer=True), Axis("loss (cross-entropy)",
-                                                                zero=False))
+    validated = [p for p in series.epochs if p.validation_loss is not None]
+    lines = [Series("loss", [(p.epoch_index, p.loss or 0.0) for p in epochs],
+                    color=PALETTE[5], raw=[p.loss or 0.0 for p in epochs])]
+    if validated:
+        lines.append(Series("validation loss",
+                            [(p.epoch_index, p.validation_loss or 0.0) for p in validated],
+                            kind="dashed", color=PALETTE[1],
+                            raw=[p.validation_loss or 0.0 for p in validated]))
+    title = "Training and validation loss per epoch" if validated else "Training loss per epoch"
+    return chart("chart-loss", title, lines, Axis("epoch", lambda v: f"{v:.0f}", integer=True),
+                 Axis("loss (cross-entropy)", zero=False))
 
 
 def _bucket_axis(overview: Overview) -> Axis:

@@ -96,8 +96,9 @@ def _upload(session: Session, context: AppContext, team_id: str, upload: Any,
         data = read_limited(upload.file, settings.max_upload_bytes)
         dataset, _ = create_dataset(
             session, context.store, team_id=team_id, data=data, filename=upload.filename,
-            declared_format=None, name=None, source_field=settings.dataset_source_field,
-            target_field=settings.dataset_target_field, max_rows=settings.max_dataset_rows)
+            declared_format=None, name=None, source_field=None, target_field=None,
+            default_fields=(settings.dataset_source_field, settings.dataset_target_field),
+            max_rows=settings.max_dataset_rows)
     except ServiceError as exc:
         errors.add("dataset_file", exc.message)
         return None

@@ -31,14 +31,16 @@ def upload_dataset(
     source_field: Annotated[NulFree | None, Form(min_length=1, max_length=100)] = None,
     target_field: Annotated[NulFree | None, Form(min_length=1, max_length=100)] = None,
 ) -> DatasetOut:
-    """Validate and store a data set. Errors name the offending line (row for Parquet)."""
+    """Validate and store a data set: pairs (source/target, or prompt/completion) or OpenAI chat
+    JSONL (``messages``). A bad file's 422 lists every bad line (row for Parquet) under
+    ``error.details``."""
     settings = context.settings
     data = read_limited(file.file, settings.max_upload_bytes)
     dataset, created = create_dataset(
         session, context.store, team_id=team_id, data=data, filename=file.filename,
         declared_format=format, name=name,
-        source_field=source_field or settings.dataset_source_field,
-        target_field=target_field or settings.dataset_target_field,
+        source_field=source_field, target_field=target_field,
+        default_fields=(settings.dataset_source_field, settings.dataset_target_field),
         max_rows=settings.max_dataset_rows)
     session.commit()
     if not created:

@@ -66,3 +66,19 @@ ROWS = [
 def write_jsonl(path: Path, rows=ROWS, source: str = "source", target: str = "target") -> Path:
     path.write_text("".join(json.dumps({source: s, target: t}) + "\n" for s, t in rows))
     return path
+
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_chat_tokenizer() -> PreTrainedTokenizerFast:
+    """The tiny word-level tokenizer with ChatML markers and a ChatML chat template."""
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.add_tokens(["system", "user", "assistant"])
+    tok.chat_template = CHATML
+    return tok

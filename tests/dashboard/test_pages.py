@@ -76,3 +76,24 @@ def test_the_job_page_shows_the_carbon_decisions_and_what_is_estimated(site: Sit
                              headers={"Authorization": f"Bearer {key}"}).json()["totals"]
     assert totals["intensity_is_estimate"] and totals["savings_are_estimates"]
     assert not totals["energy_is_estimate"]
+
+
+def test_a_job_with_validation_loss_shows_it_beside_the_training_loss(site: Site) -> None:
+    _, key = site.new_team()
+    job_id = api_job(site, key)
+    with session_scope(site.factory) as session:
+        job = session.get_one(Job, job_id)
+        transition(session, job, JobStatus.RUNNING)
+        for index, (loss, validation) in enumerate([(3.5, 3.25), (2.5, 2.875)]):
+            record_epoch(session, job, EpochRecord(
+                epoch=index, rho=0.5, selected=[], loss=loss, validation_loss=validation,
+                predicted_flops=1, executed_flops=1, full_flops=2, wall_s=1.0))
+    with signed_in_client(site, key) as (client, _):
+        page = client.get(f"/dashboard/jobs/{job_id}").text
+    assert "Training and validation loss per epoch" in page
+    assert 'data-series="validation loss"' in page
+    assert "<td data-validation-loss>3.2500</td>" in page
+    assert "<td data-validation-loss>2.8750</td>" in page
+    epochs = site.client.get(f"/jobs/{job_id}/epochs",
+                             headers={"Authorization": f"Bearer {key}"}).json()
+    assert [e["validation_loss"] for e in epochs] == [3.25, 2.875]

@@ -155,7 +155,9 @@ def test_a_full_artifact_fs_fails_the_job_with_disk_full_and_serves_nothing(stac
         again = _run(stack, team)
         assert again["status"] == "succeeded", again
         artifacts = _artifacts(stack, team, again["id"])
-        assert {a["filename"] for a in artifacts} == {"model.tar.gz", "delta.safetensors", "metrics.json"}
+        assert {a["filename"] for a in artifacts} == {
+            "model.tar.gz", "delta.safetensors", "metrics.json", "README.md",
+            *(f"checkpoint-epoch-{k}.safetensors" for k in range(EPOCHS))}
         for artifact in artifacts:
             r = stack.client.get(f"/jobs/{again['id']}/artifacts/{artifact['id']}/content", headers=team)
             assert r.status_code == 200 and len(r.content) == artifact["size_bytes"]

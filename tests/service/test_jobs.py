@@ -130,6 +130,10 @@ BAD = [
     ({"hyperparameters": {"learning_rate": "fast"}}, "hyperparameters.learning_rate", ""),
     ({"hyperparameters": {"epoch": 3}}, "hyperparameters.epoch", "Extra inputs"),
     ({"colour": "green"}, "colour", "Extra inputs"),
+    ({"hyperparameters": {"early_stopping_patience": 2}}, "hyperparameters.early_stopping_patience",
+     "needs a validation_dataset"),
+    ({"hyperparameters": {"early_stopping_patience": 0}}, "hyperparameters.early_stopping_patience",
+     "greater than or equal to 1"),
 ]
 
 

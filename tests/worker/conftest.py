@@ -34,7 +34,7 @@ class Bench:
         with self.factory.begin() as session:
             row = Job(id=new_id("job"), team_id=self.team_id,
                       model=values.pop("model", str(self.model_dir)),
-                      model_source="local_path", method="greentrainer",
+                      model_source="local_path", method=values.pop("method", "greentrainer"),
                       hyperparameters=values.pop("hyperparameters",
                                                  {"epochs": 2, "batch_size": 4,
                                                   "max_length": 64}),
