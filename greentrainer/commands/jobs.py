@@ -205,9 +205,10 @@ def _create_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--max-length", type=int)
     sub.add_argument("--seed", type=int)
     sub.add_argument("--rho", type=float, help="a fixed rho for every epoch, (0, 1]")
-    sub.add_argument("--rho-schedule", help="one rho per epoch: 0.4,0.6,0.8")
+    sub.add_argument("--rho-schedule", help="one rho per epoch: 0.5,0.6,0.8")
     sub.add_argument("--region", help="carbon-aware rho on this grid region (GB, FR, ...)")
-    sub.add_argument("--rho-min", type=float, default=0.3, help="carbon-aware: lowest rho")
+    sub.add_argument("--rho-min", type=float, default=0.5,
+                     help="carbon-aware: lowest rho (default the quality floor, 0.5)")
     sub.add_argument("--rho-max", type=float, default=1.0, help="carbon-aware: highest rho")
     sub.add_argument("--deadline", help="carbon-aware: finish by (ISO 8601)")
     sub.add_argument("--co2-budget-kg", type=float, help="carbon-aware: the job's CO2 budget")

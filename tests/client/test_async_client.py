@@ -29,7 +29,7 @@ async def test_async_client_uploads_submits_pages_streams_and_waits(api: Api, te
         job = jobs[0]
         with pytest.raises(WaitTimeout):
             await gt.jobs.wait(job.id, timeout_s=0.3)
-        worker = play_in_background(api, job.id, [0.4, 0.8])
+        worker = play_in_background(api, job.id, [0.5, 0.8])
         live = [e async for e in gt.jobs.stream_events(job.id)]
         worker.join()
         assert [e.type for e in live].count("epoch") == 2
@@ -37,7 +37,7 @@ async def test_async_client_uploads_submits_pages_streams_and_waits(api: Api, te
                                                                                   page_size=2)]
         final = await gt.jobs.wait(job.id, timeout_s=30)
         assert final.status == "succeeded" and final.last_finished_epoch == 1
-        assert [e.rho for e in await gt.jobs.checkpoints(job.id)] == [0.4, 0.8]
+        assert [e.rho for e in await gt.jobs.checkpoints(job.id)] == [0.5, 0.8]
         assert (await gt.jobs.cancel(jobs[1].id)).status == "cancelled"
         with pytest.raises(NotFoundError):
             await gt.jobs.get("job_unknown")
