@@ -157,6 +157,10 @@ def test_greentrainer_options_ride_in_extra_body(api: Api, client: openai.OpenAI
     ({"model": "no-such-model"}, "model"),
     ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations"),
     ({"surprise": True}, "surprise"),
+    ({"seed": "seven"}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"greentrainer": {"rho_policy": {"type": "fixed", "rho": 2}}}, "greentrainer.rho_policy.rho"),
+    ({"greentrainer": {"method": "magic"}}, "greentrainer.method"),
 ])
 def test_bad_job_requests_are_bad_requests_naming_the_param(
         client: openai.OpenAI, body: dict[str, object], param: str) -> None:
@@ -204,3 +208,26 @@ def test_a_file_an_unfinished_job_uses_cannot_be_deleted(client: openai.OpenAI) 
     assert job.id in info.value.message
     client.fine_tuning.jobs.cancel(job.id)
     assert client.files.delete(training).deleted is True
+
+
+def test_oversize_uploads_missing_parts_and_bad_cursors_are_4xx_in_openais_shape(
+        api: Api, client: openai.OpenAI) -> None:
+    from tests.service.conftest import UPLOAD_LIMIT_BYTES
+
+    big = _jsonl([{"prompt": "p" * 1000, "completion": "c"}] * (UPLOAD_LIMIT_BYTES // 1000 + 8))
+    with pytest.raises(openai.APIStatusError) as info:
+        client.files.create(file=("big.jsonl", big), purpose="fine-tune")
+    assert info.value.status_code == 413 and info.value.body["param"] == "file"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as missing:
+        client.post("/files", body=None, cast_to=httpx.Response,
+                    options={"headers": {"Content-Type": "multipart/form-data; boundary=x"}},
+                    files=[("purpose", (None, b"fine-tune"))])
+    assert missing.value.body["param"] == "file"  # type: ignore[index]
+    job = client.fine_tuning.jobs.create(model="smollm2-135m-instruct",
+                                         training_file=_upload(client))
+    with pytest.raises(openai.BadRequestError) as cursor:
+        client.fine_tuning.jobs.list_events(job.id, after="yesterday")
+    assert cursor.value.body["param"] == "after"  # type: ignore[index]
+    r = api.client.get("/v1/files", params={"after": "a\x00b"},
+                       headers={"Authorization": f"Bearer {client.api_key}"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
