@@ -31,7 +31,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
         seen = 0
 
@@ -46,8 +46,8 @@ class BodyLimit:
 
         await self.app(scope, counted, send)
 
-    async def _refuse(self, send: Send) -> None:
-        await _answer(send, _too_large(self.max_bytes))
+    async def _refuse(self, send: Send, path: str) -> None:
+        await _answer(send, _too_large(self.max_bytes), path)
 
 
 class NulGuard:
