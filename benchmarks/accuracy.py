@@ -1,134 +1,209 @@
-"""ROUGE, FLOPs and time of full FT, LoRA, GT-0.5 and GT-0.7 on a summarization data set (paper Table 2).
+"""Quality of full FT, LoRA and GreenTrainer at several rho, learning rates and seeds, side by side.
 
-Each method fine-tunes a fresh copy of the model with the same data, steps, optimizer and
-accounting, then generates summaries for the test rows (greedy) and scores ROUGE-1/2/L. The
-paper's claims to check: GT-0.7 within 1 ROUGE point of full fine-tuning, and better than LoRA
-at equal FLOPs.
+Each configuration fine-tunes a fresh copy of the model on the same rows, steps, optimizer and
+accounting, generates (greedy) for a held-out test split nobody tuned on, and scores ROUGE-1/2/L
+and the answer accuracy (tasks with short answers: the first number of the prediction equals the
+reference's, else a normalised exact match). Mean and spread over seeds, FLOPs counted on every
+executed step, wall time and final training loss beside each row.
 
-    python3 benchmarks/accuracy.py --train TRAIN.jsonl --test TEST.jsonl --steps 150 \\
-        --out benchmarks/results/train_accuracy.md
+A configuration is ``method[rho]:lr[:option=value...]``:
 
-The files are local JSONL/CSV/Parquet with `source` and `target` fields (``--source-field`` /
-``--target-field`` to rename). On this project's 2-core CPU a method takes ~25 min at 150 steps.
+    full:1e-4   lora:1e-3   gt0.6:1e-4   gt0.5:1e-4:cap=2   gt0.7:2e-5:metric=optimizer:hyst=0.2
+
+with options ``cap`` (partial_lr_cap), ``metric`` (importance_metric), ``hyst``
+(selection_hysteresis), ``probe`` (importance_batches) and ``refresh`` (importance_every_steps);
+``zero-shot`` scores the model without fine-tuning.
+
+    OMP_NUM_THREADS=1 python3 benchmarks/accuracy.py --task asdiv --train-limit 100 \\
+        --test-limit 40 --epochs 2 --seeds 0,1 --out benchmarks/results/accuracy_asdiv
+
+``--quick`` is the smoke run the test suite uses (pass ``--model`` a tiny local model).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from greentrainer_core.config import TrainConfig  # noqa: E402
-from greentrainer_core.data import load_rows, tokenize_rows  # noqa: E402
-from greentrainer_core.evaluate import evaluate_rouge  # noqa: E402
+from greentrainer_core.config import EpochRecord, TrainConfig  # noqa: E402
+from greentrainer_core.data import SummaryRow, load_rows, tokenize_rows  # noqa: E402
+from greentrainer_core.evaluate import generate_summaries, rouge  # noqa: E402
 from greentrainer_core.models import SHIPPED_MODEL, load_causal_lm  # noqa: E402
 from greentrainer_core.train import Trainer  # noqa: E402
 
-METHODS = {
-    "full": ("full", 1.0),
-    "lora": ("lora", 1.0),
-    "GT-0.5": ("greentrainer", 0.5),
-    "GT-0.7": ("greentrainer", 0.7),
-}
+DATA = Path(__file__).resolve().parent / "data"
+# task: (directory under benchmarks/data, max tokens of prompt+target, new tokens generated)
+TASKS = {"asdiv": ("asdiv", 128, 12), "mts_dialog": ("mts_dialog", 384, 64), "xsum": ("xsum", 320, 48)}
+DEFAULT_CONFIGS = ("zero-shot,full:1e-4,full:2e-5,gt0.7:1e-4,gt0.6:1e-4,gt0.5:1e-4,gt0.7:2e-5,"
+                   "gt0.5:1e-4:cap=2,gt0.6:1e-4:metric=optimizer,lora:2e-4,lora:1e-3")
+OPTIONS = {"cap": ("partial_lr_cap", float), "metric": ("importance_metric", str),
+           "hyst": ("selection_hysteresis", float), "probe": ("importance_batches", int),
+           "refresh": ("importance_every_steps", int)}
+
+
+@dataclass
+class Spec:
+    label: str
+    method: str  # "full", "lora", "greentrainer" or "zero-shot"
+    rho: float = 1.0
+    lr: float = 1e-4
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_spec(text: str) -> Spec:
+    """One configuration (grammar in the module docstring); raises ValueError naming it."""
+    if text == "zero-shot":
+        return Spec(text, "zero-shot")
+    head, *rest = text.split(":")
+    match = re.fullmatch(r"(full|lora|gt)((?:0?\.\d+|1(?:\.0*)?)?)", head)
+    if not match or not rest:
+        raise ValueError(f"configuration {text!r}: expected method[rho]:lr[:option=value...]")
+    method = "greentrainer" if match[1] == "gt" else match[1]
+    if (method == "greentrainer") != bool(match[2]):
+        raise ValueError(f"configuration {text!r}: a rho goes with GreenTrainer only (gt0.6)")
+    rho = float(match[2]) if match[2] else 1.0
+    options: dict[str, Any] = {}
+    for item in rest[1:]:
+        key, _, value = item.partition("=")
+        if key not in OPTIONS:
+            raise ValueError(f"configuration {text!r}: unknown option {key!r} (one of {sorted(OPTIONS)})")
+        name, kind = OPTIONS[key]
+        options[name] = kind(value)
+    return Spec(text, method, rho, float(rest[0]), options)
+
+
+def answer_accuracy(predictions: list[str], references: list[str]) -> float:
+    """Share (x100) of predictions whose first number equals the reference's first number (or, when
+    the reference has none, that equal it after lower-casing and dropping punctuation)."""
+    def number(text: str) -> str | None:
+        found = re.search(r"-?\d+(?:[.,]\d+)*", text)
+        return found[0].replace(",", "") if found else None
+
+    def norm(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+    hits = 0
+    for p, r in zip(predictions, references, strict=True):
+        want = number(r)
+        hits += (number(p) == want) if want is not None else (norm(p) == norm(r))
+    return 100.0 * hits / max(len(references), 1)
+
+
+def run_one(spec: Spec, seed: int, args: argparse.Namespace, base: dict[str, torch.Tensor],
+            model: Any, tokenizer: Any, train: list[Any], test: list[SummaryRow]) -> dict[str, Any]:
+    """Train one configuration with one seed and score it; returns the row of the results json."""
+    if spec.method == "lora":
+        model, _ = load_causal_lm(args.model)
+    model.load_state_dict(base)
+    torch.manual_seed(seed)
+    history: list[EpochRecord] = []
+    started = time.perf_counter()
+    if spec.method != "zero-shot":
+        config = TrainConfig(method=spec.method, epochs=args.epochs, batch_size=args.batch_size,
+                             max_length=args.max_length, lr=spec.lr, seed=seed, **spec.options)
+        trainer = Trainer(model, tokenizer, train, config, rho=spec.rho)
+        history = trainer.run()
+        model = trainer.model
+    train_s = time.perf_counter() - started
+    predictions = generate_summaries(model, tokenizer, test, max_length=args.max_length,
+                                     max_new_tokens=args.max_new_tokens)
+    references = [r.target for r in test]
+    scores = rouge(predictions, references)
+    executed = sum(r.executed_flops for r in history)
+    full = sum(r.full_flops for r in history)
+    return {
+        "config": spec.label, "seed": seed, "rouge1": scores.rouge1, "rouge2": scores.rouge2,
+        "rougeL": scores.rougeL, "accuracy": answer_accuracy(predictions, references),
+        "flops_vs_full": executed / full if full else 0.0, "tflops": executed / 1e12,
+        "train_s": train_s, "final_loss": history[-1].loss if history else None,
+        "selected_per_epoch": [r.n_selected for r in history], "examples": predictions[:3],
+    }
+
+
+def _stat(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.1f}" if len(values) < 2 else f"{mean:.1f} ± {statistics.stdev(values):.1f}"
+
+
+def table(rows: list[dict[str, Any]], header: str) -> str:
+    """The markdown table: one line per configuration, mean ± sample std over its seeds."""
+    lines = [header, "",
+             "| config | seeds | ROUGE-1 | ROUGE-2 | ROUGE-L | answer acc % | FLOPs vs full | "
+             "train s | final loss | tensors per epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for label in dict.fromkeys(r["config"] for r in rows):
+        group = [r for r in rows if r["config"] == label]
+        losses = [r["final_loss"] for r in group if r["final_loss"] is not None]
+        lines.append(
+            f"| {label} | {len(group)} | " + " | ".join(
+                _stat([r[k] for r in group]) for k in ("rouge1", "rouge2", "rougeL", "accuracy"))
+            + f" | {statistics.fmean(r['flops_vs_full'] for r in group):.3f}"
+            + f" | {statistics.fmean(r['train_s'] for r in group):.0f}"
+            + f" | {_stat(losses) if losses else '-'}"
+            + f" | {group[0]['selected_per_epoch'] or '-'} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--model", default=SHIPPED_MODEL)
-    p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
-    p.add_argument("--source-field", default="source")
-    p.add_argument("--target-field", default="target")
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--steps", type=int, default=150, help="micro-batches of training per method")
+    p.add_argument("--task", default="asdiv", choices=sorted(TASKS))
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated configurations")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--max-length", type=int, default=320)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--lora-lr", type=float, default=1e-3, help="LoRA's usual, higher learning rate")
-    p.add_argument("--test-limit", type=int, default=60)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--seed", type=int, default=0, help="data order and init seed of every method")
-    p.add_argument("--importance-batches", type=int, default=1, help="batches the GreenTrainer probe averages")
-    p.add_argument("--refresh-every", type=int, default=None,
-                   help="GreenTrainer: re-rate importance and re-select every N optimizer steps")
-    p.add_argument("--zero-shot", action="store_true", help="also score the base model without fine-tuning")
-    p.add_argument("--out")
+    p.add_argument("--train-limit", type=int, default=100)
+    p.add_argument("--test-limit", type=int, default=40)
+    p.add_argument("--split", default="test", help="the scored split: test, or validation to tune")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--quick", action="store_true", help="smoke run: 8 rows, 4 test rows, 1 epoch")
+    p.add_argument("--out", help="write OUT.md and OUT.json (rewritten after every run)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in OUT.json and skip their (config, seed)")
     args = p.parse_args(argv)
+    directory, args.max_length, args.max_new_tokens = TASKS[args.task]
+    if args.quick:
+        args.train_limit, args.test_limit, args.epochs, args.max_new_tokens = 8, 4, 1, 4
+        args.max_length = min(args.max_length, 64)
+    specs = [parse_spec(s) for s in args.configs.split(",")]  # every error before any work
+    seeds = [int(s) for s in args.seeds.split(",")]
+    torch.set_num_threads(args.threads)
     model, tokenizer = load_causal_lm(args.model)
-    base_state = {k: v.clone() for k, v in model.state_dict().items()}
-    train_rows = load_rows(args.train, args.source_field, args.target_field)
-    test_rows = load_rows(args.test, args.source_field, args.target_field)[: args.test_limit]
-    examples = tokenize_rows(train_rows, tokenizer, max_length=args.max_length, file=args.train)
-    results = []
-    if args.zero_shot:
-        # The base model without fine-tuning: what the fine-tuning methods improve on.
-        model.load_state_dict(base_state)
-        scores = evaluate_rouge(model, tokenizer, test_rows, max_length=args.max_length,
-                                max_new_tokens=args.max_new_tokens)
-        print(f"zero-shot: ROUGE {scores}", flush=True)
-        zero_shot = scores
-    for label in args.methods.split(","):
-        method, rho = METHODS[label]
-        fresh, _ = (model, None) if method != "lora" else load_causal_lm(args.model)
-        fresh.load_state_dict(base_state)
-        epochs = -(-args.steps * args.batch_size // len(examples))
-        config = TrainConfig(
-            method=method,
-            epochs=epochs,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            lr=args.lora_lr if method == "lora" else args.lr,
-            max_steps_per_epoch=min(args.steps, -(-len(examples) // args.batch_size)),
-            seed=args.seed,
-            importance_batches=args.importance_batches,
-            importance_every_steps=args.refresh_every,
-        )
-        torch.manual_seed(args.seed)
-        trainer = Trainer(fresh, tokenizer, examples, config, rho=rho)
-        started = time.perf_counter()
-        history = trainer.run(lambda e: None)
-        train_s = time.perf_counter() - started
-        scores = evaluate_rouge(
-            trainer.model,
-            tokenizer,
-            test_rows,
-            max_length=args.max_length,
-            max_new_tokens=args.max_new_tokens,
-        )
-        executed, full = sum(r.executed_flops for r in history), sum(r.full_flops for r in history)
-        results.append((label, scores, executed, full, train_s))
-        print(
-            f"{label}: ROUGE {scores} executed {executed / 1e12:.1f} TFLOPs ({executed / full:.3f} of full) "
-            f"train {train_s:.0f}s",
-            flush=True,
-        )
-    base = next((r for r in results if r[0] == "full"), results[0])
-    lines = [
-        f"# Accuracy: {args.model}, {len(examples)} train rows ({args.train}), {len(test_rows)} test rows",
-        "",
-        f"{args.steps} micro-batches of {args.batch_size}, max length {args.max_length}, greedy decoding, "
-        f"seed {args.seed}, GreenTrainer probe over {args.importance_batches} batch(es), "
-        f"re-selection every {args.refresh_every or 'epoch'} steps",
-        "",
-        "| method | ROUGE-1/2/L | TFLOPs | FLOPs vs full | train time s | time vs full |",
-        "|---|---|---|---|---|---|",
-    ]
-    if args.zero_shot:
-        lines.append(f"| no fine-tuning | {zero_shot} | 0 | 0 | 0 | 0 |")
-    for label, scores, executed, full, train_s in results:
-        lines.append(
-            f"| {label} | {scores} | {executed / 1e12:.1f} | {executed / full:.3f} | {train_s:.0f} | "
-            f"{train_s / base[4]:.3f} |"
-        )
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    folder = DATA / directory
+    train_rows = load_rows(folder / "train.jsonl")[: args.train_limit]
+    test = load_rows(folder / f"{args.split}.jsonl")[: args.test_limit]
+    train = tokenize_rows(train_rows, tokenizer, max_length=args.max_length)
+    header = (f"# Accuracy: {args.model} on {args.task} ({len(train)} train rows, {len(test)} "
+              f"{args.split} rows), {args.epochs} epoch(s) of batch {args.batch_size}, "
+              f"max length {args.max_length}, greedy {args.max_new_tokens} new tokens\n\n"
+              f"Command: `python3 benchmarks/accuracy.py {' '.join(argv or sys.argv[1:])}`")
+    rows: list[dict[str, Any]] = []
+    if args.resume and args.out and Path(args.out + ".json").is_file():
+        rows = json.loads(Path(args.out + ".json").read_text())
+    done = {(r["config"], r["seed"]) for r in rows}
+    for spec in specs:
+        for seed in seeds if spec.method != "zero-shot" else seeds[:1]:
+            if (spec.label, seed) in done or (spec.method == "zero-shot" and (spec.label, 0) in done):
+                continue
+            row = run_one(spec, seed, args, base, model, tokenizer, train, test)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "examples"}), flush=True)
+            if args.out:
+                Path(args.out + ".json").write_text(json.dumps(rows, indent=1) + "\n")
+                Path(args.out + ".md").write_text(table(rows, header) + "\n")
+    print(table(rows, header))
     return 0
 
 

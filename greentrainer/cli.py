@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("greentrainer.commands.simulate", "simulate_main", "replay a carbon-intensity trace against the policies"),
     "train": ("greentrainer.commands.train", "train_main", "fine-tune a model with GreenTrainer from the command line"),
     "profile": ("greentrainer.commands.profile", "profile_main", "print a model's tensor FLOPs profile and a selection at rho"),
+    "jobs": ("greentrainer.commands.jobs", "jobs_main",
+             "submit, list, watch, pause, cancel and download jobs through the API"),
+    "datasets": ("greentrainer.commands.datasets", "datasets_main",
+                 "upload, list, show and delete data sets through the API"),
 }
 
 

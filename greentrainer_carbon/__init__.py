@@ -12,6 +12,7 @@ all decide through one `Planner`:
 """
 
 from greentrainer_carbon.config import CarbonSettings, build_chain, region_chain
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import (
     AllProvidersFailed,
     BudgetExhaustedError,
@@ -23,7 +24,7 @@ from greentrainer_carbon.errors import (
     WindowError,
 )
 from greentrainer_carbon.forecaster import ChainSource, Forecaster, SourcedForecast
-from greentrainer_carbon.planner import Decision, EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import Decision, EpochDone, JobSpec, Planner
 from greentrainer_carbon.policy import RhoBounds
 from greentrainer_carbon.readings import CarbonReading, FallbackEvent
 from greentrainer_carbon.windows import WindowChoice, choose_start, estimate_duration_s

@@ -17,7 +17,8 @@ can ask it again after a crash and get the same answer from the same facts.
 - rho: a fixed policy's rho, a schedule's rho of that epoch, or the carbon-aware rho of the
   policy module (`greentrainer_carbon.policy`) from the live intensity's rank among the region's
   recent past and forecast: mean-preserving around ``rho_target`` (the remaining epochs keep the
-  job's mean rho) when the policy names one, else the quantile map; with a CO2 budget, the level
+  job's mean rho; default the middle of its range), or the quantile map when the policy's
+  ``mapping`` is ``quantile``; with a CO2 budget, the level
   whose expected emissions fit what is left of it.
 - Time and energy of an epoch come from the `EnergyModel`, re-estimated from the epochs measured
   so far (their wall time), so the plan follows the worker's real pace.
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError, PolicyError, WindowError
 from greentrainer_carbon.forecaster import Forecaster, SourcedForecast
 from greentrainer_carbon.history import SLOT_S, FloatArray, slot_start
@@ -47,54 +49,13 @@ from greentrainer_carbon.policy import (
     remaining_mean_rho,
 )
 from greentrainer_carbon.readings import CarbonReading, parse_utc
-from greentrainer_carbon.rho_policy import RhoPolicyKind
+from greentrainer_carbon.rho_policy import RhoPolicyKind, honour_floor
 from greentrainer_carbon.windows import epoch_means, plan_epoch_starts
 
-J_PER_KWH = 3.6e6
 SAFETY_FACTOR = 1.1  # a budget's reserve: the remaining epochs' expected intensity x this
 MAX_HORIZON_SLOTS = 48 * 45  # never plan further than 45 days ahead
 UNDEADLINED_HORIZON_SLOTS = 96
 PLACE_AT_TYPICAL = True  # without a deadline: two days of forecast for the rho policy
-
-
-@dataclass(frozen=True)
-class EnergyModel:
-    """Wall time and energy of one epoch on a worker (docs/scheduler.md, "Energy model").
-
-    An epoch at rho lasts ``overhead_s + rho x full_epoch_s`` (measured: step time tracks the
-    executed FLOPs, benchmarks/results/train_flops*.md) and draws ``host_w`` for all of it (the
-    machine's idle and host power, which does not shrink with rho) plus ``compute_w`` for the
-    ``rho x full_epoch_s`` of computing."""
-
-    host_w: float = 150.0
-    compute_w: float = 550.0
-    overhead_s: float = 0.0
-    resume_s: float = 120.0  # reloading model, data and checkpoint after a pause
-
-    def __post_init__(self) -> None:
-        if self.host_w < 0 or self.compute_w < 0 or self.host_w + self.compute_w <= 0:
-            raise PolicyError("the energy model needs host_w >= 0, compute_w >= 0, one of them > 0")
-        if self.overhead_s < 0 or self.resume_s < 0:
-            raise PolicyError("overhead_s and resume_s must be >= 0")
-
-    def epoch_seconds(self, full_epoch_s: float, rho: float) -> float:
-        return self.overhead_s + rho * full_epoch_s
-
-    def epoch_kwh(self, full_epoch_s: float, rho: float) -> float:
-        seconds = self.epoch_seconds(full_epoch_s, rho)
-        return (self.host_w * seconds + self.compute_w * rho * full_epoch_s) / J_PER_KWH
-
-    def resume_kwh(self) -> float:
-        """The energy of resuming after a pause (loading at full power)."""
-        return (self.host_w + self.compute_w) * self.resume_s / J_PER_KWH
-
-    def fixed_kwh(self) -> float:
-        """The part of an epoch's energy that does not scale with rho."""
-        return self.host_w * self.overhead_s / J_PER_KWH
-
-    def per_rho_kwh(self, full_epoch_s: float) -> float:
-        """d(epoch kWh) / d(rho)."""
-        return (self.host_w + self.compute_w) * full_epoch_s / J_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -111,7 +72,8 @@ class EpochDone:
 @dataclass(frozen=True)
 class JobSpec:
     """What the planner knows of a job: its epochs, its validated rho policy (the API's
-    `rho_policy`: type, rho / rhos / rho_min, rho_max, rho_target, deadline, co2_budget_kg),
+    `rho_policy`: type, rho / rhos / rho_min, rho_max, rho_target, mapping, deadline,
+    co2_budget_kg),
     the estimated wall time of a full-cost epoch on its worker, and the energy model."""
 
     n_epochs: int
@@ -143,6 +105,13 @@ class JobSpec:
             rhos = [float(r) for r in self.policy["rhos"]]
             return RhoBounds(min(rhos), max(rhos))
         return RhoBounds(float(self.policy["rho_min"]), float(self.policy["rho_max"]))
+
+    @property
+    def rho_target(self) -> float:
+        """The carbon-aware mean rho: the policy's ``rho_target``, or the middle of its range."""
+        target = self.policy.get("rho_target")
+        bounds = self.bounds
+        return float(target) if target is not None else 0.5 * (bounds.rho_min + bounds.rho_max)
 
     @property
     def deadline(self) -> datetime | None:
@@ -242,8 +211,23 @@ class Planner:
         if wait_slots > 0:
             start = slot_start(forecast.first_slot + wait_slots)
             return self._decision(False, start, None, forecast, offsets, full_s, done, reason)
-        rho = self._rho(index, done, forecast, offsets, full_s)
+        rho = honour_floor(self._rho(index, done, forecast, offsets, full_s), spec.policy)
+        cap = self._deadline_cap(now, full_s, remaining)
+        if cap is not None and rho > cap:
+            rho, reason = cap, f"{reason}; rho capped at {cap:.3f} to finish by the deadline"
         return self._decision(True, now, rho, forecast, offsets, full_s, done, reason)
+
+    def _deadline_cap(self, now: datetime, full_s: float, remaining: int) -> float | None:
+        """The largest carbon-aware rho at which the remaining epochs still end by the deadline
+        (never below rho_min: the deadline is kept by the placement, this keeps a high rho
+        from overrunning it); None when nothing caps it."""
+        spec = self.spec
+        if spec.deadline is None or spec.kind != RhoPolicyKind.CARBON_AWARE:
+            return None
+        # One start's loading is reserved: a resumed epoch begins with it.
+        per_epoch_s = ((spec.deadline - now).total_seconds() - spec.energy.resume_s) / remaining
+        cap = (per_epoch_s - spec.energy.overhead_s) / full_s
+        return max(spec.bounds.rho_min, cap) if cap < spec.bounds.rho_max else None
 
     def _placement(self, now: datetime, forecast: SourcedForecast, full_s: float,
                    remaining: int, paused: bool) -> tuple[int, list[float], str]:
@@ -256,7 +240,8 @@ class Planner:
         deadline = self.spec.deadline
         if deadline is None:
             return 0, back_to_back, "no deadline: the epochs run back to back"
-        last_end = (deadline - forecast.start).total_seconds() / SLOT_S
+        # The last start may be a resume: its loading must end by the deadline too.
+        last_end = ((deadline - forecast.start).total_seconds() - self.spec.energy.resume_s) / SLOT_S
         too_close = (0, back_to_back, "the deadline leaves no room to wait: the remaining "
                      "epochs run now")
         if slot_now + remaining * longest > last_end:
@@ -306,11 +291,10 @@ class Planner:
         if spec.budget_kg is not None:
             return self._budget_rho(done, live, upcoming, reference, full_s)
         q_now = float(quantile_rank(reference, live))
-        target = spec.policy.get("rho_target")
-        if target is None:
+        if spec.policy.get("mapping") == "quantile":
             return float(quantile_rho(q_now, bounds))
         used = sum(d.rho for d in done)
-        remaining_mean = remaining_mean_rho(spec.n_epochs, index, float(target), used)
+        remaining_mean = remaining_mean_rho(spec.n_epochs, index, self._typical_rho(index), used)
         q_next = np.atleast_1d(quantile_rank(reference, upcoming)) if upcoming.size else np.empty(0)
         return mean_preserving_rho(q_now, q_next, remaining_mean, bounds, self.gain)
 
@@ -355,9 +339,7 @@ class Planner:
         if spec.kind == RhoPolicyKind.SCHEDULE:
             rhos = spec.policy["rhos"]
             return float(rhos[min(index, len(rhos) - 1)])
-        target = spec.policy.get("rho_target")
-        bounds = spec.bounds
-        return float(target) if target is not None else 0.5 * (bounds.rho_min + bounds.rho_max)
+        return spec.rho_target
 
     # -- at submission -----------------------------------------------------------------------
     def check_budget(self, now: datetime) -> BudgetCheck:
@@ -387,5 +369,5 @@ class Planner:
         return check
 
 
-__all__ = ["BudgetCheck", "BudgetExhaustedError", "Decision", "EnergyModel", "EpochDone",
+__all__ = ["BudgetCheck", "BudgetExhaustedError", "Decision", "EpochDone",
            "JobSpec", "Planner"]

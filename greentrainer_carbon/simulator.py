@@ -30,13 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError
 from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
 from greentrainer_carbon.history import SLOT_S, FloatArray, TraceHistory, slot_of, slot_start
-from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.policy import G_PER_KG, RhoBounds
 from greentrainer_carbon.providers.static import codecarbon_country_intensities
 from greentrainer_carbon.readings import CarbonReading
+from greentrainer_carbon.rho_policy import RHO_FLOOR
 from greentrainer_carbon.trace_data import Trace
 
 HISTORY_SLOTS = 7 * 48
@@ -67,7 +69,7 @@ class SimConfig:
     seed: int = 0
     slack_hours: float = 24.0
     rho_fixed: float = 0.6
-    rho_min: float = 0.4
+    rho_min: float = RHO_FLOOR  # the product's quality floor (greentrainer_carbon.rho_policy)
     rho_max: float = 0.8
     rho_target: float | None = 0.6  # None: the quantile map instead of the mean-preserving one
     energy: EnergyModel = field(default_factory=EnergyModel)
@@ -94,6 +96,8 @@ class SimConfig:
             return {"type": "fixed", "rho": self.rho_fixed, "deadline": deadline}
         aware: dict[str, Any] = {"type": "carbon-aware", "rho_min": self.rho_min,
                                  "rho_max": self.rho_max, "rho_target": self.rho_target}
+        if self.rho_target is None:
+            aware["mapping"] = "quantile"
         if name == "carbon_aware":
             return aware
         if name == "both":

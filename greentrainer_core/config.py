@@ -48,6 +48,18 @@ class TrainConfig:
     importance_every_steps: int | None = field(
         default=None, metadata={"help": "also refresh the selection every N optimizer steps"}
     )
+    importance_metric: str = field(
+        default="adam",
+        metadata={"help": "'adam' (a fresh AdamW probe step) or 'optimizer' (the live state)"},
+    )
+    selection_hysteresis: float = field(
+        default=0.0,
+        metadata={"help": "at a re-selection, the selected tensors' importance x (1 + this)"},
+    )
+    partial_lr_cap: float = field(
+        default=1.0,
+        metadata={"help": "partial update lr x min(this, 1 / selected gradient share); 1 = off"},
+    )
     resolution: int = field(default=10_000, metadata={"help": "FLOPs quantisation of the selector"})
     mixed_precision: str = field(
         default="auto", metadata={"help": "'auto' (bf16 autocast on CUDA), 'bf16' or 'no'"}
@@ -84,6 +96,14 @@ class TrainConfig:
             problems.append(f"lr={self.lr!r} must be > 0")
         if self.weight_decay < 0 or self.warmup_steps < 0:
             problems.append("weight_decay and warmup_steps must be >= 0")
+        if self.importance_metric not in ("adam", "optimizer"):
+            problems.append(
+                f"importance_metric={self.importance_metric!r} must be 'adam' or 'optimizer'"
+            )
+        if not 0.0 <= self.selection_hysteresis <= 10.0:
+            problems.append(f"selection_hysteresis={self.selection_hysteresis!r} must be in [0, 10]")
+        if not 1.0 <= self.partial_lr_cap <= 10.0:
+            problems.append(f"partial_lr_cap={self.partial_lr_cap!r} must be in [1, 10]")
         if self.mixed_precision not in ("auto", "bf16", "no"):
             problems.append(
                 f"mixed_precision={self.mixed_precision!r} must be 'auto', 'bf16' or 'no'"

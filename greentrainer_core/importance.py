@@ -1,10 +1,21 @@
 """Tensor importance by one probing optimizer step (paper section 3.2, eq. 10).
 
-    I_k = -sum_i dw_i * dL/dw_i      with dw = w(t+1) - w(t) from one real optimizer step and the
+    I_k = -sum_i dw_i * dL/dw_i      with dw = w(t+1) - w(t) from one optimizer step and the
                                       gradient taken at w(t), summed over tensor k's elements
     Î_k = I_k / max_j |I_j|
 
-Differences from the paper's public code, all deliberate:
+Which step ``dw`` is (``metric``):
+- ``"adam"`` (the default): the first step of a fresh AdamW, computed in closed form. Its bias
+  corrected moments are m = g and v = g^2, so dw = -lr * (g / (|g| + eps) + wd * w) and
+      I_k = lr * sum_i (g_i^2 / (|g_i| + eps) + wd * w_i * g_i)        (about lr * |g_k|_1)
+  It depends on the gradient and the weights only, so tensors trained for epochs and tensors
+  never trained are rated on one scale at every epoch.
+- ``"optimizer"``: a real step of the training optimizer on its current state, restored after.
+  At epoch 0 (no state) it equals ``"adam"``; at a re-selection the trained tensors have large
+  second moments and get damped steps while untrained ones get a full sign step, so the
+  selection drifts towards tensors that were not trained. Kept for the ablation only.
+
+Differences of the ``"optimizer"`` probe from the paper's public code, all deliberate:
 - the gradient is the one at w(t) (it is what the optimizer step consumed), not a second one after
   the step;
 - the optimizer state (AdamW moments and step counts) of the probed tensors is restored bit-exactly,
@@ -29,6 +40,9 @@ import torch
 from greentrainer_core.errors import GreenTrainerError
 
 LossFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+#: The importance metrics ``tensor_importance`` accepts (see the module docstring).
+IMPORTANCE_METRICS = ("adam", "optimizer")
 
 
 def _snapshot_place(
@@ -93,6 +107,7 @@ def tensor_importance(
     *,
     names: Iterable[str] | None = None,
     autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
+    metric: str = "adam",
 ) -> dict[str, float]:
     """Importance of every tensor in ``names`` (default: all), scaled by the largest magnitude.
 
@@ -101,8 +116,13 @@ def tensor_importance(
     flag are exactly as before, and all ``.grad`` fields are None. ``optimizer`` must hold the
     probed parameters (it is the optimizer the training uses, so the probe step is a real one).
 
-    Raises GreenTrainerError when ``batches`` is empty or a name is not a parameter of the model.
+    With ``metric="adam"`` the optimizer is only read (its groups' lr, weight decay and eps).
+
+    Raises GreenTrainerError when ``batches`` is empty, a name is not a parameter of the model or
+    ``metric`` is not one of IMPORTANCE_METRICS.
     """
+    if metric not in IMPORTANCE_METRICS:
+        raise GreenTrainerError(f"importance: metric {metric!r} is not one of {IMPORTANCE_METRICS}")
     params = dict(model.named_parameters())
     probe = list(params) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in probe if n not in params]
@@ -129,6 +149,8 @@ def tensor_importance(
             if p.grad is not None and count > 1:
                 p.grad.div_(count)
             grads.append(p.grad)
+        if metric == "adam":
+            return _normalised(_fresh_adam_scores(optimizer, probe, probed, grads))
         place = _snapshot_place(optimizer, probed)
         weights = [p.detach().to(place, copy=True) for p in probed]
         state = _snapshot_state(optimizer, probed, place)
@@ -147,5 +169,34 @@ def tensor_importance(
         for n, p in params.items():
             p.grad = None
             p.requires_grad_(flags[n])
+    return _normalised(scores)
+
+
+def _normalised(scores: dict[str, float]) -> dict[str, float]:
     scale = max((abs(v) for v in scores.values()), default=0.0)
     return {n: (v / scale if scale > 0 else 0.0) for n, v in scores.items()}
+
+
+@torch.no_grad()
+def _fresh_adam_scores(
+    optimizer: torch.optim.Optimizer,
+    names: list[str],
+    params: list[torch.nn.Parameter],
+    grads: list[torch.Tensor | None],
+) -> dict[str, float]:
+    """-sum(dw * g) of a fresh AdamW's first step, per tensor (hyperparameters from its group)."""
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    scores: dict[str, float] = {}
+    for name, p, g in zip(names, params, grads, strict=True):
+        if g is None:  # not on the loss's path
+            scores[name] = 0.0
+            continue
+        group = group_of.get(id(p), optimizer.defaults)
+        lr, wd = float(group.get("lr", 1.0)), float(group.get("weight_decay", 0.0))
+        eps = float(group.get("eps", 1e-8))
+        g32 = g.float()
+        score = (g32 * g32 / (g32.abs() + eps)).sum()
+        if wd:
+            score = score + wd * (p.detach().float() * g32).sum()
+        scores[name] = lr * float(score)
+    return scores

@@ -9,8 +9,13 @@ knapsack once, output first, and querying it at every K solves the problem exact
 O(N * T_q) time and memory (T_q = `resolution` budget units), against the paper's O(N^2 * T_q).
 
 Costs are rounded up to units of T_bp / T_q (dy_to once per candidate, never accumulated), so a
-returned selection never exceeds the budget; the few units the rounding leaves are then filled
-greedily with exact costs.
+returned selection never exceeds the budget. The budget the optimum leaves (the rounding's units,
+or room that no positive tensor needs) is then filled greedily with exact costs: first positive
+tensors by importance per FLOP, then the others by importance, above or below the deepest one
+(a deeper one pays its extra activation-gradient cost too). A tensor with importance <= 0 is not
+worth a FLOP of the budget on its own, but the user pays for rho either way, and training it
+costs no quality (with the ``"adam"`` importance a score of 0 means a zero gradient on the probe
+batches, not a harmful tensor).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class Selection:
 
     names: list[str]
     predicted_flops: float  # one training step with exactly `names` trainable (exact when traced)
-    objective: float  # summed importance of `names`
+    objective: float  # summed positive importance of `names` (what the selector maximises)
     rho: float
     budget_flops: float  # rho * full fine-tuning step FLOPs
 
@@ -75,7 +80,7 @@ def select_tensors(
     """Choose the tensors that maximise summed importance within rho x full-step FLOPs.
 
     `importance` maps tensor names (as in `profile.names`; missing ones count as 0) to scores;
-    tensors with importance <= 0 are never selected. `resolution` is the number of units the
+    tensors with importance <= 0 only fill budget the positive ones leave. `resolution` is the number of units the
     full backward pass is divided into (more: closer to the optimum, slower).
     Raises SelectionError for rho outside (0, 1], unknown names, non-finite scores, or when no
     tensor has positive importance; InfeasibleBudget (naming the minimum rho) when rho is below
@@ -93,8 +98,8 @@ def select_tensors(
     budget = rho * profile.full_flops
     names = profile.names
     positive = np.flatnonzero(gain > 0)
-    if profile.predict_linear([names[k] for k in positive]) <= budget:
-        return _selection(profile, gain, list(positive), rho, budget)  # everything worth training fits
+    if profile.predict_linear([names[k] for k in positive]) <= budget:  # all worth training fits
+        return _selection(profile, gain, _fill(profile, gain, list(positive), budget), rho, budget)
     t_bp = max(profile.backward_flops, 1.0)
     scale = resolution / t_bp
     capacity = math.floor((budget - profile.forward_flops) * scale * (1 + 1e-12))
@@ -141,21 +146,27 @@ def _selection(profile: ModelProfile, gain: np.ndarray, chosen: list[int], rho: 
     return Selection(
         names=names,
         predicted_flops=profile.predict(names),
-        objective=float(gain[chosen].sum()),
+        objective=float(np.clip(gain[chosen], 0.0, None).sum()),
         rho=rho,
         budget_flops=budget,
     )
 
 
 def _fill(profile: ModelProfile, gain: np.ndarray, chosen: list[int], budget: float) -> list[int]:
-    """Add positive tensors above the deepest one while the exact (unrounded) cost still fits."""
+    """Add tensors while the exact (unrounded) cost still fits: positive ones by importance per FLOP
+    first, then the rest by importance; a tensor deeper than the deepest chosen one also pays
+    the activation gradients down to it."""
     deepest = max(chosen)
     used = profile.forward_flops + profile.t_dw[chosen].sum() + profile.dy_to[deepest]
     taken = set(chosen)
-    candidates = [j for j in range(deepest) if j not in taken and gain[j] > 0]
-    candidates.sort(key=lambda j: gain[j] / max(profile.t_dw[j], 1e-300), reverse=True)
-    for j in candidates:
-        if used + profile.t_dw[j] <= budget:
-            used += profile.t_dw[j]
+    rest = [j for j in range(len(profile)) if j not in taken]
+    positive = sorted((j for j in rest if gain[j] > 0),
+                      key=lambda j: gain[j] / max(profile.t_dw[j], 1e-300), reverse=True)
+    others = sorted((j for j in rest if gain[j] <= 0), key=lambda j: gain[j], reverse=True)
+    for j in positive + others:
+        extra = profile.t_dw[j] + max(0.0, profile.dy_to[j] - profile.dy_to[deepest])
+        if used + extra <= budget:
+            used += extra
+            deepest = max(deepest, j)
             chosen.append(j)
     return chosen

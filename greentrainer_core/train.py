@@ -45,6 +45,7 @@ from greentrainer_core.flops import count_step_flops
 from greentrainer_core.hf_types import PreTrainedLM
 from greentrainer_core.importance import tensor_importance
 from greentrainer_core.methods import METHODS, top2_names, wrap_peft
+from greentrainer_core.partial import gradient_mass_share, lr_scale, set_lr_scale, sticky_importance
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -197,8 +198,17 @@ class Trainer:
     def _trainable_names(self) -> list[str]:
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
 
-    def _select(self, epoch: int, rho: float) -> tuple[list[str], float, float]:
-        """The tensors to train now, and the seconds spent on importance and on selection."""
+    def _probe_batches(self, epoch: int, start: int) -> list[dict[str, torch.Tensor]]:
+        """``importance_batches`` batches of this epoch's order from micro-batch ``start`` on
+        (wrapping round), so a refresh inside the epoch rates the data still to come."""
+        n = self.micro_batches_per_epoch()
+        wanted = {(start + j) % n for j in range(min(self.config.importance_batches, n))}
+        return [b for i, b in enumerate(self._batches(epoch)) if i in wanted]
+
+    def _select(self, epoch: int, rho: float, start: int = 0) -> tuple[list[str], float, float]:
+        """The tensors to train now, and the seconds spent on importance and on selection.
+        GreenTrainer also sets the learning-rate scale of the partial update
+        (``greentrainer_core.partial``)."""
         method = self.config.method
         if METHODS[method].peft:
             return self._trainable_names(), 0.0, 0.0
@@ -206,26 +216,25 @@ class Trainer:
             return [n for n, _ in self.model.named_parameters()], 0.0, 0.0
         if method == "top2":
             return top2_names(self.model), 0.0, 0.0
-        t0 = time.perf_counter()
-        reference = self.profile(self.config.batch_size, self.config.max_length)
-        probe_batches = [
-            b
-            for _, b in zip(
-                range(self.config.importance_batches), self._batches(epoch), strict=False
-            )
-        ]
+        c, t0 = self.config, time.perf_counter()
+        reference = self.profile(c.batch_size, c.max_length)
         importance = tensor_importance(
             self.model,
             self.optimizer,
-            probe_batches,
+            self._probe_batches(epoch, start),
             self._loss,
-            names=reference.reachable(rho),
+            names=None if c.partial_lr_cap > 1 else reference.reachable(rho),
             autocast=self._autocast,
+            metric=c.importance_metric,
         )
+        current = self._selected or (self.history[-1].selected if self.history else [])
+        if c.selection_hysteresis and current:
+            importance = sticky_importance(importance, current, c.selection_hysteresis)
         t1 = time.perf_counter()
-        selection = select_tensors(
-            reference, importance, rho=rho, resolution=self.config.resolution
-        )
+        selection = select_tensors(reference, importance, rho=rho, resolution=c.resolution)
+        if c.partial_lr_cap > 1:
+            share = gradient_mass_share(importance, selection.names)
+            set_lr_scale(self.optimizer, self.scheduler, c.lr, lr_scale(share, c.partial_lr_cap))
         return list(selection.names), t1 - t0, time.perf_counter() - t1
 
     def _predicted(self, prof: ModelProfile) -> int | None:
@@ -267,7 +276,7 @@ class Trainer:
                     and self.global_step % refresh == 0
                     and i < n - 1
                 ):
-                    self._selected, imp_s, sel_s = self._select(epoch, rho)
+                    self._selected, imp_s, sel_s = self._select(epoch, rho, start=i + 1)
                     apply_selection(self.model, self._selected)
                     self.ever_trained.update(self._selected)
                     record.selected, record.overhead_s = (

@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
+from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind, below_floor
 from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES
 from service.text import NulFree
 
@@ -32,22 +39,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FixedRho(_Strict):
+class _Floored(_Strict):
+    """A rho policy below the quality floor (greentrainer_carbon.rho_policy.RHO_FLOOR) is refused
+    unless the job accepts the loss with allow_low_rho."""
+
+    allow_low_rho: bool = Field(default=False, description="Accept a rho below the quality floor.")
+
+    @field_validator("rho", "rhos", "rho_min", check_fields=False)
+    @classmethod
+    def _floor(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = {"rho": RhoPolicyKind.FIXED, "rhos": RhoPolicyKind.SCHEDULE}.get(
+            str(info.field_name), RhoPolicyKind.CARBON_AWARE)
+        policy = {"type": kind, str(info.field_name): value, **info.data}
+        problem = below_floor(policy)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class _Timed(_Floored):
+    """What every rho policy may add: a deadline (the scheduler may then wait and pause for
+    cleaner hours, and never finishes later than it) and the grid region the job's carbon is
+    read in (default: the pool's region)."""
+
+    region: NulFree | None = Field(default=None, min_length=1, max_length=64,
+                                   description="Grid region, e.g. GB or FR.")
+    deadline: Annotated[datetime | None, AfterValidator(_future)] = Field(
+        default=None, description="Latest finish; the scheduler may wait for cleaner hours "
+        "until it. Without one the job runs as soon as a GPU is free.")
+
+
+class FixedRho(_Timed):
     type: Literal[RhoPolicyKind.FIXED]
     rho: Rho
 
 
-class ScheduleRho(_Strict):
+class ScheduleRho(_Timed):
     type: Literal[RhoPolicyKind.SCHEDULE]
     rhos: list[Rho] = Field(min_length=1, description="One rho per epoch.")
 
 
-class CarbonAwareRho(_Strict):
+class CarbonAwareRho(_Timed):
     type: Literal[RhoPolicyKind.CARBON_AWARE]
     rho_min: Rho
     rho_max: Rho
     region: NulFree = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
-    deadline: Annotated[datetime | None, AfterValidator(_future)] = None
+    rho_target: Rho | None = Field(
+        default=None, description="The job's mean rho under the mean-preserving mapping (more "
+        "rho in cleaner hours, less in dirtier ones, this on average); default the middle of "
+        "[rho_min, rho_max].")
+    mapping: Literal["mean_preserving", "quantile"] = Field(
+        default="mean_preserving", description="mean_preserving (the default: it measures best "
+        "in benchmarks/results/carbon_simulation_*.md) or quantile (rho follows the live "
+        "intensity's rank in the forecast, mean not kept).")
     co2_budget_kg: float | None = Field(default=None, gt=0)
 
     @field_validator("rho_max")
@@ -57,6 +101,15 @@ class CarbonAwareRho(_Strict):
         if rho_min is not None and rho_min > rho_max:
             raise ValueError(f"rho_min ({rho_min}) must not exceed rho_max ({rho_max})")
         return rho_max
+
+    @field_validator("rho_target")
+    @classmethod
+    def _target(cls, target: float | None, info: ValidationInfo) -> float | None:
+        low, high = info.data.get("rho_min"), info.data.get("rho_max")
+        if target is not None and low is not None and high is not None and not low <= target <= high:
+            raise ValueError(f"rho_target ({target}) must lie in [rho_min, rho_max] = "
+                             f"[{low}, {high}]")
+        return target
 
 
 RhoPolicy = Annotated[FixedRho | ScheduleRho | CarbonAwareRho, Field(discriminator="type")]

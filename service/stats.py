@@ -21,6 +21,8 @@ from service.savings import (
 )
 from service.schemas import EpochFields
 
+# The static provider's source names (greentrainer_carbon.providers.static): an average, no reading.
+STATIC_SOURCE = "codecarbon-static"
 # Buckets of the overview's time series: hourly while the data spans at most this long.
 HOURLY_SPAN = timedelta(hours=48)
 
@@ -40,6 +42,13 @@ class Totals(BaseModel):
     saved_by_cleaner_time_kg: float = 0.0
     saved_kg: float = 0.0
     energy_is_estimate: bool = Field(default=False, description="Some energy was estimated.")
+    intensity_is_estimate: bool = Field(
+        default=False, description="Some epoch's carbon intensity is a static country average "
+        "(no live provider answered), not a reading of the grid.")
+    savings_are_estimates: bool = Field(
+        default=False, description="Always true once a saving is counted: full fine-tuning "
+        "started at submission (the counterfactual) never ran, so its energy is estimated from "
+        "the measured epochs (service.savings).")
 
 
 class Bucket(Totals):
@@ -101,6 +110,24 @@ def _add(totals: Totals, row: JobEpoch, saving: Savings) -> None:
     totals.saved_by_cleaner_time_kg += saving.saved_by_cleaner_time_kg
     totals.saved_kg += saving.saved_kg
     totals.energy_is_estimate |= bool(row.energy_is_estimate and row.energy_kwh is not None)
+    totals.intensity_is_estimate |= (row.carbon_intensity_source or "").startswith(STATIC_SOURCE)
+    totals.savings_are_estimates |= saving.counterfactual_ref_kg > 0
+
+
+def estimate_notes(series: JobSeries) -> list[str]:
+    """What of a job's CO2 figures is estimated rather than measured, in words (the job page)."""
+    totals, notes = series.totals, []
+    if totals.savings_are_estimates:
+        notes.append("the savings compare against full fine-tuning started at submission, which "
+                     "never ran: its energy is scaled from the measured epochs by FLOPs")
+    if totals.energy_is_estimate:
+        notes.append("energy: CodeCarbon estimated part of it from the hardware's rated power")
+    if totals.intensity_is_estimate:
+        notes.append("carbon intensity: some epochs used the static country average (no live "
+                     "provider answered)")
+    if series.reference_source == "first epoch":
+        notes.append("the intensity at submission was not recorded: the first epoch's stands in")
+    return notes
 
 
 def _epochs_with_savings(session: Session, rows: Iterable[JobEpoch]

@@ -4,11 +4,11 @@ Idempotent by construction: the job row says what is left to do. A task for a jo
 missing, finished, not dispatched, or held by a live worker returns without doing anything; a
 job with finished epochs resumes from the checkpoint of its last finished epoch. Each epoch's
 row is written in the same transaction that advances ``last_finished_epoch`` (`record_epoch`),
-after the checkpoint of that epoch is on disk, so no epoch is counted twice and none is lost.
-"""
+after the checkpoint of that epoch is on disk, so no epoch is counted twice and none is lost."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -39,7 +39,7 @@ from worker.energy import EnergyMeter
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
 from worker.outcomes import DISK_FULL, crash_code, crash_message, epoch_line, error_code, result_line
-from worker.pauses import JobPaused, pause_if_asked
+from worker.pauses import JobPaused, ask_carbon_pause, pause_if_asked
 
 log = logging.getLogger("worker.runner")
 
@@ -135,8 +135,6 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
 
 def _free_memory() -> None:
     """Give the finished job's model and optimizer memory back before the next job."""
-    import gc
-
     import torch
 
     gc.collect()
@@ -186,13 +184,11 @@ class _JobRun:
         return session_scope(self.factory)
 
     def _write(self, what: str, write: Callable[[], T]) -> T:
-        """Run the transaction ``write``, again while the database is unreachable (a restart, a
-        failover), for up to ``db_patience_s`` (the lease's length): a short outage neither fails
-        the job nor loses a trained epoch. Longer, the reconciler may have re-queued the job, so
-        the error is raised (the run ends and the job resumes from its last checkpoint). Each
-        ``write`` checks that the lease is still ours, and recording an epoch twice is refused
-        by its unique key, so a retried commit whose first try did land changes nothing (an event
-        whose commit landed unseen may be logged twice)."""
+        """Run the transaction ``write``, again while the database is unreachable, for up to
+        ``db_patience_s`` (the lease's length): a short outage neither fails the job nor loses
+        an epoch. Longer, the reconciler may have re-queued the job: the error is raised (the
+        job resumes from its last checkpoint). Each ``write`` checks the lease is ours, and an
+        epoch recorded twice is refused by its unique key (an event may be logged twice)."""
         deadline, pause = time.monotonic() + self.db_patience_s, 0.2
         while True:
             try:
@@ -255,7 +251,7 @@ class _JobRun:
                 elif isinstance(event, EpochRecord):
                     self._epoch_finished(trainer, event)
                     if event.epoch + 1 < epochs:
-                        self._boundary(event.epoch)
+                        self._boundary(event.epoch, plan=True)
                         self._begin_epoch(event.epoch + 1)
         except BudgetExhaustedError as exc:  # stop here rather than exceed the CO2 budget
             if not self.rho.done:  # nothing trained: the job fails, naming the budget
@@ -265,11 +261,16 @@ class _JobRun:
         self._finish(trainer, inputs, stopped_early)
 
     # -- per-epoch pieces ------------------------------------------------------------------
-    def _boundary(self, finished: int | None) -> None:
-        """Between epochs (``finished`` checkpointed and recorded; None before the first epoch
-        of this run): pause here if asked to (raises `JobPaused`), else go on."""
-        # CARBON PAUSE HOOK: the carbon plan's wait is asked for here, before the check, with
-        # service.pausing.request_pause(session, job, reason=PauseReason.CARBON, resume_at=...).
+    def _boundary(self, finished: int | None, *, plan: bool = False) -> None:
+        """Between epochs (``finished`` recorded; None before this run's first): pause here if
+        asked to (raises `JobPaused`). With ``plan`` the carbon planner may ask first (its wait
+        is a pause that `service.pausing.resume_due` ends at the planned restart)."""
+        if plan and finished is not None:
+            decision = self.rho.decide(finished + 1, may_wait=True)
+            if not decision.run_now:
+                self.rho.forget(finished + 1)  # decided afresh when the job resumes
+                self._write("asking for a carbon pause", lambda: ask_carbon_pause(
+                    self.factory, self.job_id, decision))
         if self._write("checking for a pause", lambda: pause_if_asked(
                 self.factory, self.job_id, self.me.name, finished)):
             log.info("job %s: paused at the epoch boundary", self.job_id, extra={"job_id": self.job_id})

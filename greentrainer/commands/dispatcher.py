@@ -16,6 +16,7 @@ from service import logs
 from service.db import check_schema, make_engine, make_session_factory
 from service.errors import ServiceError
 from service.heap import settle_heap
+from service.pool.carbon_plan import CarbonPlanning
 from service.pool.loop import run_forever
 from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
 from service.settings import get_settings
@@ -40,9 +41,6 @@ def dispatch_forever() -> int:
     def send(job_id: str, gpu_class: str) -> None:
         celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(gpu_class))
 
-    def forecast(hours: float) -> list[CarbonReading]:
-        return list(chain.forecast(hours).value)
-
     regional: dict[str, ProviderChain] = {}
 
     def current(region: str | None) -> CarbonReading:
@@ -62,11 +60,13 @@ def dispatch_forever() -> int:
     signal.signal(signal.SIGINT, on_signal)
     print("scheduler: dispatching every "
           f"{pool.dispatch_interval_seconds:g} s", file=sys.stderr)
+    factory = make_session_factory(engine)
+    planning = CarbonPlanning(settings, factory)  # the forecasts the planner reads (history too)
     settle_heap()  # what is loaded by now lives as long as the process (service/heap.py)
     try:
-        run_forever(make_session_factory(engine), pool, send, forecast, stop, current,
-                    settings.carbon)
+        run_forever(factory, pool, send, planning, stop, current, settings.carbon)
     finally:
+        planning.close()
         for one in (chain, *regional.values()):
             one.close()
         engine.dispose()

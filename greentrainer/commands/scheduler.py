@@ -16,7 +16,7 @@ from greentrainer_carbon.history import MemoryHistory
 from greentrainer_carbon.planner import JobSpec, Planner
 from greentrainer_carbon.policy import RhoBounds
 from greentrainer_carbon.readings import parse_utc
-from greentrainer_carbon.rho_policy import RhoPolicyKind
+from greentrainer_carbon.rho_policy import RHO_FLOOR, RhoPolicyKind
 from service.pool.fairness import QueuedJob, TeamUsage, order_dispatch
 from service.settings import Settings
 
@@ -82,7 +82,7 @@ def scheduler_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--providers", help="override GREENTRAINER_CARBON__PROVIDERS (e.g. gb,static)"
     )
-    parser.add_argument("--rho-min", type=float, default=0.4,
+    parser.add_argument("--rho-min", type=float, default=RHO_FLOOR,
                         help="rho on the dirtiest grid (default %(default)s)")
     parser.add_argument("--rho-max", type=float, default=1.0,
                         help="rho on the cleanest grid (default %(default)s)")

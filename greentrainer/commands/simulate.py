@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import SchedulerError
-from greentrainer_carbon.planner import EnergyModel
 from greentrainer_carbon.report import Row, markdown_report, rows_of
 from greentrainer_carbon.simulator import (
     FORECASTS,

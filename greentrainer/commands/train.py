@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 
+from greentrainer.progress import bars_wanted, silence_progress_bars
 from greentrainer_carbon.rho_policy import DEFAULT_RHO
 from greentrainer_core.errors import GreenTrainerError, TrainingConfigError
 
@@ -83,6 +83,13 @@ def _train_parser() -> argparse.ArgumentParser:
         "--max-steps-per-epoch", type=int, default=None, help=helps["max_steps_per_epoch"]
     )
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help=helps["lr"])
+    p.add_argument("--importance-metric", default=TrainConfig.importance_metric,
+                   choices=("adam", "optimizer"), help=helps["importance_metric"])
+    p.add_argument("--importance-every-steps", type=int, default=None,
+                   help=helps["importance_every_steps"])
+    for name in ("selection_hysteresis", "partial_lr_cap"):
+        p.add_argument("--" + name.replace("_", "-"), type=float,
+                       default=getattr(TrainConfig, name), help=helps[name])
     p.add_argument(
         "--weight-decay", type=float, default=TrainConfig.weight_decay, help=helps["weight_decay"]
     )
@@ -99,8 +106,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64,
                    help="longest generated summary of the test set, in tokens")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars, a line per epoch instead (transformers still draws "
-                   "one while converting a .gguf file)")
+                   help="no progress bars (the model loader's included), a line per epoch "
+                   "instead; also the default when the output is not a terminal")
     return p
 
 
@@ -138,9 +145,9 @@ def summary_table(history, rouge_scores=None) -> str:
 def train_main(argv: Sequence[str] | None = None) -> int:
     """`greentrainer train`: returns 0 on success, 2 on bad input (with a one-line error)."""
     args = _train_parser().parse_args(argv)
-    if args.no_progress:  # read by the Hugging Face libraries when imported (not yet: _train)
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    args.no_progress = not bars_wanted(args.no_progress)
+    if args.no_progress:  # before _train imports the libraries that draw them
+        silence_progress_bars()
     try:
         return _train(args)
     except GreenTrainerError as exc:
@@ -178,6 +185,10 @@ def _train(args: argparse.Namespace) -> int:
         max_target_length=args.max_target_length,
         max_steps_per_epoch=args.max_steps_per_epoch,
         importance_batches=args.importance_batches,
+        importance_metric=args.importance_metric,
+        importance_every_steps=args.importance_every_steps,
+        selection_hysteresis=args.selection_hysteresis,
+        partial_lr_cap=args.partial_lr_cap,
         mixed_precision=args.mixed_precision,
         seed=args.seed,
     )

@@ -1,7 +1,6 @@
 """Pause and resume at epoch boundaries: the `paused` status, and on each job the pause asked
 for (its reason: the team's or the carbon plan's), when, and its planned restart. And deleted
-data sets (`datasets.deleted_at`: the row stays for the finished jobs that name it), and a job's
-`suffix` and `user_metadata` (OpenAI's `suffix` and `metadata`, on the native API too).
+data sets (`datasets.deleted_at`: the row stays for the finished jobs that name it).
 
 Revision ID: 0014
 Revises: 0011
@@ -36,8 +35,6 @@ def upgrade() -> None:
                                       nullable=True))
         batch_op.add_column(sa.Column("resume_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("pause_note", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("suffix", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("user_metadata", sa.JSON(), nullable=True))
         batch_op.drop_constraint(op.f("ck_jobs_status"), type_="check")
         batch_op.create_check_constraint("status", _statuses(_AFTER))
     with op.batch_alter_table("datasets", schema=None) as batch_op:
@@ -52,8 +49,6 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_jobs_status"), type_="check")
         batch_op.create_check_constraint("status", _statuses(_BEFORE))
-        batch_op.drop_column("user_metadata")
-        batch_op.drop_column("suffix")
         batch_op.drop_column("pause_note")
         batch_op.drop_column("resume_at")
         batch_op.drop_column("pause_requested_at")

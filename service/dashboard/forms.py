@@ -76,6 +76,8 @@ def job_payload(form: Mapping[str, Any], training_dataset: str | None) -> dict[s
         for name in ("rho_min", "rho_max", "region", "co2_budget_kg"):
             policy[name] = _text(form, name)
         policy["deadline"] = _deadline(_text(form, "deadline"))
+    if _text(form, "allow_low_rho"):
+        policy["allow_low_rho"] = True
     payload: dict[str, Any] = {
         "model": _text(form, "model"), "training_dataset": training_dataset,
         "test_dataset": _text(form, "test_dataset"),

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from greentrainer_core.methods import METHOD_NAMES
 from service.auth import Principal, owned
 from service.dashboard import charts
+from service.dashboard.carbon_view import carbon_rows
 from service.dashboard.format import FILTERS, evaluation_metrics
 from service.dashboard.forms import RHO_TYPES, FormErrors, submit_form
 from service.dashboard.secret import session_secret
@@ -43,7 +44,7 @@ from service.models import Artifact, Job, Team
 from service.routers.jobs import job_out, job_pause
 from service.settings import DashboardSettings, Settings
 from service.states import TERMINAL, JobStatus
-from service.stats import job_series, overview
+from service.stats import estimate_notes, job_series, overview
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/dashboard"
@@ -295,6 +296,7 @@ def _job_view(request: Request, session: Session, principal: Principal,
             "job_json_updated_at": job_out(job).model_dump(mode="json")["updated_at"],
             "metrics": evaluation_metrics(job.result),
             "events": list_events(session, job.id, after=None, limit=EVENTS_SHOWN),
+            "carbon_rows": carbon_rows(session, job.id), "estimates": estimate_notes(series),
             "terminal": JobStatus(job.status) in TERMINAL, "pause": job_pause(job),
             "carbon_chart": charts.carbon_chart(job, series) if series.epochs else None,
             "flops_chart": charts.flops_chart(series) if series.epochs else None,

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon.config import CarbonSettings, region_chain
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetInfeasibleError, SchedulerError
 from greentrainer_carbon.forecaster import ChainSource, Forecaster
-from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.providers.chain import ProviderChain
 from greentrainer_carbon.readings import FallbackEvent
 from greentrainer_carbon.rho_policy import RhoPolicyKind
@@ -63,12 +64,16 @@ class CarbonPlanning:
                 self._chains[key] = region_chain(self.settings.carbon, region)
             return self._chains[key]
 
+    @property
+    def energy(self) -> EnergyModel:
+        return energy_model(self.settings.carbon)
+
     def forecaster(self, region: str | None) -> Forecaster:
         return Forecaster(ChainSource(self.chain(region)), self.history, self.region(region))
 
     def planner(self, n_epochs: int, policy: Mapping[str, Any], region: str | None,
                 full_epoch_s: float) -> Planner:
-        spec = JobSpec(n_epochs, policy, full_epoch_s, energy_model(self.settings.carbon))
+        spec = JobSpec(n_epochs, policy, full_epoch_s, self.energy)
         return Planner(spec, self.forecaster(region))
 
     def fallbacks(self, planner: Planner) -> list[FallbackEvent]:

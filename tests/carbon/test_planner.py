@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetInfeasibleError, PolicyError
 from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
 from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
-from greentrainer_carbon.planner import EnergyModel, EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.readings import CarbonReading
+from greentrainer_carbon.rho_policy import RHO_FLOOR
 
 NOW = datetime(2030, 6, 1, 10, 0, tzinfo=UTC)
 ENERGY = EnergyModel(host_w=100.0, compute_w=900.0, overhead_s=0.0, resume_s=0.0)
@@ -83,13 +85,24 @@ def test_a_pause_happens_only_when_the_forecast_repays_the_resume() -> None:
 
 
 def test_carbon_aware_rho_is_high_when_clean_and_keeps_the_mean() -> None:
-    policy = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "rho_target": 0.6}
+    policy = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "rho_target": 0.6,
+              "allow_low_rho": True}
     clean = planner([100.0] + [300.0] * 20, policy, n_epochs=3).decide(NOW, [])
     dirty = planner([500.0] + [300.0] * 20, policy, n_epochs=3).decide(NOW, [])
     assert clean.rho is not None and dirty.rho is not None and clean.rho > 0.6 > dirty.rho
     last = planner([300.0] * 20, policy, n_epochs=3).decide(
         NOW, [EpochDone(0, 0.8, NOW, 1440.0), EpochDone(1, 0.8, NOW, 1440.0)])
     assert last.rho == pytest.approx(0.4)  # 0.8 + 0.8 + 0.4 = 3 x 0.6
+
+
+def test_the_default_mapping_keeps_the_middle_of_the_range_and_quantile_is_chosen_by_name() -> None:
+    ranged = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "allow_low_rho": True}
+    last = planner([300.0] * 20, ranged, n_epochs=3).decide(
+        NOW, [EpochDone(0, 0.8, NOW, 1440.0), EpochDone(1, 0.8, NOW, 1440.0)])
+    assert last.rho == pytest.approx(0.4)  # no rho_target: the mean kept is 0.6
+    quantile = planner([300.0] * 20, {**ranged, "mapping": "quantile"}, n_epochs=3).decide(
+        NOW, [EpochDone(0, 0.8, NOW, 1440.0), EpochDone(1, 0.8, NOW, 1440.0)])
+    assert quantile.rho is not None and quantile.rho > 0.4  # the rank alone, the mean not kept
 
 
 def test_a_budget_that_the_cheapest_schedule_cannot_meet_is_refused_with_its_minimum() -> None:
@@ -139,3 +152,27 @@ def test_a_new_deployment_says_it_has_no_history_and_uses_the_static_average() -
     assert forecast.source_hours() == {"live": 0.5, "static": 3.5}
     assert np.all(forecast.g_per_kwh[1:] == 240.0)
     assert "no intensity history is recorded for XX yet" in forecast.notes[0]
+
+
+def test_a_high_carbon_aware_rho_is_capped_so_the_epochs_still_end_by_the_deadline() -> None:
+    policy = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "allow_low_rho": True,
+              "deadline": NOW + timedelta(hours=1)}
+    energy = EnergyModel(resume_s=120.0)
+    # The cleanest hour in the forecast: the map wants rho_max; two 1-h epochs at 0.8 would end
+    # 36 min late, so each gets (3600 s - one 120 s resume) / 2 of time: rho 1740 / 3600.
+    decision = planner([100.0] + [300.0] * 20, policy, n_epochs=2, full_s=3600.0,
+                       energy=energy).decide(NOW, [])
+    assert decision.run_now and decision.rho == pytest.approx(1740.0 / 3600.0)
+    assert "capped" in decision.reason
+    roomy = planner([100.0] + [300.0] * 20, {**policy, "deadline": NOW + timedelta(hours=4)},
+                    n_epochs=2, full_s=3600.0, energy=energy).decide(NOW, [])
+    assert roomy.rho is not None and roomy.rho > 0.6 and "capped" not in roomy.reason
+
+
+def test_no_decision_goes_below_the_quality_floor_unless_the_policy_allows_it() -> None:
+    done = [EpochDone(0, 0.8, NOW, 1440.0), EpochDone(1, 0.8, NOW, 1440.0)]
+    stored = {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8, "rho_target": 0.6}
+    # The mean wants 0.2 for the last epoch; a policy stored before the floor existed gets it.
+    assert planner([300.0] * 20, stored, n_epochs=3).decide(NOW, done).rho == RHO_FLOOR
+    allowed = planner([300.0] * 20, {**stored, "allow_low_rho": True}, n_epochs=3)
+    assert allowed.decide(NOW, done).rho == pytest.approx(0.3)

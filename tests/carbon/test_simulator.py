@@ -8,7 +8,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from greentrainer_carbon.planner import EnergyModel, JobSpec, Planner
+from greentrainer_carbon.energy import EnergyModel
+from greentrainer_carbon.planner import JobSpec, Planner
 from greentrainer_carbon.simulator import (
     LONG_JOB,
     SHORT_JOB,

@@ -13,6 +13,7 @@ def _environment_restored(monkeypatch):
     """`--no-progress` sets variables in the process's environment: undo them after each test."""
     for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
         monkeypatch.setenv(name, "0")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
 
 
 def _model_dir(tmp_path):
@@ -70,6 +71,8 @@ def test_bad_data_file_exits_2_with_a_one_line_error(tmp_path, capsys):
     (["--data", "{good}", "--test-data", "{missing}"], "does not exist"),
     (["--data", "{good}", "--rho", "0.5,0.7", "--epochs", "3"], "rho"),
     (["--data", "{good}", "--rho", "1.5"], "rho"),
+    (["--data", "{good}", "--partial-lr-cap", "20"], "partial_lr_cap"),
+    (["--data", "{good}", "--selection-hysteresis", "-1"], "selection_hysteresis"),
 ])
 def test_bad_input_is_reported_before_the_model_loads(tmp_path, capsys, monkeypatch, extra,
                                                       expected):
@@ -86,3 +89,24 @@ def test_bad_input_is_reported_before_the_model_loads(tmp_path, capsys, monkeypa
     assert train_main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("greentrainer train: error: ") and expected in last, last
+
+
+def test_the_partial_update_options_reach_the_trainer(tmp_path, monkeypatch):
+    import greentrainer_core.train as train_module
+
+    seen = []
+
+    class Spy(train_module.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.config)
+
+    monkeypatch.setattr(train_module, "Trainer", Spy)
+    argv = ["--model", str(_model_dir(tmp_path)), "--data", str(write_jsonl(tmp_path / "t.jsonl")),
+            "--max-length", "32", "--no-progress", "--importance-metric", "optimizer",
+            "--importance-every-steps", "1", "--selection-hysteresis", "0.25",
+            "--partial-lr-cap", "2"]
+    assert train_main(argv) == 0
+    config = seen[0]
+    assert (config.importance_metric, config.importance_every_steps) == ("optimizer", 1)
+    assert (config.selection_hysteresis, config.partial_lr_cap) == (0.25, 2.0)

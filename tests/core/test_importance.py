@@ -1,9 +1,11 @@
 """The probing step (paper 3.2): exact restore of weights and optimizer state, the eq. 10 formula,
 and early stopping of the probing backward."""
 
+import pytest
 import torch
 
 from greentrainer_core.data import SummaryRow, collate, tokenize_rows
+from greentrainer_core.errors import GreenTrainerError
 from greentrainer_core.flops import count_step_flops
 from greentrainer_core.importance import tensor_importance
 from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
@@ -62,7 +64,7 @@ def test_importance_is_minus_update_times_gradient_at_w_t():
         n: lr * float((p.grad.double() ** 2).sum()) for n, p in model.named_parameters()
     }  # dw = -lr g
     model.zero_grad(set_to_none=True)
-    importance = tensor_importance(model, optimizer, [batch], _loss(model))
+    importance = tensor_importance(model, optimizer, [batch], _loss(model), metric="optimizer")
     scale = max(raw.values())
     for n, v in raw.items():
         assert abs(importance[n] - v / scale) < 1e-4, n
@@ -82,3 +84,41 @@ def test_probing_backward_stops_at_the_deepest_probed_tensor():
     importance = tensor_importance(model, optimizer, [_batch()], _loss(model), names=top)
     assert set(importance) == set(top)
     assert flops_top < flops_all
+
+
+def test_default_importance_does_not_depend_on_the_optimizer_state():
+    # At a re-selection the training optimizer holds moments for the tensors it trained (here
+    # layers.1) and none for the others. The importance must rate every tensor as a fresh optimizer
+    # would, or the re-selection drifts towards the untrained tensors (their probe step is a full
+    # sign step while the trained ones get damped Adam steps).
+    model = tiny_llama()
+    trained = _adamw_with_history(model, steps=5)
+    fresh = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    batch = _batch()
+    live = tensor_importance(model, trained, [batch], _loss(model))
+    reference = tensor_importance(model, fresh, [batch], _loss(model), metric="optimizer")
+    for name, value in reference.items():
+        assert abs(live[name] - value) < 1e-3, name
+    # the live-state probe (the old behaviour) is what differs, on the trained tensors
+    drift = tensor_importance(model, trained, [batch], _loss(model), metric="optimizer")
+    assert max(abs(drift[n] - reference[n]) for n in reference if "layers.1" in n) > 0.05
+
+
+def test_fresh_adam_importance_is_the_l1_norm_of_the_gradient_without_weight_decay():
+    model = tiny_llama()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0, eps=1e-12)
+    batch = _batch()
+    model(**batch).loss.backward()
+    raw = {n: float(p.grad.double().abs().sum()) for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    importance = tensor_importance(model, optimizer, [batch], _loss(model))
+    scale = max(raw.values())
+    for n, v in raw.items():
+        assert abs(importance[n] - v / scale) < 1e-4, n
+
+
+def test_an_unknown_metric_is_refused_by_name():
+    model = tiny_llama()
+    with pytest.raises(GreenTrainerError, match="metric 'fisher'"):
+        tensor_importance(model, torch.optim.AdamW(model.parameters()), [_batch()], _loss(model),
+                          metric="fisher")

@@ -134,7 +134,7 @@ def test_importance_refresh_every_n_steps_adds_overhead_within_the_epoch():
     refreshed = Trainer(tiny_llama(0), tok, _examples(tok), config, rho=0.6)
     calls = []
     original = refreshed._select
-    refreshed._select = lambda epoch, rho: calls.append(epoch) or original(epoch, rho)
+    refreshed._select = lambda epoch, rho, start=0: calls.append(epoch) or original(epoch, rho, start)
     refreshed.run()
     assert calls == [
         0,

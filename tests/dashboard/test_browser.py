@@ -62,6 +62,7 @@ def test_a_job_submitted_in_the_browser_runs_on_the_real_worker_and_is_drawn(
     page.fill("#rho_max", "1.0")
     page.fill("#region", "GB")
     page.fill("#co2_budget_kg", "0.5")
+    page.check("#allow_low_rho")  # rho_min 0.3 is below the quality floor
     page.click("#submit-job")
     expect(page).to_have_url(re.compile(r"/dashboard/jobs/job_[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
@@ -149,7 +150,7 @@ def _waiting_deadline_job(embedded: Embedded, page: Any) -> tuple[str, str]:
     deadline = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     job_id = stack.submit({"Authorization": f"Bearer {key}"}, rho_policy={
         "type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0, "region": "GB",
-        "deadline": deadline})
+        "deadline": deadline, "allow_low_rho": True})
     sign_in(page, site, key)
     page.goto(f"{site.base_url}/dashboard/jobs/{job_id}")
     # The loop's forecast is dirty for four hours: the planner parks the job.

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from greentrainer_core.config import EpochRecord
 from service.db import session_scope
-from service.job_records import record_epoch
+from service.job_events import append_event
+from service.job_records import EpochMeasurement, record_epoch
 from service.jobs import transition
 from service.models import Job
 from service.states import JobStatus
@@ -47,3 +48,31 @@ def test_an_empty_team_gets_pages_without_charts(site: Site) -> None:
         grid = client.get("/dashboard/grid")
         assert grid.status_code == 200 and "offline fallback" in grid.text
         assert "No jobs yet." in client.get("/dashboard/jobs").text
+
+
+def test_the_job_page_shows_the_carbon_decisions_and_what_is_estimated(site: Site) -> None:
+    _, key = site.new_team()
+    job_id = api_job(site, key)
+    with session_scope(site.factory) as session:
+        job = session.get_one(Job, job_id)
+        transition(session, job, JobStatus.RUNNING)
+        append_event(session, job_id, "epoch_start", "epoch 0 started", data={
+            "epoch_index": 0, "rho": 0.55, "carbon": {"carbon_intensity_g_per_kwh": 212.0},
+            "plan": {"reason": "the next hours are no cleaner", "forecast_sources_hours":
+                     {"live": 0.5, "provider": 1.5, "history": 22.0}}})
+        record_epoch(session, job, EpochRecord(
+            epoch=0, rho=0.55, selected=[], predicted_flops=int(1e12),
+            executed_flops=int(1e12), full_flops=int(2e12), wall_s=60.0),
+            EpochMeasurement(212.0, "codecarbon-static:GBR", 0.01, 0.00212, False))
+    with signed_in_client(site, key) as (client, _):
+        page = client.get(f"/dashboard/jobs/{job_id}").text
+    decisions = page[page.index('id="carbon-decisions"'):]
+    assert "epoch 0 at rho 0.55, 212 g/kWh now: the next hours are no cleaner" in decisions
+    assert "provider forecast 1.5 h, history profile 22 h" in decisions
+    estimates = page[page.index('id="estimates"'):page.index('id="carbon-decisions"')]
+    assert "never ran" in estimates and "static country average" in estimates
+    assert "CO2 saved (estimated)" in page
+    totals = site.client.get(f"/jobs/{job_id}/series",
+                             headers={"Authorization": f"Bearer {key}"}).json()["totals"]
+    assert totals["intensity_is_estimate"] and totals["savings_are_estimates"]
+    assert not totals["energy_is_estimate"]

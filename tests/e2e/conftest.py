@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
 from service.settings import PoolSettings, Settings
 from tests.conftest import require
 from tests.core.tiny import tiny_llama, tiny_tokenizer
+from tests.scripted_carbon import DirtyThenClean, ScriptedPlanning
 from tests.service.conftest import ADMIN_KEY, LiveServer, PostgresDatabases, _pg_admin_url
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a db number of its own; queues named per session
@@ -117,14 +118,6 @@ class Stack:
             time.sleep(0.2)
 
 
-def dirty_then_clean(hours: float) -> list[CarbonReading]:
-    """A forecast whose next 4 hours are dirty and the rest clean: deadline jobs wait."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    return [CarbonReading(400.0 if slot < 8 else 50.0, now + timedelta(minutes=30 * slot),
-                          "test-forecast", is_forecast=True)
-            for slot in range(int(hours * 2) + 2)]
-
-
 SUBMITTED_G_PER_KWH = 300.0
 
 
@@ -159,7 +152,9 @@ def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[St
         celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(gpu))
 
     stop = threading.Event()
-    loop = threading.Thread(target=run_forever, args=(factory, pool, send, dirty_then_clean,
+    # The loop's grid is dirty for four hours, clean after: deadline jobs wait.
+    planning = ScriptedPlanning(DirtyThenClean(4))
+    loop = threading.Thread(target=run_forever, args=(factory, pool, send, planning,
                                                       stop, submitted_reading),
                             daemon=True)
     loop.start()

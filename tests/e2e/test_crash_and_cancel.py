@@ -94,7 +94,8 @@ def test_cancel_while_waiting_for_green_ends_cancelled_at_once(production_stack:
     deadline = (datetime.now(UTC) + timedelta(hours=12)).isoformat()
     job_id = stack.submit(team, hyperparameters={"epochs": 1, "max_length": 64},
                           rho_policy={"type": "carbon-aware", "rho_min": 0.4, "rho_max": 1.0,
-                                      "region": "GB", "deadline": deadline})
+                                      "region": "GB", "deadline": deadline,
+                                      "allow_low_rho": True})
     job = stack.wait(team, job_id, lambda j: j["status"] == "waiting_for_green", timeout=30)
     assert datetime.fromisoformat(job["planned_start_at"]) > datetime.now(UTC) + timedelta(hours=3)
     r = stack.client.post(f"/jobs/{job_id}/cancel", headers=team)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from greentrainer_carbon.readings import CarbonReading
 from service.db import make_engine, make_session_factory, upgrade
-from service.models import Dataset, Job, JobEpoch, Team, WorkerSlot, new_id, utcnow
+from service.models import Dataset, Job, JobEpoch, JobEvent, Team, WorkerSlot, new_id, utcnow
 from service.pool import slots
 from service.pool.dispatcher import dispatch_once
 from service.pool.green import plan_windows
 from service.pool.reconciler import reconcile
+from tests.scripted_carbon import DirtyThenClean, ScriptedPlanning
 from tests.service.conftest import postgres  # noqa: F401  (the shared Postgres fixture)
 
 STALE_S = 10.0
@@ -156,33 +156,53 @@ def test_reconciler_requeues_expired_leases_and_fails_after_max_attempts(
         assert session.get(WorkerSlot, held).job_id is None  # type: ignore[union-attr]
 
 
-def forecast_clean_after(hours_dirty: float) -> Any:
-    def forecast(hours: float) -> list[CarbonReading]:
-        now = datetime.now(UTC)
-        return [CarbonReading(400.0 if s < hours_dirty * 2 else 40.0,
-                              now + timedelta(minutes=30 * s), "test", is_forecast=True)
-                for s in range(int(hours * 2) + 2)]
-    return forecast
-
-
 def test_deadline_jobs_wait_for_the_green_window_and_are_replanned(
         factory: sessionmaker[Session]) -> None:
     with factory.begin() as session:
         j = job(session, team(session), deadline=utcnow() + timedelta(hours=12))
         slot(session, "cpu")
-    assert plan_windows(factory, forecast_clean_after(4), default_epoch_seconds=1800) == 1
+    clean_after_4h = ScriptedPlanning(DirtyThenClean(4))
+    assert plan_windows(factory, clean_after_4h, default_epoch_seconds=1800) == 1
     assert run(factory) == [] and status(factory, j) == "waiting_for_green"
     with factory() as session:
         planned = session.get(Job, j).planned_start_at  # type: ignore[union-attr]
+        events = session.scalars(select(JobEvent.data).where(JobEvent.job_id == j,
+                                                              JobEvent.type == "green_window"))
+        plan = next(iter(events))
     assert planned is not None and planned >= utcnow() + timedelta(hours=3.5)
-    plan_windows(factory, forecast_clean_after(6), default_epoch_seconds=1800)
+    assert "cleaner hours are forecast" in plan["reason"] and plan["forecast_sources_hours"]
+    clean_after_6h = ScriptedPlanning(DirtyThenClean(6))
+    plan_windows(factory, clean_after_6h, default_epoch_seconds=1800)
     with factory() as session:
         replanned = session.get(Job, j).planned_start_at  # type: ignore[union-attr]
     assert replanned is not None and replanned >= planned + timedelta(hours=1.5)
-    plan_windows(factory, forecast_clean_after(6), default_epoch_seconds=1800,
+    plan_windows(factory, clean_after_6h, default_epoch_seconds=1800,
                  now=replanned + timedelta(seconds=1))
     assert status(factory, j) == "queued"
     assert run(factory) == [j]
+
+
+class Broken(ScriptedPlanning):
+    def forecaster(self, region: str | None) -> Any:
+        if region == "BAD":
+            raise RuntimeError("no provider for BAD")
+        return super().forecaster(region)
+
+
+def test_one_jobs_failed_planning_is_recorded_on_it_and_the_pass_goes_on(
+        factory: sessionmaker[Session]) -> None:
+    deadline = utcnow() + timedelta(hours=12)
+    with factory.begin() as session:
+        t = team(session)
+        bad = job(session, t, deadline=deadline, region="BAD")
+        good = job(session, t, deadline=deadline)
+    plan_windows(factory, Broken(DirtyThenClean(4)), default_epoch_seconds=1800)
+    assert status(factory, good) == "waiting_for_green" and status(factory, bad) == "queued"
+    with factory() as session:
+        message = session.scalar(select(JobEvent.message).where(
+            JobEvent.job_id == bad, JobEvent.type == "green_window"))
+        assert session.get(Job, bad).planned_start_at is not None  # type: ignore[union-attr]
+    assert message is not None and "no provider for BAD" in message
 
 
 def test_a_dispatched_job_no_worker_took_goes_back_to_the_queue(

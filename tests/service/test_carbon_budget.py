@@ -8,7 +8,8 @@ import re
 
 from tests.service.conftest import Api
 
-POLICY = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "region": "GB"}
+POLICY = {"type": "carbon-aware", "rho_min": 0.4, "rho_max": 0.8, "region": "GB",
+          "allow_low_rho": True}
 
 
 def test_a_budget_nothing_can_meet_is_refused_naming_the_minimum(api: Api) -> None:

@@ -18,9 +18,9 @@ PAST = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
 POLICIES = [
     {"type": "fixed", "rho": 0.6},
     {"type": "fixed", "rho": 1.0},
-    {"type": "schedule", "rhos": [0.4, 0.7, 1.0]},
+    {"type": "schedule", "rhos": [0.4, 0.7, 1.0], "allow_low_rho": True},
     {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.9, "region": "GB", "deadline": FUTURE,
-     "co2_budget_kg": 0.25},
+     "co2_budget_kg": 0.25, "allow_low_rho": True},
     {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.5, "region": "FR"},
 ]
 
@@ -116,11 +116,11 @@ BAD = [
      "one rho per epoch"),
     ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.9, "rho_max": 0.4, "region": "GB"}},
      "rho_policy.rho_max", "rho_min (0.9) must not exceed rho_max (0.4)"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
                      "deadline": PAST}}, "rho_policy.deadline", "must be in the future"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
                      "co2_budget_kg": 0}}, "rho_policy.co2_budget_kg", ""),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8}},
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8}},
      "rho_policy.region", "Field required"),
     ({"rho_policy": {"type": "greedy"}}, "rho_policy", ""),
     ({"training_dataset": "ds_does_not_exist"}, "training_dataset", "ds_does_not_exist"),

@@ -92,7 +92,7 @@ def test_a_job_through_the_sdk_with_auto_hyperparameters_recorded(
     native = api.client.get(f"/jobs/{job.id}", headers=team).json()
     assert native["hyperparameters"]["epochs"] == 10
     assert native["hyperparameters"]["learning_rate"] == pytest.approx(5e-5)
-    assert native["rho_policy"] == {"type": "fixed", "rho": 0.5} and native["suffix"] == "support-bot"
+    assert native["rho_policy"]["rho"] == 0.5 and native["suffix"] == "support-bot"
     events = client.fine_tuning.jobs.list_events(job.id, limit=50).data
     resolved = [e for e in events if e.message.startswith("[hyperparameters]")]
     assert len(resolved) == 1 and resolved[0].data["auto"] == ["n_epochs", "batch_size"]  # type: ignore[index]
@@ -133,15 +133,20 @@ def test_greentrainer_options_ride_in_extra_body(api: Api, client: openai.OpenAI
     training = _upload(client)
     job = client.fine_tuning.jobs.create(
         model="smollm2-135m-instruct", training_file=training, hyperparameters={"n_epochs": 2},
-        extra_body={"greentrainer": {"rho_policy": {"type": "carbon-aware", "rho_min": 0.4,
+        extra_body={"greentrainer": {"rho_policy": {"type": "carbon-aware", "rho_min": 0.5,
                                                     "rho_max": 1.0, "region": "FR"},
                                      "region": "GB", "method": "lora"}})
     native = api.client.get(f"/jobs/{job.id}", headers=team).json()
     assert native["rho_policy"]["region"] == "GB" and native["method"] == "lora"
     assert job.model_extra is not None and job.model_extra["greentrainer"]["method"] == "lora"
+    fixed = client.fine_tuning.jobs.create(  # a region alone goes on the default fixed rho
+        model="smollm2-135m-instruct", training_file=training,
+        extra_body={"greentrainer": {"region": "FR"}})
+    native = api.client.get(f"/jobs/{fixed.id}", headers=team).json()
+    assert (native["rho_policy"]["type"], native["rho_policy"]["region"]) == ("fixed", "FR")
     with pytest.raises(openai.BadRequestError) as info:
         client.fine_tuning.jobs.create(model="smollm2-135m-instruct", training_file=training,
-                                       extra_body={"greentrainer": {"region": "GB"}})
+                                       extra_body={"greentrainer": {"co2_budget_kg": 1.0}})
     assert info.value.body["param"] == "greentrainer.rho_policy"  # type: ignore[index]
 
 
@@ -160,6 +165,8 @@ def test_greentrainer_options_ride_in_extra_body(api: Api, client: openai.OpenAI
     ({"seed": "seven"}, "seed"),
     ({"seed": -1}, "seed"),
     ({"greentrainer": {"rho_policy": {"type": "fixed", "rho": 2}}}, "greentrainer.rho_policy.rho"),
+    ({"greentrainer": {"rho_policy": {"type": "fixed", "rho": 0.6}, "deadline": "2001-01-01T00:00:00Z"}},
+     "greentrainer.rho_policy.deadline"),
     ({"greentrainer": {"method": "magic"}}, "greentrainer.method"),
 ])
 def test_bad_job_requests_are_bad_requests_naming_the_param(

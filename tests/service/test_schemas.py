@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from greentrainer_carbon.rho_policy import RHO_FLOOR
 from service.http_errors import field_name
 from service.schemas import JobCreate
 
@@ -31,7 +32,17 @@ def _error_fields(policy: dict[str, object]) -> set[str]:
 @settings(max_examples=80, deadline=None, database=None)
 @given(IN_RANGE)
 def test_any_rho_in_range_is_accepted(rho: float) -> None:
-    assert _job({"type": "fixed", "rho": rho}).rho_policy.rho == rho  # type: ignore[union-attr]
+    policy = {"type": "fixed", "rho": rho, "allow_low_rho": True}
+    assert _job(policy).rho_policy.rho == rho  # type: ignore[union-attr]
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(IN_RANGE)
+def test_without_the_override_a_rho_is_accepted_exactly_at_or_above_the_floor(rho: float) -> None:
+    if rho >= RHO_FLOOR:
+        _job({"type": "fixed", "rho": rho})
+    else:
+        assert _error_fields({"type": "fixed", "rho": rho}) == {"rho_policy.rho"}
 
 
 @settings(max_examples=80, deadline=None, database=None)
@@ -43,7 +54,8 @@ def test_any_rho_out_of_range_is_refused_at_its_field(rho: float) -> None:
 @settings(max_examples=80, deadline=None, database=None)
 @given(IN_RANGE, IN_RANGE)
 def test_carbon_aware_bounds_are_accepted_exactly_when_ordered(low: float, high: float) -> None:
-    policy = {"type": "carbon-aware", "rho_min": low, "rho_max": high, "region": "GB"}
+    policy = {"type": "carbon-aware", "rho_min": low, "rho_max": high, "region": "GB",
+              "allow_low_rho": True}
     if low <= high:
         _job(policy)
     else:
@@ -54,7 +66,7 @@ def test_carbon_aware_bounds_are_accepted_exactly_when_ordered(low: float, high:
 @given(st.integers(min_value=-10**6, max_value=-1))
 def test_any_past_deadline_is_refused(seconds_ago: int) -> None:
     deadline = (datetime.now(UTC) + timedelta(seconds=seconds_ago)).isoformat()
-    policy = {"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
+    policy = {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
               "deadline": deadline}
     assert _error_fields(policy) == {"rho_policy.deadline"}
 
@@ -62,5 +74,31 @@ def test_any_past_deadline_is_refused(seconds_ago: int) -> None:
 def test_a_naive_deadline_is_read_as_utc() -> None:
     deadline = (datetime.now(UTC) + timedelta(hours=2)).replace(tzinfo=None).isoformat()
     job = _job({"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
-                "deadline": deadline})
+                "deadline": deadline, "allow_low_rho": True})
     assert job.rho_policy.deadline.tzinfo is not None  # type: ignore[union-attr]
+
+
+def test_every_policy_may_carry_a_deadline_and_a_region() -> None:
+    deadline = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
+    fixed = _job({"type": "fixed", "rho": 0.6, "deadline": deadline, "region": "FR"}).rho_policy
+    assert fixed.deadline is not None and fixed.region == "FR"
+    schedule = _job({"type": "schedule", "rhos": [0.6, 0.7], "deadline": deadline}).rho_policy
+    assert schedule.deadline is not None and schedule.region is None
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(IN_RANGE)
+def test_rho_target_is_accepted_exactly_inside_the_range(target: float) -> None:
+    policy = {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
+              "rho_target": target}
+    if 0.5 <= target <= 0.8:
+        assert _job(policy).rho_policy.rho_target == target  # type: ignore[union-attr]
+    else:
+        assert _error_fields(policy) == {"rho_policy.rho_target"}
+
+
+def test_the_mapping_is_mean_preserving_unless_quantile_is_named() -> None:
+    base = {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB"}
+    assert _job(base).rho_policy.mapping == "mean_preserving"  # type: ignore[union-attr]
+    assert _job({**base, "mapping": "quantile"}).rho_policy.mapping == "quantile"  # type: ignore[union-attr]
+    assert _error_fields({**base, "mapping": "median"}) == {"rho_policy.mapping"}

@@ -30,7 +30,8 @@ def test_a_refusing_check_is_a_422_and_records_nothing(api: Api) -> None:
     dataset = api.upload(team)
     dispatcher = RecordingDispatcher()
     app = create_app(api.settings, dispatcher=dispatcher, job_checks=[budget_check])
-    policy = {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.9, "region": "GB"}
+    policy = {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.9, "region": "GB",
+              "allow_low_rho": True}
     try:
         with LiveServer(app) as server, httpx.Client(base_url=server.base_url) as client:
             body = {"model": "smollm2-135m-instruct", "training_dataset": dataset}

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
+from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
 from greentrainer_core.methods import DEFAULT_METHOD
 from service.errors import InvalidInput
 from service.http_errors import validation_details
 from service.routers.openai.objects import BASE_LEARNING_RATE
-from service.schemas import CarbonAwareRho, JobCreate, MethodName, RhoPolicy
+from service.schemas import JobCreate, MethodName, RhoPolicy
 from service.text import NulFree
 
 Auto = Literal["auto"]
@@ -115,18 +116,19 @@ def resolve_auto(hyper: OpenAIHyperparameters, examples: int) -> dict[str, Any]:
             "learning_rate": min(multiplier * BASE_LEARNING_RATE, 1.0), "auto": auto}
 
 
-def _rho_policy(options: GreenTrainerOptions) -> RhoPolicy | None:
-    carbon = {name: getattr(options, name) for name in ("region", "deadline", "co2_budget_kg")
-              if getattr(options, name) is not None}
-    if not carbon:
-        return options.rho_policy
-    if options.rho_policy is not None and not isinstance(options.rho_policy, CarbonAwareRho):
-        raise InvalidInput(f"greentrainer: {', '.join(carbon)} need a carbon-aware rho_policy "
-                           f"(not {options.rho_policy.type.value})", field="greentrainer.rho_policy")
-    if options.rho_policy is None:
-        raise InvalidInput(f"greentrainer: {', '.join(carbon)} need a carbon-aware rho_policy "
-                           "with rho_min and rho_max", field="greentrainer.rho_policy")
-    return options.rho_policy.model_copy(update=carbon)
+def _rho_policy(options: GreenTrainerOptions) -> dict[str, Any] | None:
+    """The native rho policy: ``rho_policy`` (default: a fixed rho of DEFAULT_RHO) with
+    ``region``, ``deadline`` and ``co2_budget_kg`` set on it (validated with the job)."""
+    dumped = options.model_dump(mode="json", exclude_none=True)
+    extra = {name: dumped[name] for name in ("region", "deadline", "co2_budget_kg")
+             if name in dumped}
+    if not extra:
+        return dumped.get("rho_policy")
+    policy = dumped.get("rho_policy") or {"type": RhoPolicyKind.FIXED.value, "rho": DEFAULT_RHO}
+    if "co2_budget_kg" in extra and policy["type"] != RhoPolicyKind.CARBON_AWARE.value:
+        raise InvalidInput("greentrainer: co2_budget_kg needs a carbon-aware rho_policy "
+                           "(with rho_min, rho_max and region)", field="greentrainer.rho_policy")
+    return {**policy, **extra}
 
 
 # A native field -> the OpenAI request's name for it (in the errors /v1 answers).
