@@ -6,12 +6,14 @@ SDK's own exception classes, in OpenAI's error shape."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
+from service.states import JobStatus
 from tests.service.conftest import Api
 
 TRAIN = [{"prompt": f"question {i}?", "completion": f" answer {i}"} for i in range(40)]
@@ -238,3 +240,25 @@ def test_oversize_uploads_missing_parts_and_bad_cursors_are_4xx_in_openais_shape
     r = api.client.get("/v1/files", params={"after": "a\x00b"},
                        headers={"Authorization": f"Bearer {client.api_key}"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_running_job_estimates_its_finish_from_its_epochs(api: Api, client: openai.OpenAI,
+                                                           team: dict[str, str]) -> None:
+    from service.models import Job, JobEpoch, utcnow
+    from tests.service.test_cancel import _job_in
+
+    job_id = _job_in(api, team, JobStatus.RUNNING)  # 3 epochs by default
+    assert client.fine_tuning.jobs.retrieve(job_id).estimated_finish is None  # no epoch yet
+    with api.factory() as session:
+        session.add(JobEpoch(job_id=job_id, epoch_index=0, rho=0.6, selected_tensor_count=1,
+                             selected_tensor_names=["w"], predicted_flops=1.0,
+                             executed_flops=1.0, full_ft_flops=2.0, wall_seconds=600.0,
+                             loss=1.5, created_at=utcnow()))
+        session.get_one(Job, job_id).last_finished_epoch = 0
+        session.commit()
+    before = time.time()
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "running" and job.estimated_finish is not None
+    assert before + 2 * 600 - 5 <= job.estimated_finish <= time.time() + 2 * 600 + 5
+    [checkpoint] = client.fine_tuning.jobs.checkpoints.list(job_id).data
+    assert checkpoint.metrics.train_loss == 1.5 and checkpoint.step_number > 0
