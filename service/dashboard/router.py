@@ -37,7 +37,7 @@ from service.datasets import list_datasets
 from service.deps import AppContext, client_address
 from service.errors import NotAuthenticated, NotFound, TooManyFailedSignIns
 from service.grid import app_outlook
-from service.job_actions import ACTIONS, act
+from service.job_actions import ACTIONS, Action, act
 from service.job_events import list_events
 from service.jobs import list_jobs
 from service.models import Artifact, Job, Team
@@ -342,7 +342,7 @@ async def job_action(request: Request, job_id: str, action: str) -> Response:
     return await _in_db(request, _job_action, job_id, action)
 
 
-def _job_action(request: Request, job_id: str, action: Any) -> Response:
+def _job_action(request: Request, job_id: str, action: Action) -> Response:
     context = _context(request)
     with context.factory() as session:
         *_, job = _own_job(request, session, job_id)
