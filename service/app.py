@@ -20,7 +20,7 @@ from service.jobs import JobCheck
 from service.metrics import HttpMetrics, make_registry
 from service.pool.carbon_plan import BudgetFeasibility, CarbonPlanning
 from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
-from service.routers import checkpoints, datasets, jobs, ops, stats, teams, webhooks
+from service.routers import checkpoints, datasets, jobs, openai, ops, stats, teams, webhooks
 from service.settings import Settings, get_settings
 from service.signin_limit import FailedSignInLimiter
 from service.storage import BlobStore, LocalBlobStore
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     )
     app.state.metrics_registry = make_registry(factory)
     http_errors.install(app)
-    for module in (ops, teams, datasets, jobs, checkpoints, stats, webhooks):
+    for module in (ops, teams, datasets, jobs, checkpoints, stats, webhooks, openai):
         app.include_router(module.router)
     mount_dashboard(app, settings)
     # Bodies past the upload limit (plus multipart framing) are refused while they stream in,

@@ -1,7 +1,10 @@
 """The one place where errors become HTTP responses.
 
 Every error body has the same shape: ``{"error": {"code", "message", "field"}}``; a request
-validation error also lists every problem under ``error.details``.
+validation error also lists every problem under ``error.details``. Under ``/v1`` (the OpenAI-
+compatible routes) the body is OpenAI's instead, ``{"error": {"message", "type", "param",
+"code"}}``, an invalid request is a 400 as there, and a client error that a retry cannot fix
+says ``x-should-retry: false`` (the OpenAI SDK otherwise retries a 409).
 """
 
 from __future__ import annotations
@@ -45,56 +48,69 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return details
 
 
-def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field, **extra}}
+OPENAI_PREFIX = "/v1/"
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 
 
-def error_response(exc: ServiceError) -> JSONResponse:
+def _reply(path: str | None, status: int, code: str, message: str, field: str | None,
+           headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The error response in the native shape, or OpenAI's for a path under ``/v1``."""
+    if path is None or not path.startswith(OPENAI_PREFIX):
+        return JSONResponse({"error": {"code": code, "message": message, "field": field, **extra}},
+                            status_code=status, headers=headers)
+    status = 400 if status == 422 else status
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    headers = dict(headers or {})
+    if status < 500 and status != 429:
+        headers["x-should-retry"] = "false"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": field,
+                                   "code": code}}, status_code=status, headers=headers)
+
+
+def error_response(exc: ServiceError, path: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     extra = {"details": exc.details} if exc.details is not None else {}
-    return JSONResponse(_body(exc.code, exc.message, exc.field, **extra),
-                        status_code=exc.status_code, headers=headers)
+    return _reply(path, exc.status_code, exc.code, exc.message, exc.field, headers, **extra)
 
 
-async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = validation_details(exc.errors())
     first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid"}
-    return JSONResponse(_body("invalid_request", first["message"], first["field"] or None,
-                              details=details), status_code=422)
+    return _reply(request.url.path, 422, "invalid_request", first["message"],
+                  first["field"] or None, details=details)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, ServiceError):  # FastAPI wraps errors raised while parsing
-        return error_response(exc.__cause__)     # the body (e.g. `BodyLimit`) in a 400
-    return JSONResponse(_body("http_error", str(exc.detail), None), status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+        return error_response(exc.__cause__, request.url.path)  # the body (`BodyLimit`) in a 400
+    return _reply(request.url.path, exc.status_code, "http_error", str(exc.detail), None,
+                  getattr(exc, "headers", None))
 
 
 async def _value_refused(request: Request, exc: Exception) -> JSONResponse:
     # Last line of defence: the schemas should have refused the value already (and named it).
     log.warning("database refused a value on %s %s: %s", request.method, request.url.path,
                 str(exc).splitlines()[0])
-    return JSONResponse(_body("invalid_value", "a value in the request was refused by the "
-                              "database (too long, out of range or with invalid characters)",
-                              None), status_code=422)
+    return _reply(request.url.path, 422, "invalid_value", "a value in the request was refused "
+                  "by the database (too long, out of range or with invalid characters)", None)
 
 
 async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     # Overload (no free pooled connection) or a database that went away: the client should retry.
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                 type(exc).__name__)
-    return JSONResponse(_body("database_unavailable", "the database is busy or unreachable; "
-                              "retry shortly (with the same Idempotency-Key)", None),
-                        status_code=503, headers={"Retry-After": "1"})
+    return _reply(request.url.path, 503, "database_unavailable", "the database is busy or "
+                  "unreachable; retry shortly (with the same Idempotency-Key)", None,
+                  {"Retry-After": "1"})
 
 
 async def _os_error(request: Request, exc: Exception) -> JSONResponse:
@@ -103,13 +119,14 @@ async def _os_error(request: Request, exc: Exception) -> JSONResponse:
         return await _unexpected(request, exc)
     # The path goes to the server log, not to the client.
     log.error("no space left on device on %s %s: %s", request.method, request.url.path, exc.filename)
-    return error_response(StorageFull("the server's data disk is full; retry later"))
+    return error_response(StorageFull("the server's data disk is full; retry later"),
+                          request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(_body("internal_error", "internal server error; see the server log", None),
-                        status_code=500)
+    return _reply(request.url.path, 500, "internal_error",
+                  "internal server error; see the server log", None)
 
 
 def install(app: FastAPI) -> None:

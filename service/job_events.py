@@ -94,6 +94,16 @@ def list_events(session: Session, job_id: str, *, after: int | None,
     return list(session.scalars(query))
 
 
+def recent_events(session: Session, job_id: str, *, before: int | None,
+                  limit: int) -> list[JobEvent]:
+    """Events of a job, newest first; ``before`` is the id of the oldest event already seen."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()) \
+        .limit(limit)
+    if before is not None:
+        query = query.where(JobEvent.id < before)
+    return list(session.scalars(query))
+
+
 def event_json(event: JobEvent) -> dict[str, Any]:
     return {"id": event.id, "job_id": event.job_id, "created_at": event.created_at.isoformat(),
             "level": event.level, "type": event.type, "message": event.message,

@@ -148,7 +148,10 @@ def transition_many(session: Session, jobs: Sequence[JobRef], target: JobStatus,
 
 
 def request_fingerprint(request: JobCreate) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # Fields added later count only when given, so a request's fingerprint stays what it was.
+    body = request.model_dump(mode="json", exclude={
+        name for name in ("suffix", "metadata") if getattr(request, name) is None})
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -251,6 +254,7 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
         validation_dataset_id=validation, test_dataset_id=test,
         idempotency_key=idempotency_key, request_sha256=fingerprint,
         created_at=now, updated_at=now, attempts=0,
+        suffix=request.suffix, user_metadata=request.metadata,
     ))
     if job is None:  # this team already used the key: a retry (or a misuse) of that request
         assert idempotency_key is not None  # only the key's unique constraint can conflict

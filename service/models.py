@@ -181,6 +181,9 @@ class Job(Base):
     pause_requested_at: Mapped[datetime | None]
     resume_at: Mapped[datetime | None]
     pause_note: Mapped[str | None] = mapped_column(Text)
+    # The submitter's name part for the fine-tuned model, and their key-value pairs.
+    suffix: Mapped[str | None] = mapped_column(String(64))
+    user_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     epochs: Mapped[list[JobEpoch]] = relationship(order_by="JobEpoch.epoch_index",
                                                   viewonly=True)

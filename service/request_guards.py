@@ -31,7 +31,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
         seen = 0
 
@@ -46,8 +46,8 @@ class BodyLimit:
 
         await self.app(scope, counted, send)
 
-    async def _refuse(self, send: Send) -> None:
-        await _answer(send, _too_large(self.max_bytes))
+    async def _refuse(self, send: Send, path: str) -> None:
+        await _answer(send, _too_large(self.max_bytes), path)
 
 
 class NulGuard:
@@ -60,19 +60,19 @@ class NulGuard:
         if scope["type"] == "http":
             if "\x00" in scope["path"]:
                 await _answer(send, InvalidInput("the URL path must not contain NUL characters",
-                                                 field="path"))
+                                                 field="path"), scope["path"])
                 return
             if b"%00" in scope["query_string"].lower():
                 await _answer(send, InvalidInput("query parameters must not contain NUL "
-                                                 "characters", field="query"))
+                                                 "characters", field="query"), scope["path"])
                 return
         await self.app(scope, receive, send)
 
 
-async def _answer(send: Send, error: ServiceError) -> None:
+async def _answer(send: Send, error: ServiceError, path: str) -> None:
     from service.http_errors import error_response
 
-    response = error_response(error)
+    response = error_response(error, path)
     await send({"type": "http.response.start", "status": response.status_code,
                 "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})

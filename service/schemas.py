@@ -142,6 +142,27 @@ class JobCreate(_Strict):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type=RhoPolicyKind.FIXED, rho=DEFAULT_RHO))
     gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
+    suffix: NulFree | None = Field(default=None, min_length=1, max_length=64,
+                                   description="Added to the fine-tuned model's name.")
+    metadata: dict[str, str] | None = Field(
+        default=None, description="Up to 16 key-value pairs kept with the job (keys up to 64 "
+                                  "characters, values up to 512), as OpenAI's `metadata`.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        if metadata is None:
+            return None
+        if len(metadata) > 16:
+            raise ValueError(f"at most 16 pairs, not {len(metadata)}")
+        for key, value in metadata.items():
+            if not 0 < len(key) <= 64:
+                raise ValueError(f"key {key[:70]!r} must have 1 to 64 characters")
+            if len(value) > 512:
+                raise ValueError(f"the value of {key!r} has {len(value)} characters; at most 512")
+            if "\x00" in key or "\x00" in value:
+                raise ValueError("NUL characters are not allowed")
+        return metadata
 
 
 class JobError(BaseModel):
@@ -183,6 +204,8 @@ class JobOut(BaseModel):
     error: JobError | None
     result: dict[str, Any] | None
     pause: JobPause | None = Field(default=None, description="A pause asked for or in effect.")
+    suffix: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 class Page(BaseModel, Generic[T]):

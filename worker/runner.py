@@ -275,8 +275,7 @@ class _JobRun:
                     self.factory, self.job_id, decision))
         if self._write("checking for a pause", lambda: pause_if_asked(
                 self.factory, self.job_id, self.me.name, finished)):
-            log.info("job %s: paused at the epoch boundary", self.job_id,
-                     extra={"job_id": self.job_id})
+            log.info("job %s: paused at the epoch boundary", self.job_id, extra={"job_id": self.job_id})
             raise JobPaused
 
     def _begin_epoch(self, epoch: int) -> None:
@@ -371,7 +370,8 @@ class _JobRun:
         result: dict[str, Any] = {
             "epochs": int(totals[0]), "executed_flops": float(totals[1] or 0),
             "full_ft_flops": float(totals[2] or 0), "energy_kwh": float(totals[3] or 0),
-            "kg_co2": float(totals[4] or 0)}
+            "kg_co2": float(totals[4] or 0),  # tokens seen: every epoch reads every example
+            "trained_tokens": int(totals[0]) * sum(len(e.input_ids) for e in inputs.examples)}
         if stopped_early:
             result["stopped_early"] = stopped_early
         result.update(evaluations(trainer, inputs))

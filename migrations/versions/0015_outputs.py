@@ -3,7 +3,7 @@
 (``job_epochs.validation_loss``).
 
 Revision ID: 0015
-Revises: 0014
+Revises: 0014a
 Create Date: 2026-12-03 13:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0014"
+down_revision: str | None = "0014a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

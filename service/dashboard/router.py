@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from greentrainer_core.methods import METHOD_NAMES
 from service.auth import Principal, owned
 from service.dashboard import charts
-from service.dashboard.actions import ACTIONS
 from service.dashboard.carbon_view import carbon_rows
 from service.dashboard.format import FILTERS, evaluation_metrics
 from service.dashboard.forms import RHO_TYPES, FormErrors, submit_form
@@ -36,9 +35,9 @@ from service.dashboard.sessions import (
 )
 from service.datasets import list_datasets
 from service.deps import AppContext, client_address
-from service.dispatch import notify
 from service.errors import NotAuthenticated, NotFound, TooManyFailedSignIns
 from service.grid import app_outlook
+from service.job_actions import ACTIONS, Action, act
 from service.job_events import list_events
 from service.jobs import list_jobs
 from service.models import Artifact, Job, Team
@@ -343,14 +342,11 @@ async def job_action(request: Request, job_id: str, action: str) -> Response:
     return await _in_db(request, _job_action, job_id, action)
 
 
-def _job_action(request: Request, job_id: str, action: str) -> Response:
+def _job_action(request: Request, job_id: str, action: Action) -> Response:
     context = _context(request)
     with context.factory() as session:
         *_, job = _own_job(request, session, job_id)
-        tell = ACTIONS[action](session, job)
-        session.commit()
-    if tell is not None:
-        notify(context.dispatcher, tell, job.id)
+        act(session, context.dispatcher, job, action)
     return _redirect(f"{PREFIX}/jobs/{job_id}")
 
 

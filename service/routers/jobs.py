@@ -15,10 +15,10 @@ from service.auth import Principal
 from service.deps import AppContext, Context, CurrentPrincipal, OwnedJob, SessionDep, TeamId
 from service.dispatch import notify
 from service.errors import NotFound
+from service.job_actions import act
 from service.job_events import follow_events, list_events
-from service.jobs import cancel_job, list_jobs, submit_job
+from service.jobs import list_jobs, submit_job
 from service.models import Artifact, Job, JobEpoch
-from service.pausing import PauseReason, request_pause, resume
 from service.schemas import (
     ArtifactOut,
     EpochOut,
@@ -57,7 +57,8 @@ def job_out(job: Job) -> JobOut:
         test_dataset=job.test_dataset_id, created_at=job.created_at, updated_at=job.updated_at,
         started_at=job.started_at, finished_at=job.finished_at,
         planned_start_at=job.planned_start_at, last_finished_epoch=job.last_finished_epoch,
-        error=error, result=job.result, pause=job_pause(job),
+        error=error, result=job.result, pause=job_pause(job), suffix=job.suffix,
+        metadata=job.user_metadata,
     )
 
 
@@ -114,31 +115,21 @@ async def get_job(job: OwnedJob) -> JobOut:
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
     """Cancel a job in any non-terminal status; cancelling a cancelled job changes nothing."""
-    job, changed = cancel_job(session, job)
-    session.commit()
-    if changed:
-        notify(context.dispatcher, "cancelled", job.id)
-    return job_out(job)
+    return job_out(act(session, context.dispatcher, job, "cancel"))
 
 
 @router.post("/{job_id}/pause", response_model=JobOut)
-def pause(job: OwnedJob, session: SessionDep) -> JobOut:
+def pause(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
     """Pause a job: one waiting for a GPU at once, a running one when its current epoch ends
     (checkpoint kept, GPU slot freed; `pause.pending` until then). 409 for a finished job."""
-    request_pause(session, job, reason=PauseReason.USER)
-    session.commit()
-    return job_out(job)
+    return job_out(act(session, context.dispatcher, job, "pause"))
 
 
 @router.post("/{job_id}/resume", response_model=JobOut)
 def resume_job(job: OwnedJob, context: Context, session: SessionDep) -> JobOut:
     """Re-queue a paused job (a team's pause, or a carbon pause ended early), or withdraw a
     pause a running job has not reached yet. 409 for a job that is neither."""
-    job = resume(session, job)
-    session.commit()
-    if job.status == JobStatus.QUEUED.value:
-        notify(context.dispatcher, "queued", job.id)
-    return job_out(job)
+    return job_out(act(session, context.dispatcher, job, "resume"))
 
 
 @router.get("/{job_id}/events", response_model=Page[EventOut],

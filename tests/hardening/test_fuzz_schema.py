@@ -30,7 +30,7 @@ def real_ids(hard_api: Api) -> dict[str, Any]:
     team = hard_api.new_team()
     dataset = hard_api.upload(team)
     job = hard_api.job_id(team, dataset=dataset)
-    return {"team": team, "ids": {"job_id": job, "dataset_id": dataset,
+    return {"team": team, "ids": {"job_id": job, "dataset_id": dataset, "file_id": dataset,
                                   "team_id": team["X-Team-Id"], "artifact_id": "art_x",
                                   "key_id": "key_x"}}
 

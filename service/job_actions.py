@@ -1,6 +1,6 @@
-"""The job page's buttons, each the same domain call as its API route: cancel
-(`service.jobs.cancel_job`), pause and resume (`service.pausing`). Each returns what to tell the
-dispatcher once the change is committed (None: nothing)."""
+"""What a team does to a job, as the native API, /v1 and the dashboard's buttons all do it: cancel
+(`service.jobs.cancel_job`), pause and resume (`service.pausing`), committed, and then the
+dispatcher told (a cancelled job's worker stops, a resumed job is queued)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
+from service.dispatch import JobDispatcher, notify
 from service.jobs import cancel_job
 from service.models import Job
 from service.pausing import PauseReason, request_pause, resume
@@ -32,3 +33,14 @@ def _resume(session: Session, job: Job) -> Tell:
 
 ACTIONS: dict[str, Callable[[Session, Job], Tell]] = {
     "cancel": _cancel, "pause": _pause, "resume": _resume}
+Action = Literal["cancel", "pause", "resume"]
+
+
+def act(session: Session, dispatcher: JobDispatcher, job: Job, action: Action) -> Job:
+    """Do ``action`` to ``job``, commit, then tell the dispatcher; returns the job as stored.
+    Raises `IllegalTransition` (409) when the job's status forbids it."""
+    tell = ACTIONS[action](session, job)
+    session.commit()
+    if tell is not None:
+        notify(dispatcher, tell, job.id)
+    return job
