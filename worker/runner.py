@@ -43,6 +43,7 @@ from worker.checkpoints import (
     forget_checkpoints,
 )
 from worker.energy import EnergyMeter
+from worker.exporter import METRICS
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
 from worker.outcomes import (
@@ -130,6 +131,7 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "retried"
     finally:
         job_run.close()
+        METRICS.job_ended(job_id)
         forget_checkpoints(factory, store, job_id)
         if own_planning:
             planning.close()
@@ -298,6 +300,7 @@ class _JobRun:
                      "carbon": decision.reading.to_dict(), "plan": decision.to_dict()})
 
     def _step(self, event: StepEvent) -> None:
+        METRICS.stepped(self.job_id, event.epoch, event.step)
         now = time.monotonic()
         if now - self.last_progress < PROGRESS_EVERY_SECONDS:
             return
@@ -314,6 +317,8 @@ class _JobRun:
 
     def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
         energy = self.meter.stop()
+        METRICS.epoch_measured(energy.energy_kwh if energy else None,
+                               energy.kg_co2 if energy else None)
         reading = self.rho.decide(record.epoch).reading
         path = checkpoint_path(self.settings, self.job_id, record.epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
