@@ -101,8 +101,7 @@ class DistributedTrainer(Trainer):
         if self._ddp is None or names != self._ddp_names:
             self._ddp = None  # the old reducer's hooks go with it
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self._ddp = DistributedDataParallel(self.model, device_ids=device_ids,
-                                                broadcast_buffers=False)
+            self._ddp = DistributedDataParallel(self.model, device_ids=device_ids)
             self._ddp_names = names
         return self._ddp
 
