@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +22,7 @@ from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
 from service.routers import checkpoints, datasets, jobs, openai, ops, stats, teams, webhooks
 from service.settings import Settings, get_settings
 from service.signin_limit import FailedSignInLimiter
-from service.storage import BlobStore, LocalBlobStore
+from service.storage import BlobStore, make_store
 
 DESCRIPTION = """Carbon-aware fine-tuning jobs for teams sharing a GPU pool.
 
@@ -69,7 +68,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
                   lifespan=lifespan)
     app.state.context = AppContext(
         settings=settings, engine=engine, factory=factory,
-        store=store or LocalBlobStore(Path(settings.data_dir) / "blobs"),
+        store=store or make_store(settings),
         dispatcher=dispatcher or _default_dispatcher(settings, factory),
         job_checks=(*job_checks, BudgetFeasibility(planning)),
         signin_limiter=FailedSignInLimiter(burst=settings.signin_failure_burst,

@@ -14,6 +14,8 @@
     │   ├── IllegalTransition         job state change the state machine forbids
     │   └── IdempotencyConflict       Idempotency-Key reused with a different request
     ├── SchemaNotMigrated (503)       the database is not at the latest migration
+    ├── StorageUnavailable (503)      the object store failed (down, 5xx, stalled) after retries
+    │   └── ChecksumMismatch          an object's bytes do not match the SHA-256 stored with it
     └── StorageFull (507)             the data disk is full; has retry_after_s
 """
 
@@ -104,6 +106,21 @@ class IdempotencyConflict(Conflict):
 class SchemaNotMigrated(ServiceError):
     status_code = 503
     code = "schema_not_migrated"
+
+
+class StorageUnavailable(ServiceError):
+    """The object store did not answer (down, 5xx, a stalled read) after its retries; nothing
+    was recorded as stored, so the step may be tried again. Workers retry the job's try."""
+
+    status_code = 503
+    code = "storage_unavailable"
+    retry_after_s = 5
+
+
+class ChecksumMismatch(StorageUnavailable):
+    """Bytes read back from the store differ from the SHA-256 written with them."""
+
+    code = "storage_checksum_mismatch"
 
 
 class StorageFull(ServiceError):

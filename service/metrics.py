@@ -1,14 +1,21 @@
 """Prometheus metrics at /metrics: job counts by status, queue length, FLOPs, energy and CO2
 totals (read from the database at scrape time, so every API process reports the same numbers),
-and HTTP request counts and latencies of this process."""
+and HTTP request counts and latencies.
+
+Under `greentrainer serve --workers N` the request counters live in prometheus-client's
+multiprocess mode: each process writes its own into files under ``PROMETHEUS_MULTIPROC_DIR``
+(`multiprocess_dir`, set by the command before the processes start) and /metrics, whichever
+process answers it, sums every process's files."""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -19,6 +26,23 @@ from service.models import Job, JobEpoch
 from service.states import WAITING, JobStatus
 
 access_log = logging.getLogger("service.access")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> Path | None:
+    """The directory of the processes' counter files, when several API processes serve."""
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def prepare_multiprocess_dir(directory: Path) -> None:
+    """Before the API processes start: an empty directory, named in the environment they
+    inherit (prometheus-client reads it when it is imported, so the processes must be new)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # counters of an earlier run's processes
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 class JobsCollector(Collector):
@@ -55,6 +79,9 @@ class HttpMetrics:
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
+        if multiprocess_dir() is not None:
+            # Written to this process's files; /metrics reads every process's (make_registry).
+            registry = CollectorRegistry()
         self.requests = Counter("greentrainer_http_requests", "HTTP requests.",
                                 ["method", "route", "status"], registry=registry)
         self.latency = Histogram("greentrainer_http_request_seconds", "HTTP request latency.",
@@ -85,6 +112,10 @@ class HttpMetrics:
 
 
 def make_registry(factory: sessionmaker[Session]) -> CollectorRegistry:
+    """What /metrics exposes: the database's totals and the HTTP counters (of every API process
+    in multiprocess mode)."""
     registry = CollectorRegistry()
     registry.register(JobsCollector(factory))
+    if multiprocess_dir() is not None:
+        multiprocess.MultiProcessCollector(registry)
     return registry

@@ -5,6 +5,7 @@
     GREENTRAINER_CARBON__<FIELD>       carbon-intensity providers (greentrainer_carbon.config)
     GREENTRAINER_POOL__<FIELD>         leases, heartbeats, retries, the dispatcher's pace
     GREENTRAINER_DASHBOARD__<FIELD>    the dashboard's sign-in and pages
+    GREENTRAINER_STORAGE__<FIELD>      data sets, checkpoints, artifacts: local disk or S3
 
 The defaults are the embedded mode: a SQLite file and uploaded data under ``./var/``, no broker
 (the worker picks its in-process transport), no admin key until `greentrainer up` creates one.
@@ -20,7 +21,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -116,6 +117,46 @@ class PoolSettings(BaseModel):
         default=1800.0, gt=0, description="Epoch duration assumed for green-window planning "
         "until the pool has measured epochs of the job's model."
     )
+
+
+class StorageSettings(BaseModel):
+    """Where data sets, checkpoints and artifacts live: GREENTRAINER_STORAGE__<FIELD>
+    (docs/deploy.md). ``local`` keeps them under <data_dir>/blobs (one machine); ``s3`` puts them
+    in an S3-protocol bucket (MinIO, AWS S3, ...) that every worker machine reaches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "s3"] = Field(
+        default="local", description="`local`: files under <data_dir>/blobs; `s3`: the bucket "
+        "below, shared by the API and every worker machine.")
+    bucket: str = Field(default="greentrainer", min_length=3, description="S3 bucket (created "
+                        "on first use when missing).")
+    prefix: str = Field(default="", description="Key prefix inside the bucket (several "
+                        "deployments may share one bucket).")
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint, e.g. "
+                                     "http://minio:9000; unset = AWS S3.")
+    public_endpoint_url: str | None = Field(
+        default=None, description="The endpoint clients reach for presigned downloads when it "
+        "differs from endpoint_url (a private MinIO address behind a public one).")
+    region: str = Field(default="us-east-1", description="S3 region.")
+    access_key_id: SecretStr | None = Field(default=None, description="S3 access key; unset = "
+                                            "boto3's default chain (env, instance role).")
+    secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    cache_dir: Path | None = Field(default=None, description="A worker's local cache of "
+                                   "downloaded objects; unset = <data_dir>/cache.")
+    part_size_mib: int = Field(default=16, ge=5, le=5 * 1024, description="Multipart part size; "
+                               "files above it are uploaded in parts of this size.")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="S3 connect timeout.")
+    read_timeout_s: float = Field(default=60.0, gt=0, description="S3 read timeout: a read "
+                                  "stalled this long is retried (downloads resume where they "
+                                  "stopped).")
+    max_attempts: int = Field(default=5, ge=1, description="Tries of one S3 request (5xx, "
+                              "connection errors, timeouts) before the step fails.")
+    artifact_download: Literal["proxy", "redirect"] = Field(
+        default="proxy", description="How the API serves an artifact from S3: `proxy` streams "
+        "it through the API; `redirect` answers 307 to a presigned URL.")
+    presign_expiry_s: int = Field(default=3600, gt=0, le=7 * 24 * 3600,
+                                  description="Lifetime of a presigned download URL.")
 
 
 class DashboardSettings(BaseModel):
@@ -234,6 +275,8 @@ class Settings(BaseSettings):
                                          description="The dashboard's sign-in and pages.")
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings,
                                       description="Webhook targets, retries and timeouts.")
+    storage: StorageSettings = Field(default_factory=StorageSettings,
+                                     description="Data sets, checkpoints, artifacts: local or S3.")
 
     @classmethod
     def settings_customise_sources(

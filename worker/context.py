@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import make_engine, make_session_factory
 from service.settings import PoolSettings, Settings, get_settings
-from service.storage import BlobStore, LocalBlobStore
+from service.storage import BlobStore, make_store
 from worker.runner import WorkerIdentity
 
 
@@ -40,7 +39,7 @@ def build(settings: Settings, gpu_class: str, gpu_ids: list[int] | None,
     engine = make_engine(settings.database_url, pool_size=4)  # the task, its lease heartbeat, the slot heartbeat
     _current = WorkerContext(
         settings=settings, pool=settings.pool, factory=make_session_factory(engine),
-        store=LocalBlobStore(Path(settings.data_dir) / "blobs"),
+        store=make_store(settings),
         identity=WorkerIdentity(worker_name(gpu_class, gpu_ids), gpu_class, gpu_ids,
                                 country_iso3))
     return _current

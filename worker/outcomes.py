@@ -11,6 +11,7 @@ from typing import Any
 
 from greentrainer_core.config import EpochRecord
 from greentrainer_core.errors import disk_full_cause
+from service.errors import StorageUnavailable
 from worker.energy import EpochEnergy
 from worker.job_inputs import MissingInput
 
@@ -41,12 +42,17 @@ def result_line(result: dict[str, Any]) -> str:
 
 def crash_code(exc: BaseException) -> str:
     """The code of a crash that is retried: ``disk_full`` names a full disk (checkpoints or
-    artifacts; another try may find space), anything else is a ``training_error``."""
+    artifacts; another try may find space), an object store that failed after its retries is
+    ``storage_unavailable``, anything else is a ``training_error``."""
+    if isinstance(exc, StorageUnavailable):
+        return exc.code
     return DISK_FULL if disk_full_cause(exc) is not None else "training_error"
 
 
 def crash_message(exc: BaseException) -> str:
     """What the job's error says about a crash; a full disk names the path and its free space."""
+    if isinstance(exc, StorageUnavailable):
+        return exc.message
     full = disk_full_cause(exc)
     if full is None:
         return repr(exc)

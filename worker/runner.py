@@ -2,9 +2,10 @@
 
 Idempotent by construction: the job row says what is left to do. A task for a job that is
 missing, finished, not dispatched, or held by a live worker returns without doing anything; a
-job with finished epochs resumes from the checkpoint of its last finished epoch. Each epoch's
-row is written in the same transaction that advances ``last_finished_epoch`` (`record_epoch`),
-after the checkpoint of that epoch is on disk, so no epoch is counted twice and none is lost."""
+job with finished epochs resumes from the checkpoint of its last finished epoch, read from the
+blob store (any worker machine). Each epoch's row is written in the same transaction that
+advances ``last_finished_epoch`` (`record_epoch`), after the checkpoint of that epoch is in the
+store, so no epoch is counted twice and none is lost."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -35,7 +35,9 @@ from service.states import TERMINAL, JobStatus
 from service.storage import BlobStore
 from worker.artifacts import card_facts, save_epoch_checkpoint, save_outputs
 from worker.carbon import JobCarbon
+from worker.checkpoints import CHECKPOINTS_KEPT, CheckpointMissing, checkpoint_key, checkpoint_path, forget_checkpoints
 from worker.energy import EnergyMeter
+from worker.exporter import METRICS
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
 from worker.outcomes import DISK_FULL, crash_code, crash_message, epoch_line, error_code, result_line
@@ -47,15 +49,10 @@ log = logging.getLogger("worker.runner")
 T = TypeVar("T")
 
 PROGRESS_EVERY_SECONDS = 10.0  # step events are throttled to one progress event per interval
-CHECKPOINTS_KEPT = 2
 
 
 class JobStopped(Exception):
     """The job is no longer ours (cancelled, or re-queued after our lease expired)."""
-
-
-class CheckpointMissing(GreenTrainerError):
-    """The job finished epochs but their checkpoint is gone (e.g. a data dir not shared)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +61,6 @@ class WorkerIdentity:
     gpu_class: str
     gpu_ids: list[int] | None = None
     country_iso3: str = "GBR"
-
-
-def checkpoint_path(settings: Settings, job_id: str, epoch: int) -> Path:
-    return Path(settings.data_dir) / "checkpoints" / job_id / f"epoch-{epoch}.pt"
 
 
 def _claim(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
@@ -129,6 +122,8 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "retried"
     finally:
         job_run.close()
+        METRICS.job_ended(job_id)
+        forget_checkpoints(factory, store, job_id)
         if own_planning:
             planning.close()
         _free_memory()
@@ -224,11 +219,11 @@ class _JobRun:
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
                           rho=self.rho, validation=inputs.validation)
         if last is not None:
-            path = checkpoint_path(self.settings, self.job_id, last)
-            if not path.is_file():
-                raise CheckpointMissing(f"epochs up to {last} are recorded but {path} is "
-                                        "missing; the data dir must be shared by all workers")
-            trainer.load_checkpoint(path)
+            key = checkpoint_key(self.job_id, last)
+            if not self.store.exists(key):
+                raise CheckpointMissing(f"epochs up to {last} are recorded but their "
+                                        f"checkpoint {key} is missing from the store")
+            trainer.load_checkpoint(self.store.local_path(key))
             self._event("resumed", f"resumed after epoch {last} from its checkpoint",
                         {"epoch_index": last})
         stopped_early = None
@@ -310,6 +305,7 @@ class _JobRun:
                      "carbon": decision.reading.to_dict(), "plan": decision.to_dict()})
 
     def _step(self, event: StepEvent) -> None:
+        METRICS.stepped(self.job_id, event.epoch, event.step)
         now = time.monotonic()
         if now - self.last_progress < PROGRESS_EVERY_SECONDS:
             return
@@ -326,18 +322,21 @@ class _JobRun:
 
     def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
         energy = self.meter.stop()
+        METRICS.epoch_measured(energy.energy_kwh if energy else None,
+                               energy.kg_co2 if energy else None)
         reading = self.rho.decide(record.epoch).reading
         path = checkpoint_path(self.settings, self.job_id, record.epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)
+        # In the store before the epoch is recorded: a recorded epoch always has its checkpoint.
+        self.store.put_at(checkpoint_key(self.job_id, record.epoch), path)
         self._write(f"recording epoch {record.epoch}",
                     lambda: self._record(trainer, record, reading, energy))
         log.info("job %s: %s", self.job_id, epoch_line(record, energy),
                  extra={"job_id": self.job_id})
         self.rho.finished(record.epoch, record.wall_s, energy.kg_co2 if energy else None)
-        for old in path.parent.glob("epoch-*.pt"):
-            if int(old.stem.split("-")[1]) <= record.epoch - CHECKPOINTS_KEPT:
-                old.unlink(missing_ok=True)
+        if record.epoch >= CHECKPOINTS_KEPT:
+            self.store.delete_prefix(checkpoint_key(self.job_id, record.epoch - CHECKPOINTS_KEPT))
 
     def _record(self, trainer: Any, record: EpochRecord, reading: Any, energy: Any) -> None:
         """The epoch's row, ``last_finished_epoch`` and the epoch's downloadable checkpoint, in
@@ -395,5 +394,3 @@ class _JobRun:
         self._write("storing the outputs", succeed)
         log.info("job %s succeeded: %s", self.job_id, result_line(result),
                  extra={"job_id": self.job_id})
-        for old in checkpoint_path(self.settings, self.job_id, 0).parent.glob("epoch-*.pt"):
-            old.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ import argparse
 import os
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 from service.db import current_revision, make_engine, upgrade
 from service.errors import ServiceError
@@ -38,6 +40,11 @@ def run_api(settings: Settings, host: str | None, port: int | None, *, workers: 
     from service.dispatch import notify
     from service.heap import settle_heap
 
+    if workers > 1:  # /metrics sums the request counters of every process (service/metrics.py)
+        from service.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(
+            prefix="greentrainer-metrics-")))
     try:
         app = create_app(settings)
     except ServiceError as exc:

@@ -59,7 +59,7 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
     from service import demo as first_run
     from service.dashboard.router import PREFIX as DASHBOARD
     from service.db import make_session_factory, session_scope
-    from service.storage import LocalBlobStore
+    from service.storage import make_store
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
@@ -72,7 +72,7 @@ def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: st
             if demo:
                 # A data set of the user's own has no matching test set: no ROUGE then.
                 setup = first_run.ensure_demo(
-                    session, LocalBlobStore(Path(settings.data_dir) / "blobs"), settings,
+                    session, make_store(settings), settings,
                     demo_dataset or first_run.DEMO_DATASET_PATH,
                     None if demo_dataset else first_run.DEMO_TEST_DATASET_PATH)
     finally:

@@ -49,6 +49,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--country", default="GBR", help="ISO3 country for CodeCarbon's "
                         "fallback energy mix when no intensity is known (default GBR)")
     parser.add_argument("--loglevel", help="log level (default: GREENTRAINER_LOG_LEVEL, INFO)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve this worker's "
+                        "Prometheus metrics (GPU utilisation, energy, job progress) on this port "
+                        "(default 0: none)")
     args = parser.parse_args(argv)
     if args.gpus and not args.gpu_class:
         parser.error("--gpus needs --gpu-class (e.g. --gpu-class a100 --gpus 0)")
@@ -77,6 +80,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     from worker.slot_keeper import SlotKeeper
     from worker.tasks import app
 
+    if args.metrics_port:
+        from worker.exporter import METRICS
+
+        METRICS.serve(args.metrics_port, args.gpus)
     keeper = SlotKeeper(ctx)
     keeper.beat()
     keeper.thread.start()

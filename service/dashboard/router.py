@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from greentrainer_core.methods import METHOD_NAMES
+from service.artifact_download import artifact_response
 from service.auth import Principal, owned
 from service.dashboard import charts
 from service.dashboard.carbon_view import carbon_rows
@@ -351,20 +352,19 @@ def _job_action(request: Request, job_id: str, action: Action) -> Response:
 
 
 @router.get("/jobs/{job_id}/artifacts/{artifact_id}")
-async def download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
+async def download(request: Request, job_id: str, artifact_id: str) -> Response:
     # The permit is held while the artifact is looked up, not while its bytes are sent.
     return await _in_db(request, _download, job_id, artifact_id)
 
 
-def _download(request: Request, job_id: str, artifact_id: str) -> FileResponse:
+def _download(request: Request, job_id: str, artifact_id: str) -> Response:
     context = _context(request)
     with context.factory() as session:
         *_, job = _own_job(request, session, job_id)
         artifact = session.get(Artifact, artifact_id)
         if artifact is None or artifact.job_id != job.id:
             raise NotFound(f"no artifact with id {artifact_id!r}", field="artifact_id")
-    return FileResponse(context.store.local_path(artifact.storage_key),
-                        filename=artifact.filename, media_type="application/octet-stream")
+    return artifact_response(context.store, context.settings.storage, artifact)
 
 
 async def _sign_in_redirect(request: Request, _exc: Exception) -> Response:

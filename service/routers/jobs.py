@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.artifact_download import artifact_response
 from service.auth import Principal
 from service.deps import AppContext, Context, CurrentPrincipal, OwnedJob, SessionDep, TeamId
 from service.dispatch import notify
@@ -175,11 +176,11 @@ def get_artifacts(job: OwnedJob, session: SessionDep) -> list[ArtifactOut]:
 
 @router.get("/{job_id}/artifacts/{artifact_id}/content", response_class=FileResponse)
 def download_artifact(job: OwnedJob, artifact_id: str, context: Context,
-                      session: SessionDep) -> FileResponse:
-    """The artifact's bytes (fine-tuned model, delta checkpoint, metrics)."""
+                      session: SessionDep) -> Response:
+    """The artifact's bytes (fine-tuned model, delta checkpoint, metrics), or a 307 to a
+    presigned URL of the object store (GREENTRAINER_STORAGE__ARTIFACT_DOWNLOAD=redirect)."""
     artifact = session.get(Artifact, artifact_id)
     if artifact is None or artifact.job_id != job.id:
         raise NotFound(f"no artifact with id {artifact_id!r}", field="artifact_id")
     session.close()  # release the connection before a long download
-    return FileResponse(context.store.local_path(artifact.storage_key),
-                        filename=artifact.filename, media_type="application/octet-stream")
+    return artifact_response(context.store, context.settings.storage, artifact)

@@ -18,16 +18,18 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from greentrainer_carbon.readings import CarbonReading
 from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
 from service.pool.loop import run_forever
 from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
-from service.settings import PoolSettings, Settings
+from service.settings import PoolSettings, Settings, StorageSettings, env_name
 from tests.conftest import require
 from tests.core.tiny import tiny_llama, tiny_tokenizer
 from tests.scripted_carbon import DirtyThenClean, ScriptedPlanning
+from tests.s3 import MotoServer, moto_server, storage_settings  # noqa: F401 (fixture)
 from tests.service.conftest import ADMIN_KEY, LiveServer, PostgresDatabases, _pg_admin_url
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a db number of its own; queues named per session
@@ -62,12 +64,14 @@ class Stack:
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
     app: Any = None
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, data_dir: Path | None = None) -> subprocess.Popen[bytes]:
+        """A worker process; ``data_dir``: its own scratch directory (another machine's disk)."""
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
         log = open(Path(self.settings.data_dir) / f"worker-{len(self.workers)}.log", "wb")
+        env = {**self.env, **({"GREENTRAINER_DATA_DIR": str(data_dir)} if data_dir else {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "greentrainer.cli", "worker", "--gpu-class", self.gpu_class,
-             "--loglevel", "INFO"], env=self.env, cwd=REPO, stdout=log, stderr=log)
+             "--loglevel", "INFO"], env=env, cwd=REPO, stdout=log, stderr=log)
         self.workers.append(process)
         return process
 
@@ -127,7 +131,8 @@ def submitted_reading(region: str | None) -> CarbonReading:
     return CarbonReading(SUBMITTED_G_PER_KWH, datetime.now(UTC), "test-submission")
 
 
-def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[Stack]:
+def _stack(root: Path, database_url: str, broker_url: str | None,
+           storage: StorageSettings | None = None) -> Iterator[Stack]:
     upgrade(database_url)
     models = root / "models"
     model_dir = write_tiny_model(models / "tiny")
@@ -141,8 +146,11 @@ def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[St
         values["broker_url"] = broker_url
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GREENTRAINER_CARBON_PROVIDERS": "static",
            **{f"GREENTRAINER_{k.upper()}": str(v) for k, v in values.items()}}
+    storage = storage or StorageSettings()
+    env.update({env_name("storage", k): v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+                for k, v in storage.model_dump().items() if v is not None})
     settings = Settings(database_url=database_url, data_dir=root / "data", admin_key=ADMIN_KEY,
-                        allowed_model_dirs=[models], broker_url=broker_url)
+                        allowed_model_dirs=[models], broker_url=broker_url, storage=storage)
     app = create_app(settings)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
@@ -173,13 +181,17 @@ def _stack(root: Path, database_url: str, broker_url: str | None) -> Iterator[St
 @pytest.fixture
 def production_stack(tmp_path: Path) -> Iterator[Stack]:
     """Postgres (a fresh gt_test_* database) + Redis + real worker processes."""
+    yield from _production(tmp_path, None)
+
+
+def _production(tmp_path: Path, storage: StorageSettings | None) -> Iterator[Stack]:
     admin = _pg_admin_url()
     require(admin is not None, "Postgres on 127.0.0.1:5432 (database `test`)")
     require(redis_available(), "Redis on 127.0.0.1:6379")
     assert admin is not None
     databases = PostgresDatabases(admin)
     try:
-        for stack in _stack(tmp_path, databases.create(), REDIS_URL):
+        for stack in _stack(tmp_path, databases.create(), REDIS_URL, storage):
             yield stack
             import redis
 
@@ -188,6 +200,12 @@ def production_stack(tmp_path: Path) -> Iterator[Stack]:
                 client.delete(key)  # this test's queue and kombu's bindings for it
     finally:
         databases.drop_all()
+
+
+@pytest.fixture
+def s3_production_stack(tmp_path: Path, moto_server: MotoServer) -> Iterator[Stack]:
+    """The production stack with its blobs in a bucket of a real S3 server (moto)."""
+    yield from _production(tmp_path, storage_settings(moto_server.url))
 
 
 @pytest.fixture

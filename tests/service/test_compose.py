@@ -93,3 +93,24 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
             assert source.startswith((".", "/")) or source in declared, source
+
+
+def test_workers_share_only_the_database_the_broker_and_the_object_store(
+        compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["minio"]["healthcheck"]["test"]
+    workers = {n: s for n, s in services.items() if n == "worker" or n.startswith("worker-")}
+    assert "worker" in workers and {"worker-gpu0", "worker-gpu1"} <= set(workers)
+    for name, service in workers.items():
+        assert service.get("volumes") == [], f"{name} must not share a volume"
+        env = service["environment"]
+        assert env["GREENTRAINER_STORAGE__BACKEND"] == "s3", name
+        assert env["GREENTRAINER_STORAGE__ENDPOINT_URL"].startswith("http://minio:"), name
+        assert service["depends_on"]["minio"]["condition"] == "service_healthy", name
+        command = service["command"]
+        port = command[command.index("--metrics-port") + 1]
+        assert port in " ".join(service["healthcheck"]["test"]), name
+    scalable = services["worker"]
+    assert "ports" not in scalable and "container_name" not in scalable  # --scale worker=N
+    assert "deploy" not in scalable  # no GPU reservation that replicas would fight over
+    assert services["api"]["depends_on"]["minio"]["condition"] == "service_healthy"

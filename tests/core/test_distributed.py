@@ -1,0 +1,100 @@
+"""Data-parallel training on 2 CPU processes (gloo): every rank applies the same per-epoch
+selection, decided on rank 0, and the loss trajectory is that of one process on the same global
+batch; executed FLOPs are summed over the ranks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from greentrainer_core.config import EpochRecord, EpochStart, StepEvent, TrainConfig
+from greentrainer_core.data import SummaryRow, tokenize_rows
+from greentrainer_core.distributed import DistributedTrainer, launch, sum_over_ranks
+from greentrainer_core.train import Trainer
+from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
+
+# Two half-batches summed in another order than one whole batch: float32 rounding, compounded
+# over 10 optimizer steps at lr 1e-2.
+LOSS_RTOL = 1e-4
+RHOS = [0.45, 1.0]
+
+
+def _setup(n: int = 10) -> tuple[Any, Any, TrainConfig]:
+    torch.manual_seed(0)
+    tok = tiny_tokenizer()
+    rows = [SummaryRow(i, f"{s} {i}", t) for i, (s, t) in enumerate((ROWS * 4)[:n])]
+    # batch_size 4 over 10 rows: the last batch has 2 rows, one per rank.
+    config = TrainConfig(epochs=2, batch_size=4, max_length=32, lr=1e-2)
+    return tok, tokenize_rows(rows, tok, max_length=32), config
+
+
+def _trace(events: Any) -> dict[str, Any]:
+    trace: dict[str, Any] = {"selected": [], "losses": [], "executed": [], "epoch_loss": []}
+    for event in events:
+        if isinstance(event, EpochStart):
+            trace["selected"].append(list(event.selected))
+        elif isinstance(event, StepEvent):
+            trace["losses"].append(event.loss)
+            trace["executed"].append(event.executed_flops)
+        elif isinstance(event, EpochRecord):
+            trace["epoch_loss"].append(event.loss)
+    return trace
+
+
+def _rank(rank: int, world_size: int, out: str) -> None:
+    tok, examples, config = _setup()
+    trainer = DistributedTrainer(tiny_llama(0), tok, examples, config, rho=RHOS)
+    trace = _trace(trainer.events())
+    trace["trainable"] = trainer._trainable_names()
+    trace["energy_sum"] = sum_over_ranks(float(rank + 1))
+    trace["weights"] = float(sum(p.double().sum() for p in trainer.model.parameters()))
+    Path(out, f"rank-{rank}.json").write_text(json.dumps(trace))
+
+
+@pytest.fixture(scope="module")
+def single() -> dict[str, Any]:
+    tok, examples, config = _setup()
+    trainer = Trainer(tiny_llama(0), tok, examples, config, rho=RHOS)
+    trace = _trace(trainer.events())
+    trace["weights"] = float(sum(p.double().sum() for p in trainer.model.parameters()))
+    return trace
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("ddp")
+    launch(_rank, 2, str(out), backend="gloo")
+    return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
+
+
+def test_every_rank_applies_rank_zeros_selection(ranks: list[dict[str, Any]],
+                                                 single: dict[str, Any]) -> None:
+    assert ranks[0]["selected"] == ranks[1]["selected"] == single["selected"]
+    assert len(ranks[0]["selected"][0]) < len(ranks[0]["selected"][1])  # rho 0.45, then 1.0
+    assert ranks[0]["trainable"] == ranks[1]["trainable"]
+
+
+def test_the_loss_trajectory_is_one_processs_on_the_same_global_batch(
+        ranks: list[dict[str, Any]], single: dict[str, Any]) -> None:
+    assert len(single["losses"]) == 6  # 3 global batches x 2 epochs
+    for rank in ranks:
+        torch.testing.assert_close(rank["losses"], single["losses"], rtol=LOSS_RTOL, atol=0)
+        torch.testing.assert_close(rank["epoch_loss"], single["epoch_loss"], rtol=LOSS_RTOL,
+                                   atol=0)
+    # The same weights after training: the averaged gradients were the global batch's.
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert ranks[0]["weights"] == pytest.approx(single["weights"], rel=1e-5)
+    assert single["losses"][0] != single["losses"][-1]  # it trained
+
+
+def test_flops_and_energy_are_summed_over_ranks(ranks: list[dict[str, Any]],
+                                                single: dict[str, Any]) -> None:
+    assert ranks[0]["executed"] == ranks[1]["executed"]
+    # Each rank ran half the rows: their sum is the whole batch's count.
+    torch.testing.assert_close([float(x) for x in ranks[0]["executed"]],
+                               [float(x) for x in single["executed"]], rtol=0.02, atol=0)
+    assert ranks[0]["energy_sum"] == ranks[1]["energy_sum"] == 3.0
