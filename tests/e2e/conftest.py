@@ -28,8 +28,8 @@ from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
 from service.settings import PoolSettings, Settings, StorageSettings, env_name
 from tests.conftest import require
 from tests.core.tiny import tiny_llama, tiny_tokenizer
-from tests.scripted_carbon import DirtyThenClean, ScriptedPlanning
 from tests.s3 import MotoServer, moto_server, storage_settings  # noqa: F401 (fixture)
+from tests.scripted_carbon import DirtyThenClean, ScriptedPlanning
 from tests.service.conftest import ADMIN_KEY, LiveServer, PostgresDatabases, _pg_admin_url
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a db number of its own; queues named per session
