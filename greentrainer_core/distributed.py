@@ -80,12 +80,12 @@ class DistributedTrainer(Trainer):
         self._probing = False
 
     # -- selection: rank 0 decides, every rank applies ------------------------------------------
-    def _select(self, epoch: int, rho: float) -> tuple[list[str], float, float]:
+    def _select(self, epoch: int, rho: float, start: int = 0) -> tuple[list[str], float, float]:
         decided: list[Any] = [None]
         if self.rank == 0:
             self._probing = True  # the probe runs on rank 0 alone: no collective inside it
             try:
-                decided[0] = super()._select(epoch, rho)
+                decided[0] = super()._select(epoch, rho, start)
             finally:
                 self._probing = False
         dist.broadcast_object_list(decided, src=0)
