@@ -229,7 +229,7 @@ class _JobRun:
         stopped_early = None
         epochs = inputs.config.epochs
         try:
-            if trainer.epoch < epochs:
+            if trainer.epoch < epochs and not trainer.stopped_early():  # (resumed after the end)
                 self._boundary(last)
                 self._begin_epoch(trainer.epoch)
             for event in trainer.events():
@@ -242,7 +242,6 @@ class _JobRun:
                 elif isinstance(event, EpochRecord):
                     self._epoch_finished(trainer, event)
                     if trainer.stopped_early():
-                        stopped_early = "early stopping: the validation loss stopped improving"
                         self._event("early_stopping", f"stopped after epoch {event.epoch}: no "
                                     "lower validation loss for "
                                     f"{inputs.config.early_stopping_patience} epoch(s)",
@@ -255,6 +254,8 @@ class _JobRun:
                 raise
             stopped_early = f"CO2 budget: {exc}"
             self._event("co2_budget", f"stopped early: {exc}", level="warning")
+        if trainer.stopped_early():
+            stopped_early = "early stopping: the validation loss stopped improving"
         self._finish(trainer, inputs, stopped_early)
 
     # -- per-epoch pieces ------------------------------------------------------------------

@@ -72,8 +72,12 @@ def world(hard_api: Api, tmp_path_factory: pytest.TempPathFactory) -> World:
     r = api.client.delete(f"/teams/{owner['X-Team-Id']}/keys/{revoked_key['id']}",
                           headers=api.admin)
     assert r.status_code == 204, r.text
+    # A public address literal: nothing is resolved or sent while the routes are probed.
+    r = api.client.post("/webhooks", json={"url": "https://93.184.216.34/hook"}, headers=owner)
+    assert r.status_code == 201, r.text
     ids = {"job_id": job_id, "dataset_id": dataset, "artifact_id": artifact_id,
-           "team_id": owner["X-Team-Id"], "key_id": revoked_key["id"]}
+           "team_id": owner["X-Team-Id"], "key_id": revoked_key["id"],
+           "webhook_id": r.json()["id"], "epoch_index": "0"}
     keys = [h["Authorization"].removeprefix("Bearer ") for h in (owner, intruder)]
     return World(owner=owner, intruder=intruder,
                  revoked={"Authorization": f"Bearer {revoked_key['key']}"}, ids=ids,
@@ -128,7 +132,7 @@ def test_every_private_route_refuses_callers_without_a_valid_key(
 
 
 def test_another_teams_key_sees_nothing_of_the_owner(hard_api: Api, world: World) -> None:
-    owned_values = [world.ids[k] for k in ("job_id", "dataset_id", "artifact_id")]
+    owned_values = [world.ids[k] for k in ("job_id", "dataset_id", "artifact_id", "webhook_id")]
     for method, path in app_routes(hard_api.app):
         if (method, path) in PUBLIC or path.startswith("/dashboard"):
             continue

@@ -32,7 +32,7 @@ def real_ids(hard_api: Api) -> dict[str, Any]:
     job = hard_api.job_id(team, dataset=dataset)
     return {"team": team, "ids": {"job_id": job, "dataset_id": dataset, "file_id": dataset,
                                   "team_id": team["X-Team-Id"], "artifact_id": "art_x",
-                                  "key_id": "key_x"}}
+                                  "key_id": "key_x", "webhook_id": "whe_x", "epoch_index": 0}}
 
 
 def _operations(api: Api) -> list[Any]:
