@@ -63,7 +63,8 @@ def below_floor(policy: Mapping[str, Any], floor: float = RHO_FLOOR) -> str | No
     lowest = lowest_rho(policy)
     if lowest is None or lowest >= floor_of(policy, floor):
         return None
-    field = {"fixed": "rho", "schedule": "rhos"}.get(str(policy.get("type")), "rho_min")
+    fields = {RhoPolicyKind.FIXED.value: "rho", RhoPolicyKind.SCHEDULE.value: "rhos"}
+    field = fields.get(str(policy.get("type")), "rho_min")
     return (f"{field} {lowest:g} is below the quality floor rho {floor:g}: below it fine-tuning "
             f"quality falls well short of full fine-tuning; raise it to {floor:g} or set "
             f"allow_low_rho to true to accept the loss")
