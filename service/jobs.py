@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, true, update
@@ -168,8 +169,14 @@ def _team_dataset(session: Session, team_id: str, dataset_id: str, field: str) -
     return found
 
 
-def _check_policy(request: JobCreate) -> None:
+def _check_policy(request: JobCreate, settings: Settings) -> None:
     policy, epochs = request.rho_policy, request.hyperparameters.epochs
+    if isinstance(policy, CarbonAwareRho) and policy.deadline is not None:
+        limit = settings.pool.max_deadline_days
+        if policy.deadline > utcnow() + timedelta(days=limit):
+            raise InvalidInput(f"rho_policy.deadline must be at most {limit:g} days ahead "
+                               f"(GREENTRAINER_POOL__MAX_DEADLINE_DAYS), got "
+                               f"{policy.deadline.isoformat()}", field="rho_policy.deadline")
     if isinstance(policy, ScheduleRho) and len(policy.rhos) != epochs:
         raise InvalidInput(f"rho_policy.rhos has {len(policy.rhos)} values but "
                            f"hyperparameters.epochs is {epochs}: give one rho per epoch",
@@ -199,7 +206,7 @@ def _validate(session: Session, team_id: str, request: JobCreate, settings: Sett
                                    "validation_dataset")
     if request.test_dataset is not None:
         test = _team_dataset(session, team_id, request.test_dataset, "test_dataset")
-    _check_policy(request)
+    _check_policy(request, settings)
     for check in checks:
         plan = check(session, team_id, request)
         if plan is not None:

@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from greentrainer_carbon.config import CarbonSettings
+from greentrainer_carbon.readings import MAX_FORECAST_HOURS
 from service.logs import LogFormat
 
 MIB = 1024 * 1024
@@ -115,6 +116,11 @@ class PoolSettings(BaseModel):
     default_epoch_seconds: float = Field(
         default=1800.0, gt=0, description="Epoch duration assumed for green-window planning "
         "until the pool has measured epochs of the job's model."
+    )
+    max_deadline_days: float = Field(
+        default=30.0, gt=0, le=MAX_FORECAST_HOURS / 24, description="Furthest a job's deadline "
+        "may lie ahead (a later one is answered 422 naming this limit); at most the forecast's "
+        f"reach, {MAX_FORECAST_HOURS // 24} days (docs/reliability.md)."
     )
 
 
