@@ -1,18 +1,27 @@
 """Validation of uploaded data set files (JSONL, CSV, Parquet): every row needs a non-empty
 text ``source`` and ``target`` (names configurable). Errors name the offending line (row for
-Parquet, which has no lines)."""
+Parquet, which has no lines).
+
+Every bound is checked while the file is read, never after: rows (``max_rows``), the bytes of
+one cell (``max_cell_bytes``) and the bytes the file decodes to (``max_decoded_bytes``; Parquet
+is compressed, a 10 KB file can hold 300 MiB of text). Parquet is read one batch at a time,
+after its metadata's row count and uncompressed size were checked. The API runs this in a
+bounded subprocess (`service.dataset_check`), never in its own memory."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from service.errors import InvalidDataset
+from service.errors import InvalidDataset, PayloadTooLarge
 
 FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+PARQUET_BATCH_ROWS = 1024  # rows decoded at once: a row group is never decoded whole
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -31,8 +40,17 @@ def detect_format(filename: str | None, declared: str | None) -> str:
                          "or *.parquet, or send a `format` field", field="format")
 
 
-def _check_fields(record: dict[str, Any], fields: tuple[str, str], *, line: int | None = None,
-                  row: int | None = None) -> None:
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may hold (GREENTRAINER_MAX_DATASET_ROWS, _MAX_CELL_BYTES, _MAX_DECODED_BYTES)."""
+
+    max_rows: int
+    max_cell_bytes: int = 1 << 20
+    max_decoded_bytes: int = 1 << 30
+
+
+def _check_fields(record: dict[str, Any], fields: tuple[str, str], limits: Limits, *,
+                  line: int | None = None, row: int | None = None) -> None:
     for name in fields:
         if name not in record:
             raise InvalidDataset(f"missing field {name!r}", line=line, row=row)
@@ -40,6 +58,10 @@ def _check_fields(record: dict[str, Any], fields: tuple[str, str], *, line: int 
         if not isinstance(value, str) or not value.strip():
             raise InvalidDataset(f"field {name!r} must be a non-empty string", line=line,
                                  row=row)
+        if len(value) > limits.max_cell_bytes // 4 and \
+                len(value.encode("utf-8", "surrogatepass")) > limits.max_cell_bytes:
+            raise InvalidDataset(f"field {name!r} is longer than {limits.max_cell_bytes} bytes "
+                                 "(GREENTRAINER_MAX_CELL_BYTES)", line=line, row=row)
 
 
 def _decode(data: bytes) -> str:
@@ -50,7 +72,7 @@ def _decode(data: bytes) -> str:
         raise InvalidDataset("not valid UTF-8 text", line=line) from None
 
 
-def _jsonl_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
+def _jsonl_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Iterator[int]:
     # Split on "\n" only: str.splitlines() would also split inside strings at U+2028 etc.
     for number, line in enumerate(_decode(data).split("\n"), start=1):
         if not line.strip():
@@ -60,13 +82,20 @@ def _jsonl_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
         except json.JSONDecodeError as exc:
             raise InvalidDataset(f"not valid JSON ({exc.msg} at column {exc.colno})",
                                  line=number) from None
+        except RecursionError:
+            raise InvalidDataset("JSON nested too deeply", line=number) from None
+        except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+            reason = (f"an integer has more than {sys.get_int_max_str_digits()} digits"
+                      if "integer string conversion" in str(exc) else f"not loadable JSON ({exc})")
+            raise InvalidDataset(reason, line=number) from None
         if not isinstance(record, dict):
             raise InvalidDataset("expected a JSON object", line=number)
-        _check_fields(record, fields, line=number)
+        _check_fields(record, fields, limits, line=number)
         yield number
 
 
-def _csv_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
+def _csv_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Iterator[int]:
+    csv.field_size_limit(limits.max_cell_bytes)  # a longer field is a csv.Error, named below
     reader = csv.reader(io.StringIO(_decode(data), newline=""))
     try:
         header = next(reader)
@@ -85,42 +114,78 @@ def _csv_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
                 if len(row) != len(header):
                     raise InvalidDataset(f"expected {len(header)} fields, found {len(row)}",
                                          line=start)
-                _check_fields(dict(zip(header, row, strict=True)), fields, line=start)
+                _check_fields(dict(zip(header, row, strict=True)), fields, limits, line=start)
                 yield start
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidDataset(f"malformed CSV ({exc})", line=start) from None
 
 
-def _parquet_rows(data: bytes, fields: tuple[str, str]) -> Iterator[int]:
+def _parquet_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Iterator[int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        meta, schema = parquet.metadata, parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise InvalidDataset(f"not a readable Parquet file ({exc})") from None
     for name in fields:
-        if name not in table.column_names:
-            raise InvalidDataset(f"no column {name!r} (columns: {', '.join(table.column_names)})")
-        if not (pa.types.is_string(table.schema.field(name).type)
-                or pa.types.is_large_string(table.schema.field(name).type)):
-            raise InvalidDataset(f"column {name!r} must hold strings, "
-                                 f"not {table.schema.field(name).type}")
-    columns = [table.column(name).to_pylist() for name in fields]
-    for index, values in enumerate(zip(*columns, strict=True), start=1):
-        _check_fields(dict(zip(fields, values, strict=True)), fields, row=index)
-        yield index
+        if name not in schema.names:
+            raise InvalidDataset(f"no column {name!r} (columns: {', '.join(schema.names)})")
+        kind = schema.field(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise InvalidDataset(f"column {name!r} must hold strings, not {kind}")
+    if meta.num_rows > limits.max_rows:
+        raise InvalidDataset(f"more than {limits.max_rows} rows (GREENTRAINER_MAX_DATASET_ROWS)")
+    _decoded(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)), limits)
+    _cells_fit(meta, fields, limits)
+    index, decoded = 0, 0
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(fields)):
+            decoded += batch.nbytes  # the metadata may understate it: count what is decoded
+            _decoded(decoded, limits)
+            for values in zip(*(batch.column(name).to_pylist() for name in fields), strict=True):
+                index += 1
+                _check_fields(dict(zip(fields, values, strict=True)), fields, limits, row=index)
+                yield index
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidDataset(f"not a readable Parquet file ({exc})", row=index + 1) from None
+
+
+def _cells_fit(meta: Any, fields: tuple[str, str], limits: Limits) -> None:
+    """From the metadata, before decoding: a column chunk whose uncompressed text is more than
+    max_cell_bytes per row holds at least one cell over the limit (one 300 MiB cell)."""
+    for group in range(meta.num_row_groups):
+        chunks = meta.row_group(group)
+        for column in range(chunks.num_columns):
+            chunk = chunks.column(column)
+            if chunk.path_in_schema in fields and chunk.total_uncompressed_size > \
+                    max(chunks.num_rows, 1) * limits.max_cell_bytes + 64 * 1024:
+                raise InvalidDataset(f"column {chunk.path_in_schema!r} of row group {group + 1} "
+                                     f"holds a value longer than {limits.max_cell_bytes} bytes "
+                                     "(GREENTRAINER_MAX_CELL_BYTES)")
+
+
+def _decoded(size: int, limits: Limits) -> None:
+    if size > limits.max_decoded_bytes:
+        raise PayloadTooLarge(f"the file decodes to more than {limits.max_decoded_bytes} bytes "
+                              "(GREENTRAINER_MAX_DECODED_BYTES)", field="file")
 
 
 _READERS = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}
 
 
 def count_valid_rows(data: bytes, fmt: str, *, source_field: str, target_field: str,
-                     max_rows: int) -> int:
-    """Validate every row; return the row count. Raises `InvalidDataset` naming the line/row."""
+                     max_rows: int, max_cell_bytes: int = Limits.max_cell_bytes,
+                     max_decoded_bytes: int = Limits.max_decoded_bytes) -> int:
+    """Validate every row; return the row count. Raises `InvalidDataset` naming the line/row,
+    `PayloadTooLarge` for a file that decodes to more than ``max_decoded_bytes``."""
+    limits = Limits(max_rows, max_cell_bytes, max_decoded_bytes)
+    _decoded(len(data), limits)  # text formats decode to their own size
     count = 0
-    for count, _ in enumerate(_READERS[fmt](data, (source_field, target_field)), start=1):
+    for count, _ in enumerate(_READERS[fmt](data, (source_field, target_field), limits),
+                              start=1):
         if count > max_rows:
             raise InvalidDataset(f"more than {max_rows} rows (GREENTRAINER_MAX_DATASET_ROWS)")
     if count == 0:

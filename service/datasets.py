@@ -10,10 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.dataset_files import FORMATS, count_valid_rows, detect_format
+from service.dataset_check import validate_upload
+from service.dataset_files import FORMATS, Limits, detect_format
 from service.errors import PayloadTooLarge
 from service.models import Dataset, new_id, utcnow
-from service.storage import BlobStore
+from service.settings import Settings
+from service.storage import BlobStore, put_or_refuse
 
 _CHUNK = 1 << 20
 
@@ -34,17 +36,22 @@ def read_limited(stream: BinaryIO, limit_bytes: int) -> bytes:
 def create_dataset(session: Session, store: BlobStore, *, team_id: str, data: bytes,
                    filename: str | None, declared_format: str | None, name: str | None,
                    source_field: str, target_field: str,
-                   max_rows: int) -> tuple[Dataset, bool]:
-    """Validate and store an upload; returns (dataset, created). Raises `InvalidDataset`
-    naming the offending line, or the ``format`` field when the format is unknown."""
+                   settings: Settings) -> tuple[Dataset, bool]:
+    """Validate (in a bounded child process, `validate_upload`) and store an upload; returns
+    (dataset, created). Raises `InvalidDataset` naming the offending line, or the ``format``
+    field when the format is unknown; `PayloadTooLarge` past a limit; `StorageFull` or
+    `StorageUnavailable` when the store cannot take it (nothing is left behind)."""
     fmt = detect_format(filename, declared_format)
     digest = hashlib.sha256(data).hexdigest()
     existing = _same_content(session, team_id, digest, source_field, target_field)
     if existing is not None:
         return existing, False
-    rows = count_valid_rows(data, fmt, source_field=source_field, target_field=target_field,
-                            max_rows=max_rows)
-    key, _ = store.put("datasets", data, suffix=FORMATS[fmt])
+    limits = Limits(settings.max_dataset_rows, settings.max_cell_bytes,
+                    settings.max_decoded_bytes)
+    rows = validate_upload(data, fmt, (source_field, target_field), limits,
+                           memory_mb=settings.upload_validation_memory_mb,
+                           timeout_s=settings.upload_validation_timeout_s)
+    key = put_or_refuse(store, "datasets", data, suffix=FORMATS[fmt])
     dataset = Dataset(id=new_id("ds"), team_id=team_id, name=name or filename or digest[:12],
                       format=fmt, sha256=digest, size_bytes=len(data), row_count=rows,
                       source_field=source_field, target_field=target_field, storage_key=key,

@@ -14,6 +14,7 @@
     │   ├── IllegalTransition         job state change the state machine forbids
     │   └── IdempotencyConflict       Idempotency-Key reused with a different request
     ├── SchemaNotMigrated (503)       the database is not at the latest migration
+    ├── StorageUnavailable (503)      the data store cannot be written (permissions, read-only)
     └── StorageFull (507)             the data disk is full; has retry_after_s
 """
 
@@ -102,6 +103,14 @@ class IdempotencyConflict(Conflict):
 class SchemaNotMigrated(ServiceError):
     status_code = 503
     code = "schema_not_migrated"
+
+
+class StorageUnavailable(ServiceError):
+    """The blob store refused a write for a reason other than space (not writable, I/O error)."""
+
+    status_code = 503
+    code = "storage_unavailable"
+    retry_after_s = 60
 
 
 class StorageFull(ServiceError):

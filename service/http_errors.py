@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,17 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return details
 
 
+def unreadable_json(exc: BaseException | None) -> str | None:
+    """What made ``json.loads`` fail on syntactically valid JSON, in the client's words (None for
+    any other error): nesting deeper than Python's recursion limit, or an integer of more digits
+    than `sys.get_int_max_str_digits` (a denial of service guard)."""
+    if isinstance(exc, RecursionError):
+        return "body: JSON nested too deeply"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return f"body: an integer has more than {sys.get_int_max_str_digits()} digits"
+    return None
+
+
 def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field, **extra}}
 
@@ -74,6 +86,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, ServiceError):  # FastAPI wraps errors raised while parsing
         return error_response(exc.__cause__)     # the body (e.g. `BodyLimit`) in a 400
+    unreadable = unreadable_json(exc.__cause__)
+    if exc.status_code == 400 and unreadable is not None:  # valid JSON that Python cannot load
+        return JSONResponse(_body("invalid_request", unreadable, "body"), status_code=422)
     return JSONResponse(_body("http_error", str(exc.detail), None), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
 

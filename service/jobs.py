@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from greentrainer_carbon.config import unknown_region
 from service.db import one_of
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
 from service.job_events import NewEvent, append_event, append_events, insert_events
@@ -171,6 +172,13 @@ def _team_dataset(session: Session, team_id: str, dataset_id: str, field: str) -
 
 def _check_policy(request: JobCreate, settings: Settings) -> None:
     policy, epochs = request.rho_policy, request.hyperparameters.epochs
+    if isinstance(policy, CarbonAwareRho) and (problem := unknown_region(policy.region)):
+        raise InvalidInput(problem, field="rho_policy.region")
+    classes = settings.pool.gpu_classes
+    if classes and request.gpu_class != "any" and request.gpu_class not in classes:
+        raise InvalidInput(f"gpu_class {request.gpu_class!r} is not served by this pool; use "
+                           f"any or one of {', '.join(classes)} (GREENTRAINER_POOL__GPU_CLASSES)",
+                           field="gpu_class")
     if isinstance(policy, CarbonAwareRho) and policy.deadline is not None:
         limit = settings.pool.max_deadline_days
         if policy.deadline > utcnow() + timedelta(days=limit):

@@ -6,13 +6,31 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
 from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES
 from service.text import NulFree
 
-Rho = Annotated[float, Field(gt=0, le=1, description="Share of full fine-tuning FLOPs, (0, 1].")]
+# Numbers are strict: `true`, "3" and 3.0 are not numbers of epochs (an int is a float, though).
+MIN_RHO = 0.001  # a thousandth of full fine-tuning's FLOPs; below it no tensor is worth selecting
+Rho = Annotated[float, Field(ge=MIN_RHO, le=1, strict=True,
+                             description=f"Share of full fine-tuning FLOPs, [{MIN_RHO}, 1].")]
+Count = Annotated[int, Field(strict=True)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# A GPU class is a queue name (service/pool/queue.py): lowercase letters, digits, '-', '_', '.'.
+GPU_CLASS_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
+# A grid region: an ISO 3166 alpha-2 country, optionally an Electricity Maps zone within it
+# (US-CAL-CISO); which ones the deployment knows is checked at submission (service/jobs.py).
+REGION_PATTERN = r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,16}){0,3}$"
 T = TypeVar("T")
 # One of the core's registered methods (greentrainer_core.methods.METHODS).
 MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
@@ -21,8 +39,6 @@ MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 def _future(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     if value <= datetime.now(UTC):
         raise ValueError("deadline must be in the future")
     return value
@@ -46,9 +62,12 @@ class CarbonAwareRho(_Strict):
     type: Literal[RhoPolicyKind.CARBON_AWARE]
     rho_min: Rho
     rho_max: Rho
-    region: NulFree = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
-    deadline: Annotated[datetime | None, AfterValidator(_future)] = None
-    co2_budget_kg: float | None = Field(default=None, gt=0)
+    region: NulFree = Field(min_length=1, max_length=64, pattern=REGION_PATTERN,
+                            description="Grid region, e.g. GB, FR or an Electricity Maps zone.")
+    deadline: Annotated[AwareDatetime | None, AfterValidator(_future)] = Field(
+        default=None, description="With a time zone (Z or +hh:mm); at most "
+        "GREENTRAINER_POOL__MAX_DEADLINE_DAYS ahead.")
+    co2_budget_kg: Number | None = Field(default=None, gt=0)
 
     @field_validator("rho_max")
     @classmethod
@@ -63,14 +82,14 @@ RhoPolicy = Annotated[FixedRho | ScheduleRho | CarbonAwareRho, Field(discriminat
 
 
 class Hyperparameters(_Strict):
-    epochs: int = Field(default=3, ge=1, le=1000)
-    batch_size: int = Field(default=4, ge=1, le=4096)
-    learning_rate: float = Field(default=2e-5, gt=0, le=1)
-    max_length: int = Field(default=512, ge=8, le=131072)
-    seed: int = Field(default=0, ge=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    epochs: Count = Field(default=3, ge=1, le=1000)
+    batch_size: Count = Field(default=4, ge=1, le=4096)
+    learning_rate: Number = Field(default=2e-5, gt=0, le=1)
+    max_length: Count = Field(default=512, ge=8, le=131072)
+    seed: Count = Field(default=0, ge=0, le=2**32 - 1)
+    warmup_steps: Count = Field(default=0, ge=0, le=10**9)
+    weight_decay: Number = Field(default=0.0, ge=0)
+    gradient_accumulation_steps: Count = Field(default=1, ge=1, le=4096)
 
 
 class JobCreate(_Strict):
@@ -84,7 +103,9 @@ class JobCreate(_Strict):
     method: MethodName = DEFAULT_METHOD
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type=RhoPolicyKind.FIXED, rho=DEFAULT_RHO))
-    gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
+    gpu_class: NulFree = Field(default="any", min_length=1, max_length=32,
+                               pattern=GPU_CLASS_PATTERN,
+                               description="`any`, or a class the pool's workers serve.")
 
 
 class JobError(BaseModel):

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from service.errors import StorageFull, StorageUnavailable
+
+log = logging.getLogger("service.storage")
 
 
 class BlobStore(Protocol):
@@ -61,9 +66,15 @@ class LocalBlobStore:
             raise
 
     def _commit(self, tmp: Path, key: str) -> None:
-        final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        """Move the written temp file to its key; on any failure (a namespace directory that
+        is not writable) the temp file is removed, never left behind."""
+        try:
+            final = self._path(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def put(self, namespace: str, data: bytes, *, suffix: str = "") -> tuple[str, str]:
         digest = hashlib.sha256(data).hexdigest()
@@ -91,3 +102,17 @@ class LocalBlobStore:
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
+
+
+def put_or_refuse(store: BlobStore, namespace: str, data: bytes, *, suffix: str = "") -> str:
+    """``store.put`` for a request: its key, or `StorageFull` (507, a full disk) or
+    `StorageUnavailable` (503, e.g. a store that is not writable) instead of an OSError; the
+    path is logged, never shown to the client, and no partial file is left."""
+    try:
+        key, _ = store.put(namespace, data, suffix=suffix)
+    except OSError as exc:
+        log.error("blob store refused a write to %s: %s", namespace, exc)
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull("the server's data disk is full; retry later") from exc
+        raise StorageUnavailable("the server cannot store files right now; retry later") from exc
+    return key

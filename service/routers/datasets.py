@@ -35,7 +35,7 @@ def upload_dataset(
         declared_format=format, name=name,
         source_field=source_field or settings.dataset_source_field,
         target_field=target_field or settings.dataset_target_field,
-        max_rows=settings.max_dataset_rows)
+        settings=settings)
     session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK

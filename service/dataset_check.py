@@ -1,0 +1,90 @@
+"""Uploaded files are validated in a child process with a memory limit, so that a file that
+decodes to far more than it weighs (a Parquet decompression bomb) costs the child, never the API:
+the API's memory stays as it was whatever the file holds, and a child over its limit ends with a
+clear 413. The child reads the file on stdin and answers one JSON line on stdout:
+
+    {"rows": 1234}
+    {"status": 422, "code": "invalid_dataset", "message": "line 7: JSON nested too deeply"}
+
+`python -m service.dataset_check FORMAT SOURCE TARGET MAX_ROWS MAX_CELL MAX_DECODED` is the
+child; `validate_upload` starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from service.dataset_files import Limits, count_valid_rows
+from service.errors import InvalidDataset, PayloadTooLarge, ServiceError
+
+log = logging.getLogger("service.dataset_check")
+MIB = 1 << 20
+ROOT = str(Path(__file__).resolve().parents[1])  # the checkout that holds `service`
+
+
+def validate_upload(data: bytes, fmt: str, fields: tuple[str, str], limits: Limits, *,
+                    memory_mb: int, timeout_s: float) -> int:
+    """The number of valid rows of ``data``, validated in a child limited to ``memory_mb`` of
+    address space and ``timeout_s`` seconds. Raises `InvalidDataset` naming the line or row,
+    `PayloadTooLarge` when the file decodes to more than the limits allow."""
+    limit = memory_mb * MIB
+
+    def bounded() -> None:  # in the child, before it runs Python
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    # -S and this process's sys.path: the same code, without the site start-up's cost
+    command = [sys.executable, "-S", "-m", "service.dataset_check", fmt, *fields,
+               str(limits.max_rows), str(limits.max_cell_bytes), str(limits.max_decoded_bytes)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, sys.path)]),
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # no per-thread buffers
+    try:
+        child = subprocess.run(command, input=data, capture_output=True, timeout=timeout_s,
+                               preexec_fn=bounded, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        raise InvalidDataset(f"validating the file took longer than {timeout_s:g} s "
+                             "(GREENTRAINER_UPLOAD_VALIDATION_TIMEOUT_S)") from None
+    try:
+        answer = json.loads(child.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        log.warning("upload validator ended with %s: %s", child.returncode,
+                    child.stderr.decode(errors="replace")[-2000:])
+        raise PayloadTooLarge(f"the file needs more than {memory_mb} MiB to validate "
+                              "(GREENTRAINER_UPLOAD_VALIDATION_MEMORY_MB)", field="file") from None
+    if "rows" in answer:
+        return int(answer["rows"])
+    error = PayloadTooLarge if answer.get("status") == 413 else InvalidDataset
+    raise error(str(answer.get("message")), field="file")
+
+
+def _answer(payload: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> int:
+    fmt, source, target, max_rows, max_cell, max_decoded = argv
+    data = sys.stdin.buffer.read()
+    try:
+        rows = count_valid_rows(data, fmt, source_field=source, target_field=target,
+                                max_rows=int(max_rows), max_cell_bytes=int(max_cell),
+                                max_decoded_bytes=int(max_decoded))
+    except ServiceError as exc:
+        _answer({"status": exc.status_code, "code": exc.code, "message": exc.message})
+        return 0
+    except MemoryError:
+        del data
+        _answer({"status": 413, "code": "payload_too_large", "message": "the file decodes to "
+                 "more than the validator's memory limit (GREENTRAINER_UPLOAD_VALIDATION_MEMORY_MB)"})
+        return 0
+    _answer({"rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
