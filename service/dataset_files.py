@@ -149,7 +149,9 @@ def _parquet_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Itera
                 index += 1
                 _check_fields(dict(zip(fields, values, strict=True)), fields, limits, row=index)
                 yield index
-    except (pa.ArrowException, OSError) as exc:
+    except UnicodeDecodeError:  # a string column holding bytes that are not UTF-8
+        raise InvalidDataset("not valid UTF-8 text", row=index + 1) from None
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise InvalidDataset(f"not a readable Parquet file ({exc})", row=index + 1) from None
 
 
