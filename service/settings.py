@@ -207,6 +207,15 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `greentrainer serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `greentrainer serve` binds.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses (or CIDR ranges) of the reverse proxies in "
+        "front of the API, whose X-Forwarded-For / X-Forwarded-Proto are believed (JSON list or "
+        "comma-separated); unset = none: the client address is the TCP peer's, whatever a "
+        "client sends (the failed sign-in limit counts per address).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host names the API answers to (JSON list or "
+        "comma-separated, `*.example.com` allowed); another Host header is answered 400. Unset "
+        "= any host (redirects are relative, so no Host is ever reflected).")
     log_level: str = Field(default="INFO", description="Log level of every process (API, worker, "
                            "scheduler); `greentrainer worker --loglevel` overrides it for one worker.")
     log_format: LogFormat = Field(
@@ -250,6 +259,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _LegacyNames(settings_cls), dotenv_settings,
                 file_secret_settings)
+
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else \
+                [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("allowed_model_dirs", mode="before")
     @classmethod

@@ -159,17 +159,13 @@ def _login(request: Request, web: WebSession, key: str) -> Response:
     limiter, address = context.signin_limiter, client_address(request)
     with context.factory() as session:
         try:
-            if limiter is not None:
-                limiter.check(session, address)
+            new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context),
+                                 limiter=limiter, address=address)
         except TooManyFailedSignIns as exc:
             refused = _render(request, web, "login.html", 429, error=exc.message)
             refused.headers["Retry-After"] = str(exc.retry_after_s)
             return refused
-        try:
-            new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context))
         except NotAuthenticated as exc:
-            if limiter is not None:
-                limiter.failed(session, address)
             return _render(request, web, "login.html", 401, error=exc.message)
     response = _redirect(PREFIX)
     _codec(request).write(response, new_web)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from service.auth import Principal, authenticate
 from service.errors import Forbidden, NotAuthenticated
 from service.models import ApiKey
+from service.signin_limit import FailedSignInLimiter
 
 COOKIE_NAME = "gt_session"
 CSRF_FIELD = "csrf_token"
@@ -72,10 +73,13 @@ class SessionCodec:
         return hmac.new(self._secret, admin_key.encode(), hashlib.sha256).hexdigest()
 
 
-def sign_in(session: Session, codec: SessionCodec, key: str, *,
-            admin_key: str | None) -> tuple[WebSession, Principal]:
-    """A new signed-in session (new CSRF token) for ``key``; raises `NotAuthenticated`."""
-    principal = authenticate(session, key.strip(), admin_key=admin_key)
+def sign_in(session: Session, codec: SessionCodec, key: str, *, admin_key: str | None,
+            limiter: FailedSignInLimiter | None = None,
+            address: str = "") -> tuple[WebSession, Principal]:
+    """A new signed-in session (new CSRF token) for ``key``; raises `NotAuthenticated`, or
+    `TooManyFailedSignIns` (`authenticate` records the failure with a ``limiter``)."""
+    principal = authenticate(session, key.strip(), admin_key=admin_key, limiter=limiter,
+                             address=address)
     web = WebSession()
     if principal.key_id is None:
         web.key_id, web.admin_digest = _ENV_ADMIN, codec.admin_digest(key.strip())
