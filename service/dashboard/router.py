@@ -29,6 +29,7 @@ from service.dashboard.sessions import (
     SessionCodec,
     WebSession,
     check_csrf,
+    end_session,
     principal_of,
     sign_in,
 )
@@ -154,6 +155,12 @@ async def login(request: Request) -> Response:
     return await _in_db(request, _login, web, key if isinstance(key, str) else "")
 
 
+def _end(request: Request, web: WebSession) -> None:
+    context = _context(request)
+    with context.factory() as session:
+        end_session(session, web, context.settings.dashboard.session_max_age_s)
+
+
 def _login(request: Request, web: WebSession, key: str) -> Response:
     context = _context(request)
     limiter, address = context.signin_limiter, client_address(request)
@@ -176,6 +183,7 @@ def _login(request: Request, web: WebSession, key: str) -> Response:
 async def logout(request: Request) -> Response:
     web = _codec(request).read(request)
     await _form(request, web)
+    await _in_db(request, _end, web)  # a copy of the cookie is refused from now on
     response = _redirect(f"{PREFIX}/login")
     _codec(request).write(response, WebSession())  # a fresh, signed-out session
     return response
