@@ -7,7 +7,6 @@ from sqlalchemy import Engine, text
 from service.db import check_schema
 from service.errors import SchemaNotMigrated
 
-
 # A write that changes nothing, rolled back: a read-only database (a standby promoted the wrong
 # way, default_transaction_read_only, a full or read-only SQLite file) refuses it. Every row of
 # alembic_version is the schema's revision, so no other transaction waits on a changed row.
