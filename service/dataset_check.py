@@ -6,8 +6,8 @@ clear 413. The child reads the file on stdin and answers one JSON line on stdout
     {"rows": 1234}
     {"status": 422, "code": "invalid_dataset", "message": "line 7: JSON nested too deeply"}
 
-`python -m service.dataset_check FORMAT SOURCE TARGET MAX_ROWS MAX_CELL MAX_DECODED` is the
-child; `validate_upload` starts it.
+`python -m service.dataset_check FORMAT SOURCE TARGET MAX_ROWS MAX_CELL MAX_DECODED MEMORY` is
+the child; `validate_upload` starts it.
 """
 
 from __future__ import annotations
@@ -33,19 +33,16 @@ def validate_upload(data: bytes, fmt: str, fields: tuple[str, str], limits: Limi
     """The number of valid rows of ``data``, validated in a child limited to ``memory_mb`` of
     address space and ``timeout_s`` seconds. Raises `InvalidDataset` naming the line or row,
     `PayloadTooLarge` when the file decodes to more than the limits allow."""
-    limit = memory_mb * MIB
-
-    def bounded() -> None:  # in the child, before it runs Python
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    # -S and this process's sys.path: the same code, without the site start-up's cost
+    # -S and this process's sys.path: the same code, without the site start-up's cost. The child
+    # limits itself before it reads a byte (no preexec_fn: unsafe in a threaded server).
     command = [sys.executable, "-S", "-m", "service.dataset_check", fmt, *fields,
-               str(limits.max_rows), str(limits.max_cell_bytes), str(limits.max_decoded_bytes)]
+               str(limits.max_rows), str(limits.max_cell_bytes), str(limits.max_decoded_bytes),
+               str(memory_mb * MIB)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, sys.path)]),
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # no per-thread buffers
     try:
         child = subprocess.run(command, input=data, capture_output=True, timeout=timeout_s,
-                               preexec_fn=bounded, env=env, check=False)
+                               env=env, check=False)
     except subprocess.TimeoutExpired:
         raise InvalidDataset(f"validating the file took longer than {timeout_s:g} s "
                              "(GREENTRAINER_UPLOAD_VALIDATION_TIMEOUT_S)") from None
@@ -68,7 +65,8 @@ def _answer(payload: dict[str, object]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    fmt, source, target, max_rows, max_cell, max_decoded = argv
+    fmt, source, target, max_rows, max_cell, max_decoded, memory_bytes = argv
+    resource.setrlimit(resource.RLIMIT_AS, (int(memory_bytes), int(memory_bytes)))
     data = sys.stdin.buffer.read()
     try:
         rows = count_valid_rows(data, fmt, source_field=source, target_field=target,
