@@ -1,5 +1,7 @@
 """The processes `greentrainer up` runs next to the API: each is started when the part of the
-project it runs is in this build, with the same GREENTRAINER_* environment, and stopped with `up`."""
+project it runs is in this build, with the same GREENTRAINER_* environment, supervised while the
+API runs (`Supervisor`: one that dies, e.g. a worker killed by the OOM killer, is logged and
+started again with backoff), and stopped with `up`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from greentrainer.cli import COMMANDS
@@ -62,3 +65,64 @@ def stop(processes: list[subprocess.Popen[bytes]], *, grace_seconds: float = 10.
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class Supervisor:
+    """Watches companions and starts again any that exits while `up` runs: each exit is printed
+    with its code, and the restart waits ``backoff_s``, doubled after each exit up to
+    ``max_backoff_s`` and reset once the companion has stayed up ``max_backoff_s``."""
+
+    def __init__(self, processes: list[subprocess.Popen[bytes]], database_url: str, *,
+                 poll_s: float = 0.5, backoff_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
+        self.processes = list(processes)
+        self.env = {**os.environ, "GREENTRAINER_DATABASE_URL": database_url}
+        self.poll_s, self.backoff_s, self.max_backoff_s = poll_s, backoff_s, max_backoff_s
+        self.restarts = [0] * len(self.processes)
+        self._delay = [backoff_s] * len(self.processes)
+        self._started_at = [time.monotonic()] * len(self.processes)
+        self._due: list[float | None] = [None] * len(self.processes)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="up-supervisor", daemon=True)
+
+    def begin(self) -> Supervisor:
+        if self.processes:
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.poll_s):
+            with self._lock:
+                for index in range(len(self.processes)):
+                    self._check(index)
+
+    def _check(self, index: int) -> None:
+        process, now = self.processes[index], time.monotonic()
+        if process.poll() is None:
+            if now - self._started_at[index] >= self.max_backoff_s:
+                self._delay[index] = self.backoff_s  # it stayed up: the next exit waits little
+            return
+        name = " ".join(str(a) for a in process.args[3:])  # type: ignore[index]
+        if self._due[index] is None:
+            delay = self._delay[index]
+            self._due[index] = now + delay
+            self._delay[index] = min(delay * 2, self.max_backoff_s)
+            print(f"greentrainer up: `greentrainer {name}` (pid {process.pid}) exited with code "
+                  f"{process.returncode}; starting it again in {delay:g} s", file=sys.stderr,
+                  flush=True)
+            return
+        due = self._due[index]
+        if due is not None and now >= due:
+            self.processes[index] = subprocess.Popen(process.args, env=self.env)
+            self._started_at[index], self._due[index] = now, None
+            self.restarts[index] += 1
+            print(f"greentrainer up: `greentrainer {name}` started again (pid "
+                  f"{self.processes[index].pid})", file=sys.stderr, flush=True)
+
+    def stop(self, *, grace_seconds: float = 10.0) -> None:
+        """Stop watching, then stop every companion (`stop`)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._lock:
+            stop(self.processes, grace_seconds=grace_seconds)

@@ -44,6 +44,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def proxy_options(trusted_proxies: list[str]) -> dict[str, object]:
+    """uvicorn's options for X-Forwarded-* headers: believed only from ``trusted_proxies``
+    (GREENTRAINER_TRUSTED_PROXIES). uvicorn's own default trusts 127.0.0.1, so a client on the
+    host itself could forge its address (and rotate it past the failed sign-in limit)."""
+    if not trusted_proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": ""}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(trusted_proxies)}
+
+
 def _serve_one(host: str, port: int) -> None:
     """One API process: its own socket, its own app built from the GREENTRAINER_* environment."""
     import uvicorn
@@ -55,7 +64,7 @@ def _serve_one(host: str, port: int) -> None:
     logs.configure(settings.log_level, settings.log_format)
     sock = bind(host, port)
     config = uvicorn.Config("service.app:create_served_app", factory=True, log_config=None,
-                            access_log=False)
+                            access_log=False, **proxy_options(settings.trusted_proxies))  # type: ignore[arg-type]
     uvicorn.Server(config).run(sockets=[sock])
 
 

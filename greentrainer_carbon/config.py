@@ -195,6 +195,23 @@ def for_region(settings: CarbonSettings, region: str | None) -> CarbonSettings:
     return settings.model_copy(update=updates)
 
 
+def unknown_region(region: str) -> str | None:
+    """Why ``region`` is not one this package knows (None when it is): its first two letters
+    must be an ISO 3166 alpha-2 country with CodeCarbon's yearly average, the data every chain
+    falls back to. An unknown region once silently used the deployment's own country's data."""
+    import pycountry  # installed with CodeCarbon
+
+    from greentrainer_carbon.providers.static import codecarbon_country_intensities
+
+    country = pycountry.countries.get(alpha_2=region.upper()[:2]) if len(region) >= 2 else None
+    if country is None:
+        return (f"region {region!r} does not start with an ISO 3166 country code "
+                "(e.g. GB, FR, DE, or an Electricity Maps zone such as US-CAL-CISO)")
+    if country.alpha_3 not in codecarbon_country_intensities():
+        return f"region {region!r}: no carbon-intensity data is known for {country.name}"
+    return None
+
+
 def region_chain(settings: CarbonSettings, region: str | None) -> ProviderChain:
     """The deployment's provider chain pointed at a job's region (`for_region`)."""
     return build_chain(for_region(settings, region))

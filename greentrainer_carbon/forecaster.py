@@ -31,7 +31,7 @@ from greentrainer_carbon.errors import AllProvidersFailed
 from greentrainer_carbon.forecast import forecast_from_history
 from greentrainer_carbon.history import SLOT_S, FloatArray, IntensityHistory, slot_of, slot_start
 from greentrainer_carbon.providers.chain import ProviderChain
-from greentrainer_carbon.readings import CarbonReading, FallbackEvent
+from greentrainer_carbon.readings import MAX_FORECAST_HOURS, CarbonReading, FallbackEvent
 
 LIVE, PROVIDER, HISTORY, STATIC = 0, 1, 2, 3
 SOURCE_NAMES = ("live", "provider", "history", "static")
@@ -39,6 +39,7 @@ STATIC_PREFIXES = ("codecarbon-static",)
 HISTORY_DAYS = 7
 BLEND_SLOTS = 4  # the provider's last value fades into the history profile over 2 hours
 NDArrayInt = NDArray[np.int8]  # a source code per slot
+MAX_FORECAST_SLOTS = MAX_FORECAST_HOURS * 2  # no forecast is longer, whatever is asked
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,10 @@ class Forecaster:
         return list(next(reversed(self._cache.values())).events)
 
     def forecast(self, now: datetime, horizon_slots: int) -> SourcedForecast:
-        """The forecast for the slots of [now, now + horizon). Raises AllProvidersFailed."""
+        """The forecast for the slots of [now, now + horizon), at most MAX_FORECAST_SLOTS long.
+        Raises AllProvidersFailed."""
         first = slot_of(now)
-        horizon = max(1, int(horizon_slots), self.min_horizon_slots)
+        horizon = min(max(1, int(horizon_slots), self.min_horizon_slots), MAX_FORECAST_SLOTS)
         hit = self._cache.get(first)
         if hit is not None and hit.g_per_kwh.size >= horizon:
             return hit

@@ -8,6 +8,19 @@ from typing import Literal
 
 Signal = Literal["average", "marginal"]
 
+# The furthest any forecast reaches: no provider knows the grid this far ahead, and every series
+# built from a forecast (a provider's readings, the forecaster's slots, a green window's grid) is
+# at most this long, whatever a caller (a job's deadline) asks for. Matches the planner's cap.
+MAX_FORECAST_HOURS = 45 * 24
+
+
+def capped_hours(hours: float) -> float:
+    """``hours`` within [0, MAX_FORECAST_HOURS] (NaN, infinity and huge values give the cap)."""
+    if not hours == hours or hours > MAX_FORECAST_HOURS:  # NaN compares unequal to itself
+        return float(MAX_FORECAST_HOURS)
+    return max(0.0, float(hours))
+
+
 # 1 lb/MWh = 453.592 g / 1000 kWh (WattTime reports MOER in lbs CO2 per MWh).
 G_PER_KWH_PER_LB_PER_MWH = 0.453592
 

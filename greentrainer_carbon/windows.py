@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from greentrainer_carbon.errors import WindowError
-from greentrainer_carbon.readings import CarbonReading, ensure_utc
+from greentrainer_carbon.readings import MAX_FORECAST_HOURS, CarbonReading, ensure_utc
 
 SLOT_HOURS = 0.5
 
@@ -134,25 +134,47 @@ def choose_start(
     """The start in [now, deadline - duration] minimising expected emissions; re-run it whenever the
     forecast changes (the caller keeps the job `waiting_for_green` until `start_now`).
 
+    A deadline further than MAX_FORECAST_HOURS ahead is planned as if it were there: nothing is
+    known beyond, and the grid searched stays bounded whatever the deadline.
     Raises WindowError when the job can no longer finish by the deadline.
     """
-    now, deadline = ensure_utc(now), ensure_utc(deadline, "deadline")
-    slack_slots = math.floor((deadline - now - duration).total_seconds() / 1800.0 + 1e-9)
-    if slack_slots < 0:
-        raise WindowError(
-            f"the job needs {duration} but only {deadline - now} remain before the deadline"
-        )
-    duration_slots = duration.total_seconds() / 1800.0
-    horizon = slack_slots + math.ceil(duration_slots) + 1
-    grid = readings_to_grid(forecast, now, horizon)
-    slot = best_start_slot(grid, duration_slots, slack_slots)
-    mean = (
-        window_integrals(grid, duration_slots, slot + 1)[slot] / duration_slots
-        if duration_slots
-        else np.nan
-    )
-    source = forecast[0].source if forecast else "none"
-    return WindowChoice(now + timedelta(minutes=30 * slot), float(mean), slot == 0, source)
+    return WindowPlanner(forecast, now).choose(duration, deadline)
+
+
+class WindowPlanner:
+    """`choose_start` for many jobs on one forecast (a scheduler pass plans thousands): the grid
+    is built once, over at most MAX_FORECAST_HOURS, and for each job duration the window scores
+    and their running minimum once; each job is then a look-up."""
+
+    def __init__(self, forecast: list[CarbonReading], now: datetime) -> None:
+        self.now = ensure_utc(now)
+        self.grid = readings_to_grid(forecast, self.now, MAX_FORECAST_HOURS * 2 + 1)
+        self.source = forecast[0].source if forecast else "none"
+        self._by_duration: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _scores(self, duration_slots: float) -> tuple[np.ndarray, np.ndarray]:
+        """(score of each start, the earliest best start among 0..s for each s)."""
+        if duration_slots not in self._by_duration:
+            scores = window_integrals(self.grid, duration_slots, self.grid.size)
+            best = _running_argmin(np.where(np.isnan(scores), np.inf, scores))
+            self._by_duration[duration_slots] = (scores, best)
+        return self._by_duration[duration_slots]
+
+    def choose(self, duration: timedelta, deadline: datetime) -> WindowChoice:
+        """As `choose_start`. Raises WindowError when the job can no longer finish in time."""
+        now, deadline = self.now, ensure_utc(deadline, "deadline")
+        deadline = min(deadline, now + timedelta(hours=MAX_FORECAST_HOURS))
+        slack_slots = math.floor((deadline - now - duration).total_seconds() / 1800.0 + 1e-9)
+        if slack_slots < 0:
+            raise WindowError(
+                f"the job needs {duration} but only {deadline - now} remain before the deadline"
+            )
+        duration_slots = duration.total_seconds() / 1800.0
+        scores, best = self._scores(duration_slots)
+        slot = int(best[min(slack_slots, scores.size - 1)])  # all unknown: 0, start now
+        mean = scores[slot] / duration_slots if duration_slots else np.nan
+        return WindowChoice(now + timedelta(minutes=30 * slot), float(mean), slot == 0,
+                            self.source)
 
 
 def epoch_means(forecast: np.ndarray, offsets_slots: np.ndarray, epoch_slots: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from service import http_errors
 from service.dashboard import mount as mount_dashboard
@@ -19,6 +20,7 @@ from service.jobs import JobCheck
 from service.metrics import HttpMetrics, make_registry
 from service.pool.carbon_plan import BudgetFeasibility, CarbonPlanning
 from service.request_guards import MULTIPART_OVERHEAD_BYTES, BodyLimit, NulGuard
+from service.response_guards import RelativeRedirects, SecurityHeaders
 from service.routers import checkpoints, datasets, jobs, openai, ops, stats, teams, webhooks
 from service.settings import Settings, get_settings
 from service.signin_limit import FailedSignInLimiter
@@ -84,6 +86,10 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app.add_middleware(NulGuard)
     app.add_middleware(HttpMetrics, registry=app.state.metrics_registry)
+    app.add_middleware(RelativeRedirects)
+    app.add_middleware(SecurityHeaders)
+    if settings.allowed_hosts:  # outermost: another Host is answered 400 before anything runs
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     return app
 
 

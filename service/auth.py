@@ -13,12 +13,18 @@ import secrets
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Row, bindparam, literal_column, select, true
+from sqlalchemy import Row, bindparam, exists, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from service.errors import Forbidden, NotAuthenticated, NotFound
-from service.models import ApiKey, new_id
-from service.signin_limit import BUCKET, FailedSignInLimiter, bucket_params
+from service.models import ApiKey, SignInFailure, new_id
+from service.signin_limit import (
+    BUCKET,
+    PREFIX_CHARS,
+    FailedSignInLimiter,
+    bucket_params,
+    prefix_bucket,
+)
 
 KEY_PREFIX = "gt_"
 
@@ -26,12 +32,20 @@ KEY_PREFIX = "gt_"
 _keys = ApiKey.__table__
 _KEY = select(_keys.c.id.label("key_id"), _keys.c.team_id, _keys.c.is_admin,
               _keys.c.revoked_at).where(_keys.c.key_sha256 == bindparam("key_sha256"))
-# One row whether or not the key and the bucket exist (NULLs where not):
-# (SELECT 1) LEFT JOIN (the key) ON true LEFT JOIN (the address's bucket) ON true.
+# One row whether or not the key and the buckets exist (NULLs where not): (SELECT 1) LEFT JOIN
+# (the key) LEFT JOIN (the address's bucket) LEFT JOIN (the key prefix's bucket), all ON true,
+# and whether any stored key has the presented key's prefix.
+_failures = SignInFailure.__table__
+_PREFIX_BUCKET = select(_failures.c.tokens.label("prefix_tokens"),
+                        _failures.c.updated_at.label("prefix_updated_at")).where(
+    _failures.c.address == bindparam("prefix_bucket"))
 _key, _bucket = _KEY.subquery("api_key"), BUCKET.subquery("bucket")
-_KEY_AND_BUCKET = select(_key, _bucket).select_from(
-    select(literal_column("1").label("one")).subquery("anchor")
-    .outerjoin(_key, true()).outerjoin(_bucket, true()))
+_prefix = _PREFIX_BUCKET.subquery("prefix_bucket")
+_KEY_AND_BUCKETS = select(
+    _key, _bucket, _prefix,
+    exists().where(_keys.c.prefix == bindparam("prefix")).label("known_prefix"),
+).select_from(select(literal_column("1").label("one")).subquery("anchor")
+              .outerjoin(_key, true()).outerjoin(_bucket, true()).outerjoin(_prefix, true()))
 
 
 @dataclass(frozen=True)
@@ -88,19 +102,36 @@ def authenticate(session: Session, key: str, *, admin_key: str | None,
                  limiter: FailedSignInLimiter | None = None, address: str = "") -> Principal:
     """The principal for ``key``; raises `NotAuthenticated` for an unknown or revoked key.
 
-    With a ``limiter``, ``address``'s failed sign-in bucket is read in the same statement as
-    the key and checked first: `TooManyFailedSignIns` whatever the key (one round trip per
-    request instead of two; the key is still looked up on every request, so a revoked key
-    is refused at once)."""
+    With a ``limiter`` (one statement reads the key and both buckets): a valid key is accepted
+    unless its prefix's bucket is empty; a wrong one is recorded against ``address`` and, when
+    its prefix is a real key's, that prefix (`service.signin_limit`), and is answered
+    `TooManyFailedSignIns` instead of `NotAuthenticated` when ``address``'s bucket was empty."""
     params = {"key_sha256": hash_key(key)}
-    row: Row | None = None
-    if limiter is not None:
-        row = session.execute(_KEY_AND_BUCKET, {**params, **bucket_params(address)}).one()
-        limiter.check_tokens(limiter.tokens_in(row.tokens, row.updated_at))
-    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
-        return Principal(team_id=None, is_admin=True)
+    is_env_admin = bool(admin_key) and hmac.compare_digest(key.encode(), str(admin_key).encode())
     if limiter is None:
-        row = session.execute(_KEY, params).first()
+        if is_env_admin:
+            return Principal(team_id=None, is_admin=True)
+        return _principal(session.execute(_KEY, params).first())
+    row = session.execute(_KEY_AND_BUCKETS, {
+        **params, **bucket_params(address), "prefix_bucket": prefix_bucket(key),
+        "prefix": key[:PREFIX_CHARS]}).one()
+    prefix_tokens = limiter.tokens_in(row.prefix_tokens, row.prefix_updated_at)
+    valid = is_env_admin or (row.key_id is not None and row.revoked_at is None)
+    if valid:
+        limiter.check_tokens(prefix_tokens, "for this key")
+        return Principal(team_id=None, is_admin=True) if is_env_admin else _principal(row)
+    known = bool(row.known_prefix) or bool(admin_key) and \
+        key[:PREFIX_CHARS] == str(admin_key)[:PREFIX_CHARS]
+    address_tokens = limiter.tokens_in(row.tokens, row.updated_at)
+    if address_tokens >= 1:
+        limiter.failed(session, address, *([prefix_bucket(key)] if known else []))
+    elif known:  # guesses at a known prefix count even from an address already refused
+        limiter.failed(session, prefix_bucket(key))
+    limiter.check_tokens(address_tokens, "from this address")
+    raise NotAuthenticated("unknown or revoked API key", field="Authorization")
+
+
+def _principal(row: Row | None) -> Principal:
     if row is None or row.key_id is None or row.revoked_at is not None:
         raise NotAuthenticated("unknown or revoked API key", field="Authorization")
     return Principal(team_id=row.team_id, is_admin=row.is_admin, key_id=row.key_id)

@@ -6,20 +6,29 @@ field names are given), and chat, OpenAI's fine-tuning JSONL (``{"messages": [..
 file whose first row has ``messages``), checked by the core's own rule
 (`greentrainer_core.chat_messages`). Every bad line is reported (the first
 ``PROBLEMS_REPORTED`` of them, each with its line number, or row for Parquet, which has no
-lines) in one `InvalidDataset`."""
+lines) in one `InvalidDataset`.
+
+Every bound is checked while the file is read, never after: rows (``max_rows``), the bytes of
+one cell (``max_cell_bytes``) and the bytes the file decodes to (``max_decoded_bytes``; Parquet
+is compressed, a 10 KB file can hold 300 MiB of text). Parquet is read one batch at a time,
+after its metadata's row count and uncompressed size were checked. The API runs this in a
+bounded subprocess (`service.dataset_check`), never in its own memory."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from greentrainer_core.chat_messages import message_problem
-from service.errors import InvalidDataset
+from service.errors import InvalidDataset, PayloadTooLarge
 
 FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+PARQUET_BATCH_ROWS = 1024  # rows decoded at once: a row group is never decoded whole
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 KINDS = ("pairs", "chat")
 CHAT_FIELD = "messages"
@@ -31,27 +40,39 @@ Checked = Iterator[tuple[int, str | None]]
 
 
 def detect_format(filename: str | None, declared: str | None) -> str:
-    """The file format, from the explicit ``format`` field or else the file name's suffix."""
     if declared:
-        if declared not in FORMATS:
+        fmt = declared.lower()
+        if fmt not in FORMATS:
             raise InvalidDataset(f"unknown format {declared!r}; use one of {', '.join(FORMATS)}",
                                  field="format")
-        return declared
-    name = (filename or "").lower()
+        return fmt
     for suffix, fmt in _SUFFIXES.items():
-        if name.endswith(suffix):
+        if filename and filename.lower().endswith(suffix):
             return fmt
-    raise InvalidDataset(f"cannot tell the format of {filename!r}: name the file *.jsonl, *.csv "
+    raise InvalidDataset(f"cannot tell the format of {filename!r}: name it *.jsonl, *.csv "
                          "or *.parquet, or send a `format` field", field="format")
 
 
-def _field_problem(record: dict[str, Any], fields: tuple[str, str]) -> str | None:
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may hold (GREENTRAINER_MAX_DATASET_ROWS, _MAX_CELL_BYTES, _MAX_DECODED_BYTES)."""
+
+    max_rows: int
+    max_cell_bytes: int = 1 << 20
+    max_decoded_bytes: int = 1 << 30
+
+
+def _field_problem(record: dict[str, Any], fields: tuple[str, str], limits: Limits) -> str | None:
     for name in fields:
         if name not in record:
             return f"missing field {name!r}"
         value = record[name]
         if not isinstance(value, str) or not value.strip():
             return f"field {name!r} must be a non-empty string"
+        if len(value) > limits.max_cell_bytes // 4 and \
+                len(value.encode("utf-8", "surrogatepass")) > limits.max_cell_bytes:
+            return f"field {name!r} is longer than {limits.max_cell_bytes} bytes " \
+                   "(GREENTRAINER_MAX_CELL_BYTES)"
     return None
 
 
@@ -80,27 +101,39 @@ def _json_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
         except json.JSONDecodeError as exc:
             yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
             continue
+        except RecursionError:
+            yield number, "JSON nested too deeply"
+            continue
+        except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+            yield number, (f"an integer has more than {sys.get_int_max_str_digits()} digits"
+                           if "integer string conversion" in str(exc)
+                           else f"not loadable JSON ({exc})")
+            continue
         yield number, record if isinstance(record, dict) else "expected a JSON object"
 
 
 def sniff_jsonl(data: bytes) -> dict[str, Any] | None:
     """The first row of a JSONL file, when it is a JSON object (which decides its kind)."""
-    for _, record in _json_lines(data):
-        return record if isinstance(record, dict) else None
+    try:
+        for _, record in _json_lines(data):
+            return record if isinstance(record, dict) else None
+    except InvalidDataset:  # not UTF-8: the validation says so, naming the line
+        return None
     return None
 
 
-def _jsonl_rows(data: bytes, fields: tuple[str, str] | None) -> Checked:
+def _jsonl_rows(data: bytes, fields: tuple[str, str] | None, limits: Limits) -> Checked:
     """``fields`` None: chat rows."""
     for number, record in _json_lines(data):
         if isinstance(record, str):
             yield number, record
         else:
             yield number, _chat_problem(record) if fields is None else \
-                _field_problem(record, fields)
+                _field_problem(record, fields, limits)
 
 
-def _csv_rows(data: bytes, fields: tuple[str, str]) -> Checked:
+def _csv_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Checked:
+    csv.field_size_limit(limits.max_cell_bytes)  # a longer field is a csv.Error, named below
     reader = csv.reader(io.StringIO(_decode(data), newline=""))
     try:
         header = next(reader)
@@ -119,43 +152,81 @@ def _csv_rows(data: bytes, fields: tuple[str, str]) -> Checked:
                 if len(row) != len(header):
                     yield start, f"expected {len(header)} fields, found {len(row)}"
                 else:
-                    yield start, _field_problem(dict(zip(header, row, strict=True)), fields)
+                    yield start, _field_problem(dict(zip(header, row, strict=True)), fields,
+                                                limits)
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidDataset(f"malformed CSV ({exc})", line=start) from None
 
 
-def _parquet_rows(data: bytes, fields: tuple[str, str]) -> Checked:
+def _parquet_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Checked:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        meta, schema = parquet.metadata, parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise InvalidDataset(f"not a readable Parquet file ({exc})") from None
     for name in fields:
-        if name not in table.column_names:
-            raise InvalidDataset(f"no column {name!r} (columns: {', '.join(table.column_names)})")
-        if not (pa.types.is_string(table.schema.field(name).type)
-                or pa.types.is_large_string(table.schema.field(name).type)):
-            raise InvalidDataset(f"column {name!r} must hold strings, "
-                                 f"not {table.schema.field(name).type}")
-    columns = [table.column(name).to_pylist() for name in fields]
-    for index, values in enumerate(zip(*columns, strict=True), start=1):
-        yield index, _field_problem(dict(zip(fields, values, strict=True)), fields)
+        if name not in schema.names:
+            raise InvalidDataset(f"no column {name!r} (columns: {', '.join(schema.names)})")
+        kind = schema.field(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise InvalidDataset(f"column {name!r} must hold strings, not {kind}")
+    if meta.num_rows > limits.max_rows:
+        raise InvalidDataset(f"more than {limits.max_rows} rows (GREENTRAINER_MAX_DATASET_ROWS)")
+    _decoded(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)), limits)
+    _cells_fit(meta, fields, limits)
+    index, decoded = 0, 0
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(fields)):
+            decoded += batch.nbytes  # the metadata may understate it: count what is decoded
+            _decoded(decoded, limits)
+            for values in zip(*(batch.column(name).to_pylist() for name in fields), strict=True):
+                index += 1
+                yield index, _field_problem(dict(zip(fields, values, strict=True)), fields, limits)
+    except UnicodeDecodeError:  # a string column holding bytes that are not UTF-8
+        raise InvalidDataset("not valid UTF-8 text", row=index + 1) from None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidDataset(f"not a readable Parquet file ({exc})", row=index + 1) from None
+
+
+def _cells_fit(meta: Any, fields: tuple[str, str], limits: Limits) -> None:
+    """From the metadata, before decoding: a column chunk whose uncompressed text is more than
+    max_cell_bytes per row holds at least one cell over the limit (one 300 MiB cell)."""
+    for group in range(meta.num_row_groups):
+        chunks = meta.row_group(group)
+        for column in range(chunks.num_columns):
+            chunk = chunks.column(column)
+            if chunk.path_in_schema in fields and chunk.total_uncompressed_size > \
+                    max(chunks.num_rows, 1) * limits.max_cell_bytes + 64 * 1024:
+                raise InvalidDataset(f"column {chunk.path_in_schema!r} of row group {group + 1} "
+                                     f"holds a value longer than {limits.max_cell_bytes} bytes "
+                                     "(GREENTRAINER_MAX_CELL_BYTES)")
+
+
+def _decoded(size: int, limits: Limits) -> None:
+    if size > limits.max_decoded_bytes:
+        raise PayloadTooLarge(f"the file decodes to more than {limits.max_decoded_bytes} bytes "
+                              "(GREENTRAINER_MAX_DECODED_BYTES)", field="file")
 
 
 _READERS = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}
 
 
 def count_valid_rows(data: bytes, fmt: str, *, source_field: str, target_field: str,
-                     max_rows: int, kind: str = "pairs") -> int:
+                     max_rows: int, kind: str = "pairs", max_cell_bytes: int = Limits.max_cell_bytes,
+                     max_decoded_bytes: int = Limits.max_decoded_bytes) -> int:
     """Validate every row; return the row count. Raises `InvalidDataset` listing the bad lines
-    (rows) with what is wrong with each, its message starting with the first of them."""
+    (rows) with what is wrong with each, its message starting with the first of them;
+    `PayloadTooLarge` for a file that decodes to more than ``max_decoded_bytes``."""
     if kind == "chat" and fmt != "jsonl":
         raise InvalidDataset("chat data (messages) must be a JSONL file", field="format")
-    rows = _jsonl_rows(data, None) if kind == "chat" else \
-        _READERS[fmt](data, (source_field, target_field))
+    limits = Limits(max_rows, max_cell_bytes, max_decoded_bytes)
+    _decoded(len(data), limits)  # text formats decode to their own size
+    rows = _jsonl_rows(data, None, limits) if kind == "chat" else \
+        _READERS[fmt](data, (source_field, target_field), limits)
     count, problems = 0, []
     for count, (position, problem) in enumerate(rows, start=1):
         if count > max_rows:

@@ -12,18 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal, owned
-from service.dataset_files import (
-    CHAT_FIELD,
-    FORMATS,
-    PROMPT_COMPLETION,
-    count_valid_rows,
-    detect_format,
-    sniff_jsonl,
-)
+from service.dataset_check import validate_upload
+from service.dataset_files import CHAT_FIELD, FORMATS, PROMPT_COMPLETION, Limits, detect_format, sniff_jsonl
 from service.errors import Conflict, NotFound, PayloadTooLarge
 from service.models import Dataset, Job, new_id, utcnow
+from service.settings import Settings
 from service.states import TERMINAL
-from service.storage import BlobStore
+from service.storage import BlobStore, put_or_refuse
 
 _CHUNK = 1 << 20
 
@@ -44,11 +39,14 @@ def read_limited(stream: BinaryIO, limit_bytes: int) -> bytes:
 def create_dataset(session: Session, store: BlobStore, *, team_id: str, data: bytes,
                    filename: str | None, declared_format: str | None, name: str | None,
                    source_field: str | None, target_field: str | None,
-                   default_fields: tuple[str, str], max_rows: int) -> tuple[Dataset, bool]:
-    """Validate and store an upload; returns (dataset, created). Fields not given are the
-    defaults, or ``prompt``/``completion`` for a JSONL file whose first row has those; a JSONL
-    file whose first row has ``messages`` is chat data. Raises `InvalidDataset` listing the
-    offending lines, or naming the ``format`` field when the format is unknown."""
+                   settings: Settings) -> tuple[Dataset, bool]:
+    """Validate (in a bounded child process, `validate_upload`) and store an upload; returns
+    (dataset, created). Fields not given are the settings' defaults, or ``prompt``/``completion``
+    for a JSONL file whose first row has those; a JSONL file whose first row has ``messages`` is
+    chat data. Raises `InvalidDataset` listing the offending lines, or naming the ``format``
+    field when the format is unknown; `PayloadTooLarge` past a limit; `StorageFull` or
+    `StorageUnavailable` when the store cannot take it (nothing is left behind)."""
+    default_fields = (settings.dataset_source_field, settings.dataset_target_field)
     fmt = detect_format(filename, declared_format)
     first = sniff_jsonl(data) if fmt == "jsonl" else None
     kind = "chat" if first is not None and CHAT_FIELD in first else "pairs"
@@ -63,9 +61,12 @@ def create_dataset(session: Session, store: BlobStore, *, team_id: str, data: by
     existing = _same_content(session, team_id, digest, source_field, target_field)
     if existing is not None and existing.deleted_at is None:
         return existing, False
-    rows = count_valid_rows(data, fmt, source_field=source_field, target_field=target_field,
-                            max_rows=max_rows, kind=kind)
-    key, _ = store.put("datasets", data, suffix=FORMATS[fmt])
+    limits = Limits(settings.max_dataset_rows, settings.max_cell_bytes,
+                    settings.max_decoded_bytes)
+    rows = validate_upload(data, fmt, (source_field, target_field), limits, kind=kind,
+                           memory_mb=settings.upload_validation_memory_mb,
+                           timeout_s=settings.upload_validation_timeout_s)
+    key = put_or_refuse(store, "datasets", data, suffix=FORMATS[fmt])
     if existing is not None:  # deleted earlier: the same row (its id) comes back
         existing.deleted_at, existing.storage_key, existing.row_count = None, key, rows
         existing.name, existing.format = name or filename or digest[:12], fmt

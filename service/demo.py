@@ -73,9 +73,7 @@ def _upload(session: Session, store: BlobStore, settings: Settings, team_id: str
             name: str) -> str:
     dataset, _ = create_dataset(
         session, store, team_id=team_id, data=path.read_bytes(), filename=path.name,
-        declared_format=None, name=name, source_field=None, target_field=None,
-        default_fields=(settings.dataset_source_field, settings.dataset_target_field),
-        max_rows=settings.max_dataset_rows)
+        declared_format=None, name=name, source_field=None, target_field=None, settings=settings)
     return dataset.id
 
 

@@ -91,14 +91,10 @@ def current_principal(request: Request, context: Context, session: SessionDep,
                                field="Authorization")
     admin_key = context.settings.admin_key
     limiter, address = context.signin_limiter, client_address(request)
-    try:  # with a limiter, 429 (an empty bucket) comes before the key counts
-        return authenticate(session, credentials.credentials,
-                            admin_key=admin_key.get_secret_value() if admin_key else None,
-                            limiter=limiter, address=address)
-    except NotAuthenticated:
-        if limiter is not None:
-            limiter.failed(session, address)
-        raise
+    # with a limiter, failures are recorded (and 429 answered) by `authenticate`
+    return authenticate(session, credentials.credentials,
+                        admin_key=admin_key.get_secret_value() if admin_key else None,
+                        limiter=limiter, address=address)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -14,7 +14,8 @@
     │   ├── IllegalTransition         job state change the state machine forbids
     │   └── IdempotencyConflict       Idempotency-Key reused with a different request
     ├── SchemaNotMigrated (503)       the database is not at the latest migration
-    ├── StorageUnavailable (503)      the object store failed (down, 5xx, stalled) after retries
+    ├── StorageUnavailable (503)      the store cannot be written or did not answer (not writable,
+    │   │                             down, 5xx, stalled) after its retries
     │   └── ChecksumMismatch          an object's bytes do not match the SHA-256 stored with it
     └── StorageFull (507)             the data disk is full; has retry_after_s
 """
@@ -109,8 +110,9 @@ class SchemaNotMigrated(ServiceError):
 
 
 class StorageUnavailable(ServiceError):
-    """The object store did not answer (down, 5xx, a stalled read) after its retries; nothing
-    was recorded as stored, so the step may be tried again. Workers retry the job's try."""
+    """The store refused a write for a reason other than space (not writable, an I/O error), or
+    did not answer (down, 5xx, a stalled read) after its retries; nothing was recorded as stored,
+    so the step may be tried again. Workers retry the job's try."""
 
     status_code = 503
     code = "storage_unavailable"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,18 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 OPENAI_PREFIX = "/v1/"
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def unreadable_json(exc: BaseException | None) -> str | None:
+    """What made ``json.loads`` fail on syntactically valid JSON, in the client's words (None for
+    any other error): nesting deeper than Python's recursion limit, or an integer of more digits
+    than `sys.get_int_max_str_digits` (a denial of service guard)."""
+    if isinstance(exc, RecursionError):
+        return "body: JSON nested too deeply"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return f"body: an integer has more than {sys.get_int_max_str_digits()} digits"
+    return None
+
 
 
 def _reply(path: str | None, status: int, code: str, message: str, field: str | None,
@@ -92,6 +105,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, ServiceError):  # FastAPI wraps errors raised while parsing
         return error_response(exc.__cause__, request.url.path)  # the body (`BodyLimit`) in a 400
+    unreadable = unreadable_json(exc.__cause__)
+    if exc.status_code == 400 and unreadable is not None:  # valid JSON that Python cannot load
+        return _reply(request.url.path, 422, "invalid_request", unreadable, "body")
     return _reply(request.url.path, exc.status_code, "http_error", str(exc.detail), None,
                   getattr(exc, "headers", None))
 

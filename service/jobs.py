@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, true, update
@@ -14,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from greentrainer_carbon.config import unknown_region
 from service.db import one_of
 from service.errors import IdempotencyConflict, IllegalTransition, InvalidInput, UnknownDataset
 from service.job_events import NewEvent, append_event, append_events, insert_events
@@ -173,8 +175,21 @@ def _team_dataset(session: Session, team_id: str, dataset_id: str, field: str) -
     return found
 
 
-def _check_policy(request: JobCreate) -> None:
+def _check_policy(request: JobCreate, settings: Settings) -> None:
     policy, epochs = request.rho_policy, request.hyperparameters.epochs
+    if isinstance(policy, CarbonAwareRho) and (problem := unknown_region(policy.region)):
+        raise InvalidInput(problem, field="rho_policy.region")
+    classes = settings.pool.gpu_classes
+    if classes and request.gpu_class != "any" and request.gpu_class not in classes:
+        raise InvalidInput(f"gpu_class {request.gpu_class!r} is not served by this pool; use "
+                           f"any or one of {', '.join(classes)} (GREENTRAINER_POOL__GPU_CLASSES)",
+                           field="gpu_class")
+    if isinstance(policy, CarbonAwareRho) and policy.deadline is not None:
+        limit = settings.pool.max_deadline_days
+        if policy.deadline > utcnow() + timedelta(days=limit):
+            raise InvalidInput(f"rho_policy.deadline must be at most {limit:g} days ahead "
+                               f"(GREENTRAINER_POOL__MAX_DEADLINE_DAYS), got "
+                               f"{policy.deadline.isoformat()}", field="rho_policy.deadline")
     if isinstance(policy, ScheduleRho) and len(policy.rhos) != epochs:
         raise InvalidInput(f"rho_policy.rhos has {len(policy.rhos)} values but "
                            f"hyperparameters.epochs is {epochs}: give one rho per epoch",
@@ -208,7 +223,7 @@ def _validate(session: Session, team_id: str, request: JobCreate, settings: Sett
                                    "validation_dataset")
     if request.test_dataset is not None:
         test = _team_dataset(session, team_id, request.test_dataset, "test_dataset")
-    _check_policy(request)
+    _check_policy(request, settings)
     for check in checks:
         plan = check(session, team_id, request)
         if plan is not None:

@@ -105,7 +105,7 @@ class ApiKey(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)  # the sign-in limit's look-up
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
@@ -349,6 +349,17 @@ class SignInFailure(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_signin_failures_updated_at", "updated_at"),)
+
+
+class EndedSession(Base):
+    """A dashboard session signed out on the server: its cookie (signed, so not forgeable, but
+    copyable) is refused from then on, not only deleted from the browser that signed out. Kept
+    until the cookie would have expired anyway."""
+
+    __tablename__ = "ended_sessions"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class IntensitySlot(Base):

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,7 +20,17 @@ from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind, below_flo
 from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES
 from service.text import NulFree
 
-Rho = Annotated[float, Field(gt=0, le=1, description="Share of full fine-tuning FLOPs, (0, 1].")]
+# Numbers are strict: `true`, "3" and 3.0 are not numbers of epochs (an int is a float, though).
+MIN_RHO = 0.001  # a thousandth of full fine-tuning's FLOPs; below it no tensor is worth selecting
+Rho = Annotated[float, Field(ge=MIN_RHO, le=1, strict=True,
+                             description=f"Share of full fine-tuning FLOPs, [{MIN_RHO}, 1].")]
+Count = Annotated[int, Field(strict=True)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# A GPU class is a queue name (service/pool/queue.py): lowercase letters, digits, '-', '_', '.'.
+GPU_CLASS_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
+# A grid region: an ISO 3166 alpha-2 country, optionally an Electricity Maps zone within it
+# (US-CAL-CISO); which ones the deployment knows is checked at submission (service/jobs.py).
+REGION_PATTERN = r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,16}){0,3}$"
 T = TypeVar("T")
 # One of the core's registered methods (greentrainer_core.methods.METHODS).
 MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
@@ -28,8 +39,6 @@ MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 def _future(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     if value <= datetime.now(UTC):
         raise ValueError("deadline must be in the future")
     return value
@@ -63,9 +72,11 @@ class _Timed(_Floored):
     read in (default: the pool's region)."""
 
     region: NulFree | None = Field(default=None, min_length=1, max_length=64,
-                                   description="Grid region, e.g. GB or FR.")
-    deadline: Annotated[datetime | None, AfterValidator(_future)] = Field(
-        default=None, description="Latest finish; the scheduler may wait for cleaner hours "
+                                   pattern=REGION_PATTERN, description="Grid region, e.g. GB, "
+                                   "FR or an Electricity Maps zone (default the pool's).")
+    deadline: Annotated[AwareDatetime | None, AfterValidator(_future)] = Field(
+        default=None, description="Latest finish, with a time zone (Z or +hh:mm), at most "
+        "GREENTRAINER_POOL__MAX_DEADLINE_DAYS ahead; the scheduler may wait for cleaner hours "
         "until it. Without one the job runs as soon as a GPU is free.")
 
 
@@ -83,16 +94,16 @@ class CarbonAwareRho(_Timed):
     type: Literal[RhoPolicyKind.CARBON_AWARE]
     rho_min: Rho
     rho_max: Rho
-    region: NulFree = Field(min_length=1, max_length=64, description="Grid region, e.g. GB or FR.")
+    region: NulFree = Field(min_length=1, max_length=64, pattern=REGION_PATTERN,
+                            description="Grid region, e.g. GB, FR or an Electricity Maps zone.")
     rho_target: Rho | None = Field(
         default=None, description="The job's mean rho under the mean-preserving mapping (more "
         "rho in cleaner hours, less in dirtier ones, this on average); default the middle of "
         "[rho_min, rho_max].")
     mapping: Literal["mean_preserving", "quantile"] = Field(
-        default="mean_preserving", description="mean_preserving (the default: it measures best "
-        "in benchmarks/results/carbon_simulation_*.md) or quantile (rho follows the live "
-        "intensity's rank in the forecast, mean not kept).")
-    co2_budget_kg: float | None = Field(default=None, gt=0)
+        default="mean_preserving", description="mean_preserving (the default) or quantile (rho "
+        "follows the live intensity's rank in the forecast, mean not kept).")
+    co2_budget_kg: Number | None = Field(default=None, gt=0)
 
     @field_validator("rho_max")
     @classmethod
@@ -116,15 +127,15 @@ RhoPolicy = Annotated[FixedRho | ScheduleRho | CarbonAwareRho, Field(discriminat
 
 
 class Hyperparameters(_Strict):
-    epochs: int = Field(default=3, ge=1, le=1000)
-    batch_size: int = Field(default=4, ge=1, le=4096)
-    learning_rate: float = Field(default=2e-5, gt=0, le=1)
-    max_length: int = Field(default=512, ge=8, le=131072)
-    seed: int = Field(default=0, ge=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
-    early_stopping_patience: int | None = Field(
+    epochs: Count = Field(default=3, ge=1, le=1000)
+    batch_size: Count = Field(default=4, ge=1, le=4096)
+    learning_rate: Number = Field(default=2e-5, gt=0, le=1)
+    max_length: Count = Field(default=512, ge=8, le=131072)
+    seed: Count = Field(default=0, ge=0, le=2**32 - 1)
+    warmup_steps: Count = Field(default=0, ge=0, le=10**9)
+    weight_decay: Number = Field(default=0.0, ge=0)
+    gradient_accumulation_steps: Count = Field(default=1, ge=1, le=4096)
+    early_stopping_patience: Count | None = Field(
         default=None, ge=1, le=1000,
         description="Stop after this many epochs without a lower validation loss (needs "
                     "validation_dataset).")
@@ -141,7 +152,9 @@ class JobCreate(_Strict):
     method: MethodName = DEFAULT_METHOD
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     rho_policy: RhoPolicy = Field(default_factory=lambda: FixedRho(type=RhoPolicyKind.FIXED, rho=DEFAULT_RHO))
-    gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
+    gpu_class: NulFree = Field(default="any", min_length=1, max_length=32,
+                               pattern=GPU_CLASS_PATTERN,
+                               description="`any`, or a class the pool's workers serve.")
     suffix: NulFree | None = Field(default=None, min_length=1, max_length=64,
                                    description="Added to the fine-tuned model's name.")
     metadata: dict[str, str] | None = Field(

@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from greentrainer_carbon.config import CarbonSettings
+from greentrainer_carbon.readings import MAX_FORECAST_HOURS
 from service.logs import LogFormat
 
 MIB = 1024 * 1024
@@ -117,6 +118,24 @@ class PoolSettings(BaseModel):
         default=1800.0, gt=0, description="Epoch duration assumed for green-window planning "
         "until the pool has measured epochs of the job's model."
     )
+    gpu_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="GPU classes a job may ask for besides `any` (JSON "
+        "list or comma-separated, the workers' --gpu-class); unset = any lowercase name.")
+    max_deadline_days: float = Field(
+        default=30.0, gt=0, le=MAX_FORECAST_HOURS / 24, description="Furthest a job's deadline "
+        "may lie ahead (a later one is answered 422 naming this limit); at most the forecast's "
+        f"reach, {MAX_FORECAST_HOURS // 24} days (docs/reliability.md)."
+    )
+
+
+    @field_validator("gpu_classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else \
+                [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
 
 class StorageSettings(BaseModel):
@@ -222,6 +241,17 @@ class Settings(BaseSettings):
         default=100 * MIB, gt=0, description="Largest accepted data set file."
     )
     max_dataset_rows: int = Field(default=1_000_000, gt=0, description="Most rows in one data set.")
+    max_cell_bytes: int = Field(default=MIB, gt=0, description="Longest source or target text "
+                                "of one row, in bytes (UTF-8).")
+    max_decoded_bytes: int = Field(
+        default=1024 * MIB, gt=0, description="Most bytes an upload may decode to (Parquet is "
+        "compressed: checked from its metadata, then batch by batch as it is read).")
+    upload_validation_memory_mb: int = Field(
+        default=2048, ge=512, description="Address space of the child process that validates "
+        "each upload (Python and pyarrow take about 300 MB of it; the API's "
+        "own memory never holds the decoded file); over it: 413.")
+    upload_validation_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest an upload's validation may take (422 beyond).")
     dataset_source_field: str = Field(
         default="source", min_length=1, description="Input text column."
     )
@@ -239,6 +269,15 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `greentrainer serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `greentrainer serve` binds.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Addresses (or CIDR ranges) of the reverse proxies in "
+        "front of the API, whose X-Forwarded-For / X-Forwarded-Proto are believed (JSON list or "
+        "comma-separated); unset = none: the client address is the TCP peer's, whatever a "
+        "client sends (the failed sign-in limit counts per address).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host names the API answers to (JSON list or "
+        "comma-separated, `*.example.com` allowed); another Host header is answered 400. Unset "
+        "= any host (redirects are relative, so no Host is ever reflected).")
     log_level: str = Field(default="INFO", description="Log level of every process (API, worker, "
                            "scheduler); `greentrainer worker --loglevel` overrides it for one worker.")
     log_format: LogFormat = Field(
@@ -286,6 +325,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _LegacyNames(settings_cls), dotenv_settings,
                 file_secret_settings)
+
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else \
+                [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("allowed_model_dirs", mode="before")
     @classmethod

@@ -1,9 +1,20 @@
-"""Rate limiting of failed sign-ins, per client address (a token bucket kept in the database).
+"""Rate limiting of failed sign-ins, per client address and per key prefix (token buckets kept
+in the database).
 
 Each wrong API key presented (API bearer auth or the dashboard's sign-in form) takes one token
-from the caller's bucket; the bucket holds ``burst`` tokens and regains one every
-``refill_seconds``. An address whose bucket is empty is answered 429 with ``Retry-After`` before
-its key is even looked at, so guessing keys costs at least ``refill_seconds`` per guess.
+from the caller's address bucket, and, when its first `PREFIX_CHARS` characters are those of a
+real key (shown in key listings), one from that prefix's bucket (``key:<prefix>``). A bucket
+holds ``burst`` tokens and regains one every ``refill_seconds``. Only failures count:
+
+- a valid key is accepted whatever its address's bucket holds (a neighbour guessing keys, or a
+  forged address, no longer locks the admin out), unless its own prefix's bucket is empty;
+- a wrong key from an address whose bucket is empty is answered 429 with ``Retry-After``, so
+  guessing keys costs at least ``refill_seconds`` per guess per address; and guessing the rest
+  of a known prefix costs as much per prefix, from however many addresses.
+
+The address is the TCP peer's, or the forwarded client's only when the peer is a configured
+proxy (GREENTRAINER_TRUSTED_PROXIES, `greentrainer.serving`): a client's own X-Forwarded-For is
+never believed.
 
 The buckets live in the ``signin_failures`` table, so every API process of a deployment (any
 number of hosts, Postgres or SQLite) draws on the same bucket. A failed sign-in takes its token
@@ -29,6 +40,12 @@ from service.errors import TooManyFailedSignIns
 from service.models import SignInFailure, UTCDateTime
 
 ADDRESS_MAX_CHARS = 255  # the column's width; a longer (proxy-supplied) address is cut
+PREFIX_CHARS = 10  # ApiKey.prefix: what a key listing shows of a key
+
+
+def prefix_bucket(key: str) -> str:
+    """The bucket of the key prefix ``key`` starts with (never a client address)."""
+    return "key:" + key[:PREFIX_CHARS]
 
 # An address's bucket, built once (a statement built per request costs more CPU than its
 # round trip); `service.auth` reads it in the same statement as the API key.
@@ -76,19 +93,21 @@ class FailedSignInLimiter:
         One read; database errors propagate (the API answers them 503)."""
         self.check_tokens(self.tokens(session, address))
 
-    def check_tokens(self, tokens: float) -> None:
+    def check_tokens(self, tokens: float, whose: str = "from this address") -> None:
         """`check` for tokens already read (`tokens_in`)."""
         if tokens < 1:
             wait = math.ceil((1 - tokens) * self.refill_seconds)
             raise TooManyFailedSignIns(
-                f"too many failed sign-ins from this address; retry in {wait} s", retry_after_s=max(wait, 1)
+                f"too many failed sign-ins {whose}; retry in {wait} s", retry_after_s=max(wait, 1)
             )
 
-    def failed(self, session: Session, address: str) -> None:
-        """Record one failed sign-in from ``address`` and commit ``session`` (on the sign-in path
-        it holds only the key lookup's read)."""
+    def failed(self, session: Session, *buckets: str) -> None:
+        """Record one failed sign-in in each of ``buckets`` (the address, and the key prefix's
+        when it is a real key's) and commit ``session`` (on the sign-in path it holds only the
+        key lookup's read)."""
         now = self._now()
-        session.execute(self._take_token(session, address[:ADDRESS_MAX_CHARS], now))
+        for bucket in dict.fromkeys(buckets):
+            session.execute(self._take_token(session, bucket[:ADDRESS_MAX_CHARS], now))
         session.commit()
         if (now.timestamp() - self._last_sweep) >= self._full_after_s:
             self._last_sweep = now.timestamp()

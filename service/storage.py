@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,10 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from service.errors import StorageFull, StorageUnavailable
+
 if TYPE_CHECKING:
     from service.settings import Settings
 
 CHUNK_BYTES = 1 << 20
+log = logging.getLogger("service.storage")
 
 
 def safe_key(key: str) -> str:
@@ -123,9 +127,15 @@ class LocalBlobStore:
             raise
 
     def _commit(self, tmp: Path, key: str) -> None:
-        final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        """Move the written temp file to its key; on any failure (a namespace directory that
+        is not writable) the temp file is removed, never left behind."""
+        try:
+            final = self._path(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def put(self, namespace: str, data: bytes, *, suffix: str = "") -> tuple[str, str]:
         digest = hashlib.sha256(data).hexdigest()
@@ -193,3 +203,17 @@ class LocalBlobStore:
         else:
             root.unlink()
         return count
+
+
+def put_or_refuse(store: BlobStore, namespace: str, data: bytes, *, suffix: str = "") -> str:
+    """``store.put`` for a request: its key, or `StorageFull` (507, a full disk) or
+    `StorageUnavailable` (503, e.g. a store that is not writable) instead of an OSError; the
+    path is logged, never shown to the client, and no partial file is left."""
+    try:
+        key, _ = store.put(namespace, data, suffix=suffix)
+    except OSError as exc:
+        log.error("blob store refused a write to %s: %s", namespace, exc)
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull("the server's data disk is full; retry later") from exc
+        raise StorageUnavailable("the server cannot store files right now; retry later") from exc
+    return key

@@ -35,6 +35,7 @@ def run_api(settings: Settings, host: str | None, port: int | None, *, workers: 
          queued: str | None = None) -> int:
     import uvicorn
 
+    from greentrainer.serving import proxy_options
     from service import logs
     from service.app import create_app
     from service.dispatch import notify
@@ -71,10 +72,12 @@ def run_api(settings: Settings, host: str | None, port: int | None, *, workers: 
                 print(f"greentrainer: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
                 return 2
         uvicorn.run("service.app:create_served_app", factory=True, workers=workers, host=host,
-                    port=port, log_config=None, access_log=False)
+                    port=port, log_config=None, access_log=False,
+                    **proxy_options(settings.trusted_proxies))  # type: ignore[arg-type]
     else:
         settle_heap()
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                    **proxy_options(settings.trusted_proxies))  # type: ignore[arg-type]
     return 0
 
 

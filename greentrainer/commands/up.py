@@ -47,10 +47,11 @@ def up_main(argv: list[str]) -> int:
     from greentrainer import companions
 
     processes = [] if args.api_only else companions.start(settings.database_url)
+    supervisor = companions.Supervisor(processes, settings.database_url).begin()
     try:
         return run_api(settings, args.host, args.port, workers=args.workers, queued=demo_job)
     finally:
-        companions.stop(processes)
+        supervisor.stop()
 
 
 def _prepare(settings: Settings, demo: bool, demo_dataset: Path | None, host: str | None,

@@ -10,10 +10,16 @@ from typing import Any, Generic, TypeVar
 
 from greentrainer_carbon.errors import AllProvidersFailed, ProviderError
 from greentrainer_carbon.providers.base import CarbonProvider, Clock, utc_now
-from greentrainer_carbon.readings import CarbonReading, FallbackEvent, ProviderFailure
+from greentrainer_carbon.readings import (
+    CarbonReading,
+    FallbackEvent,
+    ProviderFailure,
+    capped_hours,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_CACHED_FORECASTS = 8  # distinct horizons kept by one CachedProvider
 
 
 class CachedProvider(CarbonProvider):
@@ -54,12 +60,16 @@ class CachedProvider(CarbonProvider):
         return reading
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
+        hours = capped_hours(hours)
         with self._lock:
             hit = self._forecasts.get(hours)
             if hit and self._fresh(hit[0]):
                 return list(hit[1])
         readings = self.provider.forecast(hours)
         with self._lock:
+            # a caller whose horizon moves each pass (a deadline) asks for new keys: keep a few
+            while len(self._forecasts) >= MAX_CACHED_FORECASTS:
+                del self._forecasts[next(iter(self._forecasts))]
             self._forecasts[hours] = (self.clock().timestamp(), list(readings))
         return readings
 
@@ -120,5 +130,6 @@ class ProviderChain:
         return self._run("latest", 0.0)
 
     def forecast(self, hours: float = 24.0) -> ChainResult[list[CarbonReading]]:
-        """ChainResult whose value is a non-empty list of readings. Raises AllProvidersFailed."""
-        return self._run("forecast", hours)
+        """ChainResult whose value is a non-empty list of readings, at most MAX_FORECAST_HOURS
+        ahead. Raises AllProvidersFailed."""
+        return self._run("forecast", capped_hours(hours))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from greentrainer_carbon.errors import ProviderDataMissing, ProviderResponseError
 from greentrainer_carbon.providers.base import CarbonProvider, field, number_or_none
-from greentrainer_carbon.readings import CarbonReading, parse_utc
+from greentrainer_carbon.readings import CarbonReading, capped_hours, parse_utc
 from greentrainer_carbon.retrying_http import RetryingHTTP
 
 ELECTRICITY_MAPS_BASE_URL = "https://api.electricitymap.org/v3"
@@ -51,7 +51,7 @@ class ElectricityMapsProvider(CarbonProvider):
         return CarbonReading(value, when, self.name, "average", is_forecast=False)
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
-        path = "carbon-intensity/forecast"
+        path, hours = "carbon-intensity/forecast", capped_hours(hours)
         points = field(self._get(path), "forecast", self.name, path)
         if not isinstance(points, list):
             raise ProviderResponseError(self.name, f"{path}: 'forecast' is not a list")

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from greentrainer_carbon.errors import ProviderDataMissing, ProviderResponseError
 from greentrainer_carbon.providers.base import CarbonProvider, Clock, field, number_or_none, utc_now
-from greentrainer_carbon.readings import CarbonReading, parse_utc
+from greentrainer_carbon.readings import CarbonReading, capped_hours, parse_utc
 from greentrainer_carbon.retrying_http import RetryingHTTP
 
 GB_API_BASE_URL = "https://api.carbonintensity.org.uk"
@@ -75,6 +75,7 @@ class GBCarbonIntensityProvider(CarbonProvider):
         return reading
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
+        hours = capped_hours(hours)
         window = "fw24h" if hours <= 24 else "fw48h"
         start = self.clock().strftime("%Y-%m-%dT%H:%MZ")
         path = f"/intensity/{start}/{window}"

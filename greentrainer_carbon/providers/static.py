@@ -9,7 +9,7 @@ from importlib import resources
 
 from greentrainer_carbon.errors import ProviderDataMissing
 from greentrainer_carbon.providers.base import CarbonProvider, Clock, utc_now
-from greentrainer_carbon.readings import CarbonReading
+from greentrainer_carbon.readings import CarbonReading, capped_hours
 
 _ENERGY_MIX = ("data", "private_infra", "global_energy_mix.json")
 
@@ -51,7 +51,7 @@ class StaticCountryProvider(CarbonProvider):
         return CarbonReading(self.value_g_per_kwh, self.clock(), self.name, "average", False)
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
-        now = self.clock()
+        now, hours = self.clock(), capped_hours(hours)
         return [
             CarbonReading(
                 self.value_g_per_kwh, now + timedelta(minutes=30 * i), self.name, "average", True

@@ -8,7 +8,7 @@ import numpy as np
 
 from greentrainer_carbon.errors import ProviderDataMissing, TraceError
 from greentrainer_carbon.providers.base import CarbonProvider, Clock, utc_now
-from greentrainer_carbon.readings import CarbonReading
+from greentrainer_carbon.readings import CarbonReading, capped_hours
 from greentrainer_carbon.trace_data import SLOT, Trace
 
 
@@ -52,7 +52,7 @@ class TraceReplayProvider(CarbonProvider):
         return CarbonReading(value, now, self.name, "average", False)
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
-        now = self.clock()
+        now, hours = self.clock(), capped_hours(hours)
         try:
             index = self.trace.slot_index(self._trace_time(now))
         except TraceError as exc:

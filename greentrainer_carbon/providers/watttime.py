@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from greentrainer_carbon.errors import ProviderDataMissing, ProviderResponseError
 from greentrainer_carbon.providers.base import CarbonProvider, Clock, field, number_or_none, utc_now
-from greentrainer_carbon.readings import G_PER_KWH_PER_LB_PER_MWH, CarbonReading, Signal, parse_utc
+from greentrainer_carbon.readings import (
+    G_PER_KWH_PER_LB_PER_MWH,
+    CarbonReading,
+    Signal,
+    capped_hours,
+    parse_utc,
+)
 from greentrainer_carbon.retrying_http import RetryingHTTP
 
 WATTTIME_BASE_URL = "https://api.watttime.org"
@@ -101,4 +107,4 @@ class WattTimeProvider(CarbonProvider):
         return points[0]
 
     def forecast(self, hours: float = 24.0) -> list[CarbonReading]:
-        return self._points(hours)
+        return self._points(capped_hours(hours))

@@ -51,6 +51,19 @@ def _text(form: Mapping[str, Any], name: str) -> str | None:
     return value or None
 
 
+def _number(text: str | None) -> int | float | str | None:
+    """A number typed in the form as the JSON number the API expects; anything else is left as
+    text for pydantic to name ("Input should be a valid integer")."""
+    if text is None or len(text) > 64:  # 64 characters: no epoch count, rate or rho is longer
+        return text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def _deadline(text: str | None) -> str | None:
     """A browser's datetime-local value (no zone) is read as UTC, as the form says."""
     if text is None:
@@ -64,17 +77,18 @@ def _deadline(text: str | None) -> str | None:
 
 def job_payload(form: Mapping[str, Any], training_dataset: str | None) -> dict[str, Any]:
     """The JSON body `POST /jobs` would receive for these form fields (empty fields omitted,
-    numbers left as text for pydantic to parse and, if need be, to name the problem)."""
+    numbers as JSON numbers, anything else as text for pydantic to name the problem)."""
     rho_type = _text(form, "rho_type") or RhoPolicyKind.FIXED
     policy: dict[str, Any] = {"type": rho_type}
     if rho_type == RhoPolicyKind.FIXED:
-        policy["rho"] = _text(form, "rho")
+        policy["rho"] = _number(_text(form, "rho"))
     elif rho_type == RhoPolicyKind.SCHEDULE:
-        policy["rhos"] = [part.strip() for part in (_text(form, "rhos") or "").split(",")
+        policy["rhos"] = [_number(part.strip()) for part in (_text(form, "rhos") or "").split(",")
                           if part.strip()]
     else:
-        for name in ("rho_min", "rho_max", "region", "co2_budget_kg"):
-            policy[name] = _text(form, name)
+        for name in ("rho_min", "rho_max", "co2_budget_kg"):
+            policy[name] = _number(_text(form, name))
+        policy["region"] = _text(form, "region")
         policy["deadline"] = _deadline(_text(form, "deadline"))
     if _text(form, "allow_low_rho"):
         policy["allow_low_rho"] = True
@@ -82,7 +96,8 @@ def job_payload(form: Mapping[str, Any], training_dataset: str | None) -> dict[s
         "model": _text(form, "model"), "training_dataset": training_dataset,
         "test_dataset": _text(form, "test_dataset"),
         "method": _text(form, "method") or "greentrainer",
-        "hyperparameters": {k: v for k in HYPERPARAMETERS if (v := _text(form, k)) is not None},
+        "hyperparameters": {k: _number(v) for k in HYPERPARAMETERS
+                            if (v := _text(form, k)) is not None},
         "rho_policy": {k: v for k, v in policy.items() if v is not None},
     }
     return {k: v for k, v in payload.items() if v is not None}
@@ -97,8 +112,7 @@ def _upload(session: Session, context: AppContext, team_id: str, upload: Any,
         dataset, _ = create_dataset(
             session, context.store, team_id=team_id, data=data, filename=upload.filename,
             declared_format=None, name=None, source_field=None, target_field=None,
-            default_fields=(settings.dataset_source_field, settings.dataset_target_field),
-            max_rows=settings.max_dataset_rows)
+            settings=settings)
     except ServiceError as exc:
         errors.add("dataset_file", exc.message)
         return None

@@ -31,6 +31,7 @@ from service.dashboard.sessions import (
     SessionCodec,
     WebSession,
     check_csrf,
+    end_session,
     principal_of,
     sign_in,
 )
@@ -157,22 +158,24 @@ async def login(request: Request) -> Response:
     return await _in_db(request, _login, web, key if isinstance(key, str) else "")
 
 
+def _end(request: Request, web: WebSession) -> None:
+    context = _context(request)
+    with context.factory() as session:
+        end_session(session, web, context.settings.dashboard.session_max_age_s)
+
+
 def _login(request: Request, web: WebSession, key: str) -> Response:
     context = _context(request)
     limiter, address = context.signin_limiter, client_address(request)
     with context.factory() as session:
         try:
-            if limiter is not None:
-                limiter.check(session, address)
+            new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context),
+                                 limiter=limiter, address=address)
         except TooManyFailedSignIns as exc:
             refused = _render(request, web, "login.html", 429, error=exc.message)
             refused.headers["Retry-After"] = str(exc.retry_after_s)
             return refused
-        try:
-            new_web, _ = sign_in(session, _codec(request), key, admin_key=_admin_key(context))
         except NotAuthenticated as exc:
-            if limiter is not None:
-                limiter.failed(session, address)
             return _render(request, web, "login.html", 401, error=exc.message)
     response = _redirect(PREFIX)
     _codec(request).write(response, new_web)
@@ -183,6 +186,7 @@ def _login(request: Request, web: WebSession, key: str) -> Response:
 async def logout(request: Request) -> Response:
     web = _codec(request).read(request)
     await _form(request, web)
+    await _in_db(request, _end, web)  # a copy of the cookie is refused from now on
     response = _redirect(f"{PREFIX}/login")
     _codec(request).write(response, WebSession())  # a fresh, signed-out session
     return response

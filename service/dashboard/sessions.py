@@ -5,6 +5,8 @@ never the key: every request re-reads the key row, so a revoked key signs the br
 once. The environment admin key (no row) is held as a keyed digest of the key, so changing
 GREENTRAINER_ADMIN_KEY ends those sessions. Every session, signed in or not, carries a random
 CSRF token that each form POST must echo (``csrf_token`` field or ``X-CSRF-Token`` header).
+A signed-in session has an id (``sid``); signing out records it in ``ended_sessions``
+(`end_session`), so a copy of the cookie taken before is refused too, not only the browser's.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from service.auth import Principal, authenticate
 from service.errors import Forbidden, NotAuthenticated
-from service.models import ApiKey
+from service.models import ApiKey, EndedSession, utcnow
+from service.signin_limit import FailedSignInLimiter
 
 COOKIE_NAME = "gt_session"
 CSRF_FIELD = "csrf_token"
@@ -36,9 +41,11 @@ class WebSession:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     key_id: str | None = None
     admin_digest: str | None = None
+    sid: str | None = None  # set at sign-in; ended on the server by `end_session`
 
     def to_dict(self) -> dict[str, Any]:
-        return {"csrf": self.csrf, "key_id": self.key_id, "admin_digest": self.admin_digest}
+        return {"csrf": self.csrf, "key_id": self.key_id, "admin_digest": self.admin_digest,
+                "sid": self.sid}
 
 
 class SessionCodec:
@@ -58,7 +65,8 @@ class SessionCodec:
                 data = self._serializer.loads(raw, max_age=self.max_age_s)
                 if isinstance(data, dict) and isinstance(data.get("csrf"), str):
                     return WebSession(csrf=data["csrf"], key_id=data.get("key_id"),
-                                      admin_digest=data.get("admin_digest"))
+                                      admin_digest=data.get("admin_digest"),
+                                      sid=data.get("sid"))
             except BadSignature:
                 pass
         return WebSession()
@@ -72,11 +80,14 @@ class SessionCodec:
         return hmac.new(self._secret, admin_key.encode(), hashlib.sha256).hexdigest()
 
 
-def sign_in(session: Session, codec: SessionCodec, key: str, *,
-            admin_key: str | None) -> tuple[WebSession, Principal]:
-    """A new signed-in session (new CSRF token) for ``key``; raises `NotAuthenticated`."""
-    principal = authenticate(session, key.strip(), admin_key=admin_key)
-    web = WebSession()
+def sign_in(session: Session, codec: SessionCodec, key: str, *, admin_key: str | None,
+            limiter: FailedSignInLimiter | None = None,
+            address: str = "") -> tuple[WebSession, Principal]:
+    """A new signed-in session (new CSRF token) for ``key``; raises `NotAuthenticated`, or
+    `TooManyFailedSignIns` (`authenticate` records the failure with a ``limiter``)."""
+    principal = authenticate(session, key.strip(), admin_key=admin_key, limiter=limiter,
+                             address=address)
+    web = WebSession(sid=secrets.token_urlsafe(24))
     if principal.key_id is None:
         web.key_id, web.admin_digest = _ENV_ADMIN, codec.admin_digest(key.strip())
     else:
@@ -86,8 +97,12 @@ def sign_in(session: Session, codec: SessionCodec, key: str, *,
 
 def principal_of(session: Session, codec: SessionCodec, web: WebSession, *,
                  admin_key: str | None) -> Principal | None:
-    """Who the session is signed in as, or None (signed out, key revoked, admin key changed)."""
-    if web.key_id is None:
+    """Who the session is signed in as, or None (signed out here or anywhere else, key revoked,
+    admin key changed). A session without an id (a cookie from before sessions had one) is
+    signed out: it could not be ended on the server."""
+    if web.key_id is None or not isinstance(web.sid, str):
+        return None
+    if session.get(EndedSession, web.sid) is not None:
         return None
     if web.key_id == _ENV_ADMIN:
         if admin_key and web.admin_digest and hmac.compare_digest(
@@ -98,6 +113,16 @@ def principal_of(session: Session, codec: SessionCodec, web: WebSession, *,
     if row is None or row.revoked_at is not None:
         return None
     return Principal(team_id=row.team_id, is_admin=row.is_admin, key_id=row.id)
+
+
+def end_session(session: Session, web: WebSession, max_age_s: int) -> None:
+    """Sign ``web`` out on the server (commits); rows of sessions expired anyway are pruned."""
+    now = utcnow()
+    session.execute(delete(EndedSession).where(EndedSession.expires_at < now))
+    if isinstance(web.sid, str) and session.get(EndedSession, web.sid) is None:
+        session.add(EndedSession(sid=web.sid[:64],
+                                 expires_at=now + timedelta(seconds=max_age_s)))
+    session.commit()
 
 
 def check_csrf(web: WebSession, submitted: str | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,24 +32,48 @@ def stale_after_s(pool: PoolSettings) -> float:
     return pool.heartbeat_seconds * STALE_HEARTBEATS
 
 
+def _step(name: str, step: Callable[[], object]) -> bool:
+    """Run one stage of a pass; a failure is logged and the pass goes on (True when it ran)."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001 - MemoryError too: planning must not stop recovery
+        log.exception("scheduler %s failed; the pass goes on", name)
+        return False
+    return True
+
+
 def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
          planning: WindowPlanning | None, current: Current | None = None,
-         carbon: CarbonSettings | None = None) -> None:
-    """One reconcile + resume + record + note + plan + dispatch pass."""
+         carbon: CarbonSettings | None = None) -> bool:
+    """One reconcile + resume + record + note + plan + dispatch pass. Each stage is isolated: one
+    that fails (a provider, the planning of a job) is logged and the others still run, so that
+    dead workers' jobs are recovered and queued jobs start. Returns whether every stage ran."""
     stale = stale_after_s(pool)
-    reconcile(factory, max_attempts=pool.max_attempts, stale_after_s=stale)
+    ok = _step("reconcile", lambda: reconcile(factory, max_attempts=pool.max_attempts,
+                                              stale_after_s=stale))
+    ok &= _step("carbon resumes", lambda: _resume_due(factory))
+    if current is not None:
+        if carbon is not None:
+            history_days, region = carbon.history_days, carbon.pool_region
+            ok &= _step("intensity record", lambda: record_intensities(
+                factory, current, region, history_days))
+        ok &= _step("submission intensities", lambda: note_submission_intensities(factory, current))
+    if planning is not None:
+        ok &= _step("green-window planning", lambda: plan_windows(
+            factory, planning, default_epoch_seconds=pool.default_epoch_seconds))
+
+    def dispatch() -> None:
+        for item in dispatch_once(factory, send, stale_after_s=stale,
+                                  pickup_seconds=pool.pickup_seconds):
+            log.info("started job %s on %s (slot %s)", item.job_id, item.gpu_class, item.slot)
+
+    return _step("dispatch", dispatch) and ok
+
+
+def _resume_due(factory: sessionmaker[Session]) -> None:
     with session_scope(factory) as session:  # carbon pauses whose restart has come
         for job_id in resume_due(session):
             log.info("resumed job %s: its planned restart has come", job_id)
-    if current is not None:
-        if carbon is not None:
-            record_intensities(factory, current, carbon.pool_region, carbon.history_days)
-        note_submission_intensities(factory, current)
-    if planning is not None:
-        plan_windows(factory, planning, default_epoch_seconds=pool.default_epoch_seconds)
-    for item in dispatch_once(factory, send, stale_after_s=stale,
-                              pickup_seconds=pool.pickup_seconds):
-        log.info("started job %s on %s (slot %s)", item.job_id, item.gpu_class, item.slot)
 
 
 def run_forever(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
@@ -56,8 +81,5 @@ def run_forever(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
                 current: Current | None = None, carbon: CarbonSettings | None = None) -> None:
     """Tick until ``stop`` is set; a failing pass is logged and the next one runs."""
     while not stop.is_set():
-        try:
-            tick(factory, pool, send, planning, current, carbon)
-        except Exception:  # one bad pass (DB restart, broker down) must not end the loop
-            log.exception("scheduler pass failed; retrying")
+        tick(factory, pool, send, planning, current, carbon)  # logs its own failures
         stop.wait(pool.dispatch_interval_seconds)

@@ -39,9 +39,7 @@ def upload_dataset(
     dataset, created = create_dataset(
         session, context.store, team_id=team_id, data=data, filename=file.filename,
         declared_format=format, name=name,
-        source_field=source_field, target_field=target_field,
-        default_fields=(settings.dataset_source_field, settings.dataset_target_field),
-        max_rows=settings.max_dataset_rows)
+        source_field=source_field, target_field=target_field, settings=settings)
     session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK

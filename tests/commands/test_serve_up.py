@@ -238,3 +238,30 @@ def test_a_companion_that_dies_at_once_is_reported(capsys: pytest.CaptureFixture
     companions.stop(processes, grace_seconds=5)
     assert "`greentrainer migrate --revision nonsense` exited at once with code 1" in \
         capsys.readouterr().err
+
+
+def test_a_companion_that_dies_is_logged_and_started_again_with_backoff(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 24: `up` neither noticed nor restarted a dead worker (its job stayed `running`
+    # until the lease expired, and nothing was logged)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    crasher = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    supervisor = companions.Supervisor([sleeper, crasher], "sqlite:///:memory:", poll_s=0.05,
+                                       backoff_s=0.2, max_backoff_s=5).begin()
+    try:
+        sleeper.kill()  # kill -9, as the OOM killer would
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and supervisor.processes[0] is sleeper:
+            time.sleep(0.05)
+        assert supervisor.processes[0] is not sleeper, "the killed companion was not restarted"
+        assert supervisor.processes[0].poll() is None
+        assert supervisor.processes[0].args == sleeper.args
+        time.sleep(2.0)  # the crasher exits each time: restarts wait 0.2, 0.4, 0.8, 1.6 s ...
+        assert 2 <= supervisor.restarts[1] <= 4, supervisor.restarts
+    finally:
+        supervisor.stop(grace_seconds=5)
+    assert all(p.poll() is not None for p in supervisor.processes)
+    err = capsys.readouterr().err
+    assert f"(pid {sleeper.pid}) exited with code -9; starting it again in 0.2 s" in err
+    assert "exited with code 3; starting it again in 0.4 s" in err
+    assert "started again (pid" in err

@@ -74,8 +74,10 @@ def test_a_job_submitted_in_the_browser_runs_on_the_real_worker_and_is_drawn(
     # The job page draws the worker's epochs as they are recorded, with no reload. (A short job
     # may finish between two updates of the page, so 'succeeded' with points counts too.)
     page.evaluate("window.__sameDocument = 'yes'")
+    # A function, not an expression: Playwright evaluates an expression with eval(), which the
+    # dashboard's Content-Security-Policy (no 'unsafe-eval') refuses.
     page.wait_for_function(
-        "['running', 'succeeded'].includes(document.querySelector('#job-status').textContent.trim()) && "
+        "() => ['running', 'succeeded'].includes(document.querySelector('#job-status').textContent.trim()) && "
         "document.querySelectorAll('#chart-flops .pt[data-series=\"executed\"]').length >= 1",
         timeout=120_000)
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=120_000)

@@ -1,5 +1,8 @@
-"""Failed sign-ins are rate limited per client address: after a burst of wrong keys the API's
-bearer auth and the dashboard's sign-in form answer 429 with Retry-After, and the bucket refills."""
+"""Failed sign-ins are rate limited per client address and per key prefix: after a burst of
+wrong keys the API's bearer auth and the dashboard's sign-in form answer wrong keys 429 with
+Retry-After, and the bucket refills. Fault class (issue 24): trust of client-controlled input.
+Valid keys are never locked out by an address's failures, and X-Forwarded-For is believed only
+from configured proxies."""
 
 from __future__ import annotations
 
@@ -40,8 +43,32 @@ def test_api_answers_429_with_retry_after_after_a_burst_of_wrong_keys(strict_api
     assert r.status_code == 429, r.text
     assert 1 <= int(r.headers["Retry-After"]) <= 60
     assert r.json()["error"]["code"] == "too_many_failed_sign_ins"
-    # The address is blocked for every key until its bucket refills: guessing costs time.
-    assert strict_api.client.get("/jobs", headers=team).status_code == 429
+    # Guessing costs time, but only wrong keys are refused: a valid key from the same address
+    # (the admin's too) still works, so a neighbour guessing keys locks nobody out.
+    assert strict_api.client.get("/jobs", headers=team).status_code == 200
+    assert strict_api.client.get("/teams", headers=strict_api.admin).status_code == 200
+    assert strict_api.client.get("/jobs", headers=WRONG).status_code == 429
+
+
+def test_guessing_the_rest_of_a_known_key_prefix_locks_that_prefix_from_every_address(
+        strict_api: Api) -> None:
+    team = strict_api.new_team()
+    key = team["Authorization"].removeprefix("Bearer ")
+    guesses = [{"Authorization": f"Bearer {key[:10]}{'x' * (len(key) - 10 - len(str(n)))}{n}"}
+               for n in range(BURST * 3)]
+    answers = [strict_api.client.get("/jobs", headers=g).status_code for g in guesses]
+    assert answers[:BURST] == [401] * BURST and set(answers[BURST:]) == {429}
+    rows = _rows(strict_api.factory)
+    assert rows[f"key:{key[:10]}"] < 1  # counted on the prefix too, also while refused
+    r = strict_api.client.get("/jobs", headers=team)  # the key under attack waits as well
+    assert r.status_code == 429 and "for this key" in r.json()["error"]["message"]
+    other = strict_api.new_team()  # other keys do not
+    assert strict_api.client.get("/jobs", headers=other).status_code == 200
+
+
+def test_a_wrong_key_with_an_unknown_prefix_leaves_no_prefix_bucket(strict_api: Api) -> None:
+    strict_api.client.get("/jobs", headers=WRONG)
+    assert [a for a in _rows(strict_api.factory) if a.startswith("key:")] == []
 
 
 def test_missing_keys_and_good_keys_do_not_use_up_the_bucket(strict_api: Api) -> None:

@@ -36,10 +36,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @contextmanager
-def _serving(processes: int, database_url: str, root: Path) -> Iterator[list[str]]:
+def _serving(processes: int, database_url: str, root: Path,
+             **extra: str) -> Iterator[list[str]]:
     """``processes`` separate `greentrainer serve` processes on ``database_url``; their base URLs."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("GREENTRAINER_")}
-    env |= {
+    env |= extra | {
         "PYTHONPATH": str(ROOT),
         "GREENTRAINER_ADMIN_KEY": ADMIN_KEY,
         "GREENTRAINER_SIGNIN_FAILURE_BURST": str(BURST),
@@ -91,7 +92,26 @@ def test_two_api_processes_share_one_burst_of_failed_sign_ins(database_url: str,
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "too_many_failed_sign_ins"
         assert int(refused.headers["Retry-After"]) >= 1
-        # The other process refuses the address too, for every key, until the bucket refills.
+        # The other process refuses the address's wrong keys too, until the bucket refills; a
+        # valid key (the admin's) is never locked out by its address's failures (issue 24).
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         assert client.get(f"{second}/jobs", headers=WRONG).status_code == 429
-        assert client.get(f"{second}/teams", headers=admin).status_code == 429
+        assert client.get(f"{second}/teams", headers=admin).status_code == 200
+
+
+def test_a_forged_x_forwarded_for_neither_bypasses_nor_aims_the_limit(database_url: str,
+                                                                     tmp_path: Path) -> None:
+    # uvicorn's own default believes X-Forwarded-For from 127.0.0.1: rotating it gave unlimited
+    # guesses, and setting it locked out a chosen address (issue 24).
+    with _serving(1, database_url, tmp_path) as (api,), httpx.Client(timeout=30) as client:
+        codes = [client.get(f"{api}/jobs", headers={**WRONG, "X-Forwarded-For": f"10.9.0.{n}"})
+                 .status_code for n in range(BURST + 3)]
+        assert codes == [401] * BURST + [429] * 3
+    (tmp_path / "proxied").mkdir()
+    with _serving(1, database_url, tmp_path / "proxied",
+                  GREENTRAINER_TRUSTED_PROXIES="127.0.0.1") as (api,), \
+            httpx.Client(timeout=30) as client:
+        # behind a configured proxy, the forwarded client is the one counted
+        hits = [client.get(f"{api}/jobs", headers={**WRONG, "X-Forwarded-For": f"10.8.0.{n}"})
+                .status_code for n in range(BURST + 3)]
+        assert hits == [401] * (BURST + 3)

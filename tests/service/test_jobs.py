@@ -108,7 +108,7 @@ BAD = [
     ({"model": "/etc"}, "model", "not under an allowed model directory"),
     ({"model": ""}, "model", ""),
     ({"method": "dropout"}, "method", ""),
-    ({"rho_policy": {"type": "fixed", "rho": 0}}, "rho_policy.rho", "greater than 0"),
+    ({"rho_policy": {"type": "fixed", "rho": 0}}, "rho_policy.rho", "greater than or equal to 0.001"),
     ({"rho_policy": {"type": "fixed", "rho": 1.5}}, "rho_policy.rho", "less than or equal to 1"),
     ({"rho_policy": {"type": "fixed", "rho": -0.2}}, "rho_policy.rho", ""),
     ({"rho_policy": {"type": "schedule", "rhos": [0.5, 1.2, 0.5]}}, "rho_policy.rhos.1", ""),

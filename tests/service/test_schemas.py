@@ -1,4 +1,4 @@
-"""The job request schema, property-tested: every rho in (0, 1] is accepted and every other
+"""The job request schema, property-tested: every rho in [MIN_RHO, 1] is accepted and every other
 value is refused with an error located at the offending field."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from greentrainer_carbon.rho_policy import RHO_FLOOR
 from service.http_errors import field_name
-from service.schemas import JobCreate
+from service.schemas import MIN_RHO, JobCreate
 
-IN_RANGE = st.floats(min_value=0, max_value=1, exclude_min=True)
-OUT_OF_RANGE = st.one_of(st.floats(max_value=0), st.floats(min_value=1, exclude_min=True),
-                         st.just(float("nan")))
+IN_RANGE = st.floats(min_value=MIN_RHO, max_value=1)
+OUT_OF_RANGE = st.one_of(st.floats(max_value=MIN_RHO, exclude_max=True),
+                         st.floats(min_value=1, exclude_min=True), st.just(float("nan")),
+                         st.booleans(), st.just("0.5"))
 
 
 def _job(policy: dict[str, object]) -> JobCreate:
@@ -71,11 +72,11 @@ def test_any_past_deadline_is_refused(seconds_ago: int) -> None:
     assert _error_fields(policy) == {"rho_policy.deadline"}
 
 
-def test_a_naive_deadline_is_read_as_utc() -> None:
+def test_a_deadline_without_a_time_zone_is_refused_at_its_field() -> None:
+    # it once was read as UTC, silently: a client in Paris meant an hour earlier
     deadline = (datetime.now(UTC) + timedelta(hours=2)).replace(tzinfo=None).isoformat()
-    job = _job({"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8, "region": "GB",
-                "deadline": deadline, "allow_low_rho": True})
-    assert job.rho_policy.deadline.tzinfo is not None  # type: ignore[union-attr]
+    assert _error_fields({"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8,
+                          "region": "GB", "deadline": deadline}) == {"rho_policy.deadline"}
 
 
 def test_every_policy_may_carry_a_deadline_and_a_region() -> None:

@@ -39,9 +39,7 @@ def upload_file(context: Context, session: SessionDep, team_id: TeamId,
     dataset, _ = create_dataset(session, context.store, team_id=team_id, data=data,
                                 filename=file.filename or "upload.jsonl", declared_format="jsonl",
                                 name=file.filename, source_field=None, target_field=None,
-                                default_fields=(settings.dataset_source_field,
-                                                settings.dataset_target_field),
-                                max_rows=settings.max_dataset_rows)
+                                settings=settings)
     session.commit()
     return file_object(dataset)
 

@@ -1,0 +1,122 @@
+"""One scheduler pass (`service.pool.loop.tick`) over a queue of deadline jobs: its wall time and
+the memory it adds (peak RSS after minus before, and tracemalloc's peak of the pass).
+
+The queue is ``--jobs`` queued carbon-aware jobs of ``--teams`` teams with far-apart deadlines
+(spread evenly from one hour to ``--max-deadline-days`` ahead), seeded with bulk INSERTs into a
+fresh Postgres database (benchmarks/load_jobs.py), and a flat offline forecast (CodeCarbon's
+static country average, as a deployment without a provider has). Pass ``--far`` to add that many
+jobs whose deadline is 9999-12-31 (rows written before deadlines were bounded at submission).
+
+    python3 benchmarks/scheduler_pass.py --jobs 10000 --passes 3
+    python3 benchmarks/scheduler_pass.py --jobs 10000 --passes 3 --far 10
+
+Results: benchmarks/results/scheduler_pass.md. The first pass plans every job (each one waits
+for its window or starts); the later ones re-plan the waiting ones, as every pass of the loop does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import secrets
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# GT_CODE=<a checkout> measures that tree's service code (before / after) with this script
+sys.path.insert(0, os.environ.get("GT_CODE", str(Path(__file__).resolve().parent.parent)))
+
+from load_jobs import create_database, drop_database  # noqa: E402
+
+
+def seed(database_url: str, teams: int, jobs: int, max_days: float, far: int) -> None:
+    from sqlalchemy import insert
+
+    from service.db import make_engine, make_session_factory, upgrade
+    from service.models import Dataset, Job, Team, new_id, utcnow
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    team_ids = [new_id("team") for _ in range(teams)]
+    now = utcnow()
+    with make_session_factory(engine).begin() as session:
+        session.execute(insert(Team), [{"id": t, "name": f"pass-{i}", "max_concurrent_jobs": 10_000,
+                                        "created_at": now} for i, t in enumerate(team_ids)])
+        session.execute(insert(Dataset), [
+            {"id": f"ds_{t}", "team_id": t, "name": "d", "format": "jsonl", "sha256": "0" * 64,
+             "size_bytes": 1, "row_count": 20, "source_field": "source", "target_field": "target",
+             "storage_key": f"datasets/{t}", "created_at": now} for t in team_ids])
+        total = jobs + far
+        for first in range(0, total, 2000):
+            rows = []
+            for n in range(first, min(total, first + 2000)):
+                t = team_ids[n % teams]
+                deadline = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) if n >= jobs else
+                            now + timedelta(hours=1) + (n / max(jobs, 1)) * timedelta(days=max_days))
+                policy = {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8, "region": "GB",
+                          "deadline": deadline.isoformat()}
+                rows.append({
+                    "id": new_id("job"), "team_id": t, "status": "queued",
+                    "model": "smollm2-135m-instruct", "model_source": "shipped",
+                    "method": "greentrainer", "hyperparameters": {"epochs": 2},
+                    "rho_policy": policy, "region": "GB", "deadline": deadline, "gpu_class": "any",
+                    "training_dataset_id": f"ds_{t}", "idempotency_key": secrets.token_hex(12),
+                    "created_at": now, "updated_at": now, "attempts": 0})
+            session.execute(insert(Job), rows)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+    engine.dispose()
+
+
+def rss_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--teams", type=int, default=20)
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--max-deadline-days", type=float, default=30.0)
+    parser.add_argument("--far", type=int, default=0)
+    args = parser.parse_args()
+
+    from greentrainer_carbon.providers.static import StaticCountryProvider
+    from service.db import make_engine, make_session_factory
+    from service.pool.loop import tick
+    from service.settings import PoolSettings
+
+    name, url = create_database()
+    try:
+        seed(url, args.teams, args.jobs, args.max_deadline_days, args.far)
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        provider = StaticCountryProvider("GBR")
+        pool = PoolSettings(default_epoch_seconds=1800)
+        print(f"{args.jobs} queued deadline jobs (1 h to {args.max_deadline_days:g} days ahead)"
+              f"{f' + {args.far} due 9999-12-31' if args.far else ''}, {args.teams} teams, "
+              f"Postgres, no slot free (the pass plans, nothing starts); {os.cpu_count()} CPUs "
+              f"shared with other work (1-min load {os.getloadavg()[0]:.1f})\n")
+        print("| pass | wall ms | peak RSS MB (whole process) |\n|---:|---:|---:|")
+        for n in range(1, args.passes + 1):
+            start = time.perf_counter()
+            tick(factory, pool, lambda *_: None, provider.forecast)
+            wall_ms = (time.perf_counter() - start) * 1000
+            print(f"| {n} | {wall_ms:.0f} | {rss_peak_mb():.0f} |", flush=True)
+        tracemalloc.start()  # slower: one more pass, for what it allocates at its peak
+        tick(factory, pool, lambda *_: None, provider.forecast)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"\none more pass under tracemalloc: peak {peak / 1e6:.1f} MB allocated")
+        engine.dispose()
+    finally:
+        drop_database(name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
