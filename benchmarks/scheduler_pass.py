@@ -3,8 +3,8 @@ the memory it adds (peak RSS after minus before, and tracemalloc's peak of the p
 
 The queue is ``--jobs`` queued carbon-aware jobs of ``--teams`` teams with far-apart deadlines
 (spread evenly from one hour to ``--max-deadline-days`` ahead), seeded with bulk INSERTs into a
-fresh Postgres database (benchmarks/load_jobs.py), and a flat offline forecast (CodeCarbon's
-static country average, as a deployment without a provider has). Pass ``--far`` to add that many
+fresh Postgres database (benchmarks/load_jobs.py), and a grid dirty for six hours and clean
+after, so that every job waits and every pass re-plans it through the carbon planner. Pass ``--far`` to add that many
 jobs whose deadline is 9999-12-31 (rows written before deadlines were bounded at submission).
 
     python3 benchmarks/scheduler_pass.py --jobs 10000 --passes 3
@@ -85,17 +85,42 @@ def main() -> int:
     parser.add_argument("--far", type=int, default=0)
     args = parser.parse_args()
 
-    from greentrainer_carbon.providers.static import StaticCountryProvider
+    import numpy as np
+
+    from greentrainer_carbon.energy import EnergyModel
+    from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
+    from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
+    from greentrainer_carbon.readings import CarbonReading
     from service.db import make_engine, make_session_factory
+    from service.models import utcnow
     from service.pool.loop import tick
     from service.settings import PoolSettings
+
+    class DirtyFirst:
+        """Dirty for the next 6 hours, clean after: every job with room waits, and every pass
+        re-plans it (the costly case; a flat grid would start them all at once)."""
+
+        def __init__(self) -> None:
+            self.first = slot_of(utcnow())
+
+        def ask(self, first_slot: int, n_slots: int) -> SourceAnswer:
+            offsets = np.arange(first_slot, first_slot + n_slots) - self.first
+            grid = np.where(offsets < 12, 400.0, 50.0)
+            return SourceAnswer(CarbonReading(float(grid[0]), slot_start(first_slot), "bench"),
+                                grid, 250.0)
+
+    class Planning:
+        energy = EnergyModel()
+
+        def forecaster(self, region: str | None) -> Forecaster:
+            return Forecaster(DirtyFirst(), MemoryHistory(), region or "GB")
 
     name, url = create_database()
     try:
         seed(url, args.teams, args.jobs, args.max_deadline_days, args.far)
         engine = make_engine(url)
         factory = make_session_factory(engine)
-        provider = StaticCountryProvider("GBR")
+        planning = Planning()
         pool = PoolSettings(default_epoch_seconds=1800)
         print(f"{args.jobs} queued deadline jobs (1 h to {args.max_deadline_days:g} days ahead)"
               f"{f' + {args.far} due 9999-12-31' if args.far else ''}, {args.teams} teams, "
@@ -104,11 +129,11 @@ def main() -> int:
         print("| pass | wall ms | peak RSS MB (whole process) |\n|---:|---:|---:|")
         for n in range(1, args.passes + 1):
             start = time.perf_counter()
-            tick(factory, pool, lambda *_: None, provider.forecast)
+            tick(factory, pool, lambda *_: None, planning)
             wall_ms = (time.perf_counter() - start) * 1000
             print(f"| {n} | {wall_ms:.0f} | {rss_peak_mb():.0f} |", flush=True)
         tracemalloc.start()  # slower: one more pass, for what it allocates at its peak
-        tick(factory, pool, lambda *_: None, provider.forecast)
+        tick(factory, pool, lambda *_: None, planning)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         print(f"\none more pass under tracemalloc: peak {peak / 1e6:.1f} MB allocated")

@@ -56,6 +56,10 @@ SAFETY_FACTOR = 1.1  # a budget's reserve: the remaining epochs' expected intens
 MAX_HORIZON_SLOTS = 48 * 45  # never plan further than 45 days ahead
 UNDEADLINED_HORIZON_SLOTS = 96
 PLACE_AT_TYPICAL = True  # without a deadline: two days of forecast for the rho policy
+# The epochs are placed within this many days (or twice the remaining epochs' length): beyond,
+# the forecast is the history profile and one day looks like the next, so a far deadline waits no
+# better than this, and jobs with far deadlines share one decision (service/pool/green.py).
+PLACEMENT_DAYS = 4.0
 
 
 @dataclass(frozen=True)
@@ -180,8 +184,17 @@ class Planner:
     def _epoch_slots(self, full_s: float, rho: float) -> float:
         return self.spec.energy.epoch_seconds(full_s, rho) / SLOT_S
 
-    def _horizon(self, now: datetime, full_s: float, remaining: int) -> int:
+    def window_end(self, now: datetime, full_s: float, remaining: int) -> datetime | None:
+        """The end of the window the remaining epochs are placed in: the deadline, or sooner
+        for a far one (`PLACEMENT_DAYS`); None without a deadline."""
         deadline = self.spec.deadline
+        if deadline is None:
+            return None
+        longest_s = remaining * self.spec.energy.epoch_seconds(full_s, self.spec.bounds.rho_max)
+        return min(deadline, now + timedelta(seconds=max(PLACEMENT_DAYS * 86400, 2 * longest_s)))
+
+    def _horizon(self, now: datetime, full_s: float, remaining: int) -> int:
+        deadline = self.window_end(now, full_s, remaining)
         longest = remaining * self._epoch_slots(full_s, self.spec.bounds.rho_max)
         if deadline is None:
             slots = max(UNDEADLINED_HORIZON_SLOTS, math.ceil(longest) + 2)
@@ -237,11 +250,11 @@ class Planner:
         guard = self._epoch_slots(full_s, self._typical_rho(0)) if PLACE_AT_TYPICAL else longest
         slot_now = (now - forecast.start).total_seconds() / SLOT_S  # where now lies in slot 0
         back_to_back = [slot_now + i * guard for i in range(remaining)]
-        deadline = self.spec.deadline
-        if deadline is None:
+        deadline, end = self.spec.deadline, self.window_end(now, full_s, remaining)
+        if deadline is None or end is None:
             return 0, back_to_back, "no deadline: the epochs run back to back"
         # The last start may be a resume: its loading must end by the deadline too.
-        last_end = ((deadline - forecast.start).total_seconds() - self.spec.energy.resume_s) / SLOT_S
+        last_end = ((end - forecast.start).total_seconds() - self.spec.energy.resume_s) / SLOT_S
         too_close = (0, back_to_back, "the deadline leaves no room to wait: the remaining "
                      "epochs run now")
         if slot_now + remaining * longest > last_end:

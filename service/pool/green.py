@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.forecaster import Forecaster
+from greentrainer_carbon.history import slot_of
 from greentrainer_carbon.planner import Decision, JobSpec, Planner
 from service.db import session_scope
 from service.job_events import append_event
@@ -75,15 +76,18 @@ class _Pass:
     def decide(self, job: Job) -> Decision:
         full_s = self.full_epoch_s(job)
         epochs = int(job.hyperparameters.get("epochs", 1))
-        key = (job.region, epochs, round(full_s, 3), job.deadline,
-               json.dumps(job.rho_policy, sort_keys=True))
+        # The row's deadline is the one the API validated (and bounded): it wins.
+        policy = {**job.rho_policy, "deadline": job.deadline}
+        if job.region not in self.forecasters:
+            self.forecasters[job.region] = self.planning.forecaster(job.region)
+        planner = Planner(JobSpec(epochs, policy, full_s, self.planning.energy),
+                          self.forecasters[job.region])
+        # Jobs alike but for a deadline beyond the planner's placement window decide alike.
+        end = planner.window_end(self.now, full_s, epochs)
+        key = (job.region, epochs, round(full_s, 3), None if end is None else slot_of(end),
+               json.dumps({k: v for k, v in job.rho_policy.items() if k != "deadline"},
+                          sort_keys=True))
         if key not in self.decisions:
-            if job.region not in self.forecasters:
-                self.forecasters[job.region] = self.planning.forecaster(job.region)
-            # The row's deadline is the one the API validated (and bounded): it wins.
-            policy = {**job.rho_policy, "deadline": job.deadline}
-            spec = JobSpec(epochs, policy, full_s, self.planning.energy)
-            planner = Planner(spec, self.forecasters[job.region])
             self.decisions[key] = planner.decide(self.now, [])
         return self.decisions[key]
 

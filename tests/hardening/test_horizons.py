@@ -42,7 +42,7 @@ def test_a_deadline_beyond_the_limit_is_422_naming_it(hard_api: Api) -> None:
     for deadline in ("9999-12-31T23:59:59Z",
                      (utcnow() + timedelta(days=limit + 1)).isoformat()):
         r = hard_api.submit(team, dataset, rho_policy={
-            "type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8, "region": "GB",
+            "type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
             "deadline": deadline})
         assert r.status_code == 422, r.text
         error = r.json()["error"]
@@ -50,7 +50,7 @@ def test_a_deadline_beyond_the_limit_is_422_naming_it(hard_api: Api) -> None:
         assert "GREENTRAINER_POOL__MAX_DEADLINE_DAYS" in error["message"]
         assert f"{limit:g} days" in error["message"]
     r = hard_api.submit(team, dataset, rho_policy={
-        "type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8, "region": "GB",
+        "type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
         "deadline": (utcnow() + timedelta(days=limit - 1)).isoformat()})
     assert r.status_code == 201, r.text
 

@@ -65,11 +65,11 @@ def test_an_unloadable_job_body_is_422_naming_the_problem(hard_api: Api, raw: st
     ({"hyperparameters": {"epochs": 3.0}}, "hyperparameters.epochs"),
     ({"hyperparameters": {"epochs": True}}, "hyperparameters.epochs"),
     ({"hyperparameters": {"learning_rate": "1e-5"}}, "hyperparameters.learning_rate"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8, "region": "GB",
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
                      "deadline": "2099-01-01T10:00:00"}}, "rho_policy.deadline"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8,
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8,
                      "region": "../../x"}}, "rho_policy.region"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8,
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8,
                      "region": "XX"}}, "rho_policy.region"),
     ({"gpu_class": "../../x"}, "gpu_class"),
     ({"gpu_class": "A100 "}, "gpu_class"),
@@ -90,7 +90,7 @@ def test_a_good_body_with_an_int_rho_and_a_zoned_deadline_is_accepted(hard_api: 
     paris = timezone(timedelta(hours=1))
     deadline = (datetime.now(paris) + timedelta(days=2)).isoformat()
     r = hard_api.submit(team, dataset, rho_policy={
-        "type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.8, "region": "FR",
+        "type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "FR",
         "deadline": deadline})
     assert r.status_code == 201, r.text[:300]
 

@@ -75,7 +75,7 @@ def test_any_past_deadline_is_refused(seconds_ago: int) -> None:
 def test_a_deadline_without_a_time_zone_is_refused_at_its_field() -> None:
     # it once was read as UTC, silently: a client in Paris meant an hour earlier
     deadline = (datetime.now(UTC) + timedelta(hours=2)).replace(tzinfo=None).isoformat()
-    assert _error_fields({"type": "carbon-aware", "rho_min": 0.2, "rho_max": 0.8,
+    assert _error_fields({"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8,
                           "region": "GB", "deadline": deadline}) == {"rho_policy.deadline"}
 
 
