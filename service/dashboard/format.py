@@ -82,13 +82,17 @@ FILTERS = {"flops": flops, "kwh": kwh, "co2": co2, "intensity": intensity, "when
            "number": _number}
 
 
-EVALUATION_KEYS = ("rouge",)  # the result's evaluation part (the rest are totals, shown above)
+# The result's evaluation part (the rest are totals, shown above): the test set's ROUGE and the
+# validation set's loss and ROUGE.
+EVALUATION_KEYS = ("rouge", "validation")
+_NOT_SCORES = (".n", ".best_epoch")  # counts and indices, not scores
 
 
 def evaluation_metrics(result: dict[str, Any] | None) -> dict[str, float]:
-    """The evaluation scores of a job's result, e.g. ``rouge.rouge1`` (not its row count)."""
+    """The evaluation scores of a job's result, e.g. ``rouge.rouge1`` or ``validation.loss``
+    (not row counts or epoch indices)."""
     scores = numeric_metrics({k: v for k, v in (result or {}).items() if k in EVALUATION_KEYS})
-    return {name: value for name, value in scores.items() if not name.endswith(".n")}
+    return {name: value for name, value in scores.items() if not name.endswith(_NOT_SCORES)}
 
 
 def numeric_metrics(result: dict[str, Any] | None, prefix: str = "") -> dict[str, float]:

@@ -3,6 +3,8 @@ names, failed jobs with their error, and teams with no data at all."""
 
 from __future__ import annotations
 
+import re
+
 from greentrainer_core.config import EpochRecord
 from service.db import session_scope
 from service.job_events import append_event
@@ -97,3 +99,24 @@ def test_a_job_with_validation_loss_shows_it_beside_the_training_loss(site: Site
     epochs = site.client.get(f"/jobs/{job_id}/epochs",
                              headers={"Authorization": f"Bearer {key}"}).json()
     assert [e["validation_loss"] for e in epochs] == [3.25, 2.875]
+
+
+def test_the_validation_metrics_of_a_result_are_shown_beside_the_test_scores(site: Site) -> None:
+    _, key = site.new_team()
+    job_id = api_job(site, key)
+    result = {"epochs": 2, "kg_co2": 0.001,
+              "rouge": {"rouge1": 30.0, "rouge2": 10.0, "rougeL": 25.0, "n": 8},
+              "validation": {"loss_per_epoch": [2.5, 2.25], "loss": 2.25, "best_loss": 2.25,
+                             "best_epoch": 1, "early_stopped": False,
+                             "rouge": {"rouge1": 31.5, "rouge2": 11.0, "rougeL": 26.0, "n": 7}}}
+    with session_scope(site.factory) as session:
+        job = session.get_one(Job, job_id)
+        transition(session, job, JobStatus.RUNNING)
+        transition(session, job, JobStatus.SUCCEEDED, result=result)
+    with signed_in_client(site, key) as (client, _):
+        page = client.get(f"/dashboard/jobs/{job_id}").text
+    shown = dict(re.findall(r'data-metric="([^"]+)">([^<]+)<', page))
+    assert shown == {"rouge.rouge1": "30.0000", "rouge.rouge2": "10.0000",
+                     "rouge.rougeL": "25.0000", "validation.loss": "2.2500",
+                     "validation.best_loss": "2.2500", "validation.rouge.rouge1": "31.5000",
+                     "validation.rouge.rouge2": "11.0000", "validation.rouge.rougeL": "26.0000"}
