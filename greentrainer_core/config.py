@@ -57,7 +57,7 @@ class TrainConfig:
         metadata={"help": "at a re-selection, the selected tensors' importance x (1 + this)"},
     )
     partial_lr_cap: float = field(
-        default=1.0,
+        default=2.0,
         metadata={"help": "partial update lr x min(this, 1 / selected gradient share); 1 = off"},
     )
     resolution: int = field(default=10_000, metadata={"help": "FLOPs quantisation of the selector"})

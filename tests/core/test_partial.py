@@ -65,7 +65,7 @@ def test_the_partial_lr_scale_follows_the_selected_gradient_share_and_its_cap():
     scale = starts[0][0] / 1e-2
     assert 1.0 < scale <= 3.0
     assert all(lr == pytest.approx(starts[0][0]) for lr in starts[0])
-    untouched = _trainer(0.45, epochs=1)
+    untouched = _trainer(0.45, epochs=1, partial_lr_cap=1.0)
     untouched.run()
     assert untouched.scheduler.base_lrs == [1e-2, 1e-2]
     everything = _trainer(1.0, epochs=1, partial_lr_cap=3.0)  # all tensors: share 1, no scale

@@ -23,7 +23,7 @@ def test_retries_with_the_same_key_return_the_first_job(api: Api) -> None:
     team = api.new_team()
     dataset = api.upload(team)
     key = {"Idempotency-Key": secrets.token_hex(8)}
-    responses = [api.submit(team, dataset, headers=key, rho_policy={"type": "fixed", "rho": 0.5})
+    responses = [api.submit(team, dataset, headers=key, rho_policy={"type": "fixed", "rho": 0.6})
                  for _ in range(3)]
     assert [r.status_code for r in responses] == [201, 200, 200]
     assert len({r.json()["id"] for r in responses}) == 1
@@ -56,7 +56,7 @@ def test_reusing_a_key_for_a_different_request_is_409(api: Api) -> None:
     team = api.new_team()
     dataset = api.upload(team)
     key = {"Idempotency-Key": secrets.token_hex(8)}
-    first = api.submit(team, dataset, headers=key, rho_policy={"type": "fixed", "rho": 0.5})
+    first = api.submit(team, dataset, headers=key, rho_policy={"type": "fixed", "rho": 0.6})
     second = api.submit(team, dataset, headers=key, rho_policy={"type": "fixed", "rho": 0.9})
     assert first.status_code == 201
     assert second.status_code == 409

@@ -21,7 +21,7 @@ POLICIES = [
     {"type": "schedule", "rhos": [0.4, 0.7, 1.0], "allow_low_rho": True},
     {"type": "carbon-aware", "rho_min": 0.3, "rho_max": 0.9, "region": "GB", "deadline": FUTURE,
      "co2_budget_kg": 0.25, "allow_low_rho": True},
-    {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.5, "region": "FR"},
+    {"type": "carbon-aware", "rho_min": 0.6, "rho_max": 0.6, "region": "FR"},
 ]
 
 
@@ -112,15 +112,15 @@ BAD = [
     ({"rho_policy": {"type": "fixed", "rho": 1.5}}, "rho_policy.rho", "less than or equal to 1"),
     ({"rho_policy": {"type": "fixed", "rho": -0.2}}, "rho_policy.rho", ""),
     ({"rho_policy": {"type": "schedule", "rhos": [0.5, 1.2, 0.5]}}, "rho_policy.rhos.1", ""),
-    ({"rho_policy": {"type": "schedule", "rhos": [0.5, 0.6]}}, "rho_policy.rhos",
+    ({"rho_policy": {"type": "schedule", "rhos": [0.6, 0.7]}}, "rho_policy.rhos",
      "one rho per epoch"),
     ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.9, "rho_max": 0.4, "region": "GB"}},
      "rho_policy.rho_max", "rho_min (0.9) must not exceed rho_max (0.4)"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.6, "rho_max": 0.8, "region": "GB",
                      "deadline": PAST}}, "rho_policy.deadline", "must be in the future"),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.6, "rho_max": 0.8, "region": "GB",
                      "co2_budget_kg": 0}}, "rho_policy.co2_budget_kg", ""),
-    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8}},
+    ({"rho_policy": {"type": "carbon-aware", "rho_min": 0.6, "rho_max": 0.8}},
      "rho_policy.region", "Field required"),
     ({"rho_policy": {"type": "greedy"}}, "rho_policy", ""),
     ({"training_dataset": "ds_does_not_exist"}, "training_dataset", "ds_does_not_exist"),

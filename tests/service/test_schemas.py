@@ -67,7 +67,7 @@ def test_carbon_aware_bounds_are_accepted_exactly_when_ordered(low: float, high:
 @given(st.integers(min_value=-10**6, max_value=-1))
 def test_any_past_deadline_is_refused(seconds_ago: int) -> None:
     deadline = (datetime.now(UTC) + timedelta(seconds=seconds_ago)).isoformat()
-    policy = {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 0.8, "region": "GB",
+    policy = {"type": "carbon-aware", "rho_min": 0.6, "rho_max": 0.8, "region": "GB",
               "deadline": deadline}
     assert _error_fields(policy) == {"rho_policy.deadline"}
 
