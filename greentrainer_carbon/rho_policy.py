@@ -27,7 +27,7 @@ from typing import Any
 DEFAULT_RHO = 0.6
 
 #: The lowest rho any policy may reach unless the job sets allow_low_rho.
-RHO_FLOOR = 0.6
+RHO_FLOOR = 0.5
 
 
 class RhoPolicyKind(StrEnum):
