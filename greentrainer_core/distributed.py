@@ -85,11 +85,18 @@ class DistributedTrainer(Trainer):
         if self.rank == 0:
             self._probing = True  # the probe runs on rank 0 alone: no collective inside it
             try:
-                decided[0] = super()._select(epoch, rho, start)
+                # With the selection, rank 0's learning-rate scale of the partial update
+                # (greentrainer_core.partial): every rank steps alike.
+                decided[0] = (*super()._select(epoch, rho, start), list(self.scheduler.base_lrs))
             finally:
                 self._probing = False
         dist.broadcast_object_list(decided, src=0)
-        names, importance_s, selection_s = decided[0]
+        names, importance_s, selection_s, base_lrs = decided[0]
+        if self.rank != 0:
+            step = self.scheduler.last_epoch
+            for i, group in enumerate(self.optimizer.param_groups):
+                self.scheduler.base_lrs[i] = base_lrs[i]
+                group["lr"] = base_lrs[i] * self.scheduler.lr_lambdas[i](step)
         return list(names), float(importance_s), float(selection_s)
 
     # -- one step: this rank's rows under DDP -----------------------------------------------------
