@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon.energy import EnergyModel
@@ -27,8 +27,8 @@ from greentrainer_carbon.forecaster import Forecaster
 from greentrainer_carbon.history import slot_of
 from greentrainer_carbon.planner import Decision, JobSpec, Planner
 from service.db import session_scope
-from service.job_events import append_event
-from service.jobs import transition
+from service.job_events import NewEvent, insert_events
+from service.jobs import transition_many
 from service.models import Dataset, Job, utcnow
 from service.pool.intensity import estimated_full_epoch_s
 from service.states import JobStatus
@@ -96,7 +96,6 @@ def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
                  default_epoch_seconds: float, now: datetime | None = None) -> int:
     """Plan, re-plan and release deadline jobs; returns how many jobs changed status."""
     now = now or utcnow()
-    changed = 0
     with session_scope(factory) as session:
         jobs = list(session.scalars(
             select(Job).where(Job.deadline.is_not(None), or_(
@@ -104,52 +103,65 @@ def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
                 (Job.status == JobStatus.QUEUED.value) & Job.planned_start_at.is_(None)))
             .order_by(Job.created_at).with_for_update(skip_locked=True)))
         memo = _Pass(session, planning, now, default_epoch_seconds, jobs)
+        outcomes: list[tuple[Job, Decision | Exception]] = []
         for job in jobs:
             try:
-                decision = memo.decide(job)
+                outcomes.append((job, memo.decide(job)))
             except Exception as exc:  # noqa: BLE001 - one job's planning must not stop the pass
-                changed += _unplannable(session, job, now, exc)
-                continue
-            changed += _apply(session, job, decision, now)
-    return changed
+                log.warning("job %s: carbon planning failed; it starts when a slot is free",
+                            job.id, exc_info=True)
+                outcomes.append((job, exc))
+        return _apply(session, outcomes, now)
 
 
-def _unplannable(session: Session, job: Job, now: datetime, exc: Exception) -> int:
-    """The job starts when a slot is free, and says why it did not wait."""
-    log.warning("job %s: carbon planning failed; it starts when a slot is free", job.id,
-                exc_info=True)
-    append_event(session, job.id, PLAN_EVENT, "carbon planning failed, the job starts when a "
-                 f"GPU is free: {type(exc).__name__}: {str(exc)[:300]}", level="warning")
-    job.planned_start_at = now
-    if job.status == JobStatus.WAITING_FOR_GREEN.value:
-        transition(session, job, JobStatus.QUEUED, message="queued without a carbon plan")
-        return 1
-    return 0
-
-
-def _apply(session: Session, job: Job, decision: Decision, now: datetime) -> int:
-    data = decision.to_dict()
-    if job.status == JobStatus.QUEUED.value:
-        job.planned_start_at = now if decision.run_now else decision.start_at
-        if decision.run_now:
-            append_event(session, job.id, PLAN_EVENT, f"starts now: {decision.reason}", data=data)
-            return 0
-        transition(session, job, JobStatus.WAITING_FOR_GREEN,
-                   message=f"waiting for a greener window starting {decision.start_at.isoformat()}")
-        append_event(session, job.id, PLAN_EVENT, f"planned start {decision.start_at.isoformat()}"
-                     f" (expected {decision.expected_g_per_kwh:.0f} g/kWh): {decision.reason}",
-                     data=data)
-        return 1
-    if decision.run_now:
-        job.planned_start_at = now
-        transition(session, job, JobStatus.QUEUED, message="green window reached; queued")
-        return 1
-    planned = job.planned_start_at or now
-    if planned <= now:  # the forecast moved the window on: follow it, quietly
-        job.planned_start_at = decision.start_at
-    elif abs(decision.start_at - planned) >= REPLAN_MIN_SHIFT:
-        job.planned_start_at = decision.start_at
-        append_event(session, job.id, PLAN_EVENT, "forecast changed: re-planned to "
-                     f"{decision.start_at.isoformat()}", data=data)
-    return 0
-
+def _apply(session: Session, outcomes: list[tuple[Job, Decision | Exception]],
+           now: datetime) -> int:
+    """Write a pass's decisions in bulk: planned starts, status changes and their events."""
+    planned: dict[str, datetime] = {}
+    wait: list[tuple[Job, Decision]] = []
+    release: list[Job] = []
+    events: list[NewEvent] = []
+    for job, outcome in outcomes:
+        queued = job.status == JobStatus.QUEUED.value
+        if isinstance(outcome, Exception):  # it starts when a GPU is free, and says why
+            events.append(NewEvent(job.id, PLAN_EVENT, "carbon planning failed, the job starts "
+                                   f"when a GPU is free: {type(outcome).__name__}: "
+                                   f"{str(outcome)[:300]}", "warning"))
+            planned[job.id] = now
+            if not queued:
+                release.append(job)
+            continue
+        data = outcome.to_dict()
+        if queued:
+            planned[job.id] = now if outcome.run_now else outcome.start_at
+            if outcome.run_now:
+                events.append(NewEvent(job.id, PLAN_EVENT, f"starts now: {outcome.reason}",
+                                       "info", data))
+            else:
+                wait.append((job, outcome))
+        elif outcome.run_now:
+            planned[job.id] = now
+            release.append(job)
+        elif (job.planned_start_at or now) <= now:  # the window moved on: follow it, quietly
+            planned[job.id] = outcome.start_at
+        elif abs(outcome.start_at - (job.planned_start_at or now)) >= REPLAN_MIN_SHIFT:
+            planned[job.id] = outcome.start_at
+            events.append(NewEvent(job.id, PLAN_EVENT, "forecast changed: re-planned to "
+                                   f"{outcome.start_at.isoformat()}", "info", data))
+    if planned:
+        session.execute(update(Job), [{"id": job_id, "planned_start_at": at}
+                                      for job_id, at in planned.items()])
+    changed = transition_many(
+        session, [job for job, _ in wait], JobStatus.WAITING_FOR_GREEN,
+        messages=[f"waiting for a greener window starting {d.start_at.isoformat()}"
+                  for _, d in wait], skip_changed=True) if wait else []
+    waiting = set(changed)
+    events += [NewEvent(job.id, PLAN_EVENT, f"planned start {d.start_at.isoformat()} (expected "
+                        f"{d.expected_g_per_kwh:.0f} g/kWh): {d.reason}", "info", d.to_dict())
+               for job, d in wait if job.id in waiting]
+    if release:
+        changed += transition_many(session, release, JobStatus.QUEUED,
+                                   messages=["green window reached; queued"] * len(release),
+                                   skip_changed=True)
+    insert_events(session, events)
+    return len(changed)
