@@ -184,10 +184,11 @@ class Planner:
     def _epoch_slots(self, full_s: float, rho: float) -> float:
         return self.spec.energy.epoch_seconds(full_s, rho) / SLOT_S
 
-    def window_end(self, now: datetime, full_s: float, remaining: int) -> datetime | None:
-        """The end of the window the remaining epochs are placed in: the deadline, or sooner
-        for a far one (`PLACEMENT_DAYS`); None without a deadline."""
-        deadline = self.spec.deadline
+    def window_end(self, now: datetime, full_s: float, remaining: int,
+                   deadline: datetime | None = None) -> datetime | None:
+        """The end of the window the remaining epochs are placed in: the deadline (the spec's,
+        or ``deadline``), or sooner for a far one (`PLACEMENT_DAYS`); None without one."""
+        deadline = deadline or self.spec.deadline
         if deadline is None:
             return None
         longest_s = remaining * self.spec.energy.epoch_seconds(full_s, self.spec.bounds.rho_max)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +36,10 @@ from service.states import JobStatus
 log = logging.getLogger("service.pool.green")
 
 REPLAN_MIN_SHIFT = timedelta(minutes=30)
+FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+_COLUMNS = (Job.id, Job.status, Job.model, Job.gpu_class, Job.training_dataset_id, Job.region,
+            Job.deadline, Job.planned_start_at, Job.rho_policy)
+JobRow = Any  # a row of _COLUMNS and ``epochs``
 PLAN_EVENT = "green_window"
 
 
@@ -53,12 +57,13 @@ class _Pass:
     decision per distinct job shape."""
 
     def __init__(self, session: Session, planning: WindowPlanning, now: datetime,
-                 default_epoch_seconds: float, jobs: list[Job]) -> None:
+                 default_epoch_seconds: float, jobs: list[JobRow]) -> None:
         self.session, self.planning, self.now = session, planning, now
         self.default_s = default_epoch_seconds
         self.forecasters: dict[str | None, Forecaster] = {}
         self.estimates: dict[tuple[str, str, int], float] = {}
         self.decisions: dict[tuple[object, ...], Decision] = {}
+        self.reaches: dict[tuple[object, ...], datetime] = {}
         ids = {job.training_dataset_id for job in jobs}
         self.rows: dict[str, int] = {}
         if ids:
@@ -66,30 +71,37 @@ class _Pass:
                     select(Dataset.id, Dataset.row_count).where(Dataset.id.in_(ids))):
                 self.rows[dataset_id] = row_count
 
-    def full_epoch_s(self, job: Job) -> float:
+    def full_epoch_s(self, job: JobRow) -> float:
         key = (job.model, job.gpu_class, self.rows.get(job.training_dataset_id, 0))
         if key not in self.estimates:
             self.estimates[key] = estimated_full_epoch_s(self.session, job.gpu_class, job.model,
                                                          key[2], self.default_s)
         return self.estimates[key]
 
-    def decide(self, job: Job) -> Decision:
+    def decide(self, job: JobRow) -> Decision:
         full_s = self.full_epoch_s(job)
-        epochs = int(job.hyperparameters.get("epochs", 1))
-        # The row's deadline is the one the API validated (and bounded): it wins.
-        policy = {**job.rho_policy, "deadline": job.deadline}
-        if job.region not in self.forecasters:
-            self.forecasters[job.region] = self.planning.forecaster(job.region)
-        planner = Planner(JobSpec(epochs, policy, full_s, self.planning.energy),
-                          self.forecasters[job.region])
-        # Jobs alike but for a deadline beyond the planner's placement window decide alike.
-        end = planner.window_end(self.now, full_s, epochs)
-        key = (job.region, epochs, round(full_s, 3), None if end is None else slot_of(end),
-               json.dumps({k: v for k, v in job.rho_policy.items() if k != "deadline"},
-                          sort_keys=True))
+        epochs = int(job.epochs if job.epochs is not None else 1)
+        shape = (job.region, epochs, round(full_s, 3), json.dumps(
+            {k: v for k, v in job.rho_policy.items() if k != "deadline"}, sort_keys=True))
+        if shape not in self.reaches:  # how far this shape's placement window reaches
+            spec = JobSpec(epochs, {**job.rho_policy, "deadline": None}, full_s,
+                           self.planning.energy)
+            self.reaches[shape] = Planner(spec, self._forecaster(job.region)).window_end(
+                self.now, full_s, epochs, deadline=FAR_FUTURE) or FAR_FUTURE
+        reach = self.reaches[shape]
+        # Jobs alike but for a deadline beyond the placement window decide alike.
+        key = (*shape, slot_of(min(job.deadline, reach)) if job.deadline else None)
         if key not in self.decisions:
-            self.decisions[key] = planner.decide(self.now, [])
+            # The row's deadline is the one the API validated (and bounded): it wins.
+            spec = JobSpec(epochs, {**job.rho_policy, "deadline": job.deadline}, full_s,
+                           self.planning.energy)
+            self.decisions[key] = Planner(spec, self._forecaster(job.region)).decide(self.now, [])
         return self.decisions[key]
+
+    def _forecaster(self, region: str | None) -> Forecaster:
+        if region not in self.forecasters:
+            self.forecasters[region] = self.planning.forecaster(region)
+        return self.forecasters[region]
 
 
 def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
@@ -97,13 +109,14 @@ def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
     """Plan, re-plan and release deadline jobs; returns how many jobs changed status."""
     now = now or utcnow()
     with session_scope(factory) as session:
-        jobs = list(session.scalars(
-            select(Job).where(Job.deadline.is_not(None), or_(
+        jobs = list(session.execute(  # rows, not ORM objects: a pass may read 10,000
+            select(*_COLUMNS, Job.hyperparameters["epochs"].as_string().label("epochs"))
+            .where(Job.deadline.is_not(None), or_(
                 Job.status == JobStatus.WAITING_FOR_GREEN.value,
                 (Job.status == JobStatus.QUEUED.value) & Job.planned_start_at.is_(None)))
             .order_by(Job.created_at).with_for_update(skip_locked=True)))
         memo = _Pass(session, planning, now, default_epoch_seconds, jobs)
-        outcomes: list[tuple[Job, Decision | Exception]] = []
+        outcomes: list[tuple[JobRow, Decision | Exception]] = []
         for job in jobs:
             try:
                 outcomes.append((job, memo.decide(job)))
@@ -114,12 +127,12 @@ def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
         return _apply(session, outcomes, now)
 
 
-def _apply(session: Session, outcomes: list[tuple[Job, Decision | Exception]],
+def _apply(session: Session, outcomes: list[tuple[JobRow, Decision | Exception]],
            now: datetime) -> int:
     """Write a pass's decisions in bulk: planned starts, status changes and their events."""
     planned: dict[str, datetime] = {}
-    wait: list[tuple[Job, Decision]] = []
-    release: list[Job] = []
+    wait: list[tuple[JobRow, Decision]] = []
+    release: list[JobRow] = []
     events: list[NewEvent] = []
     for job, outcome in outcomes:
         queued = job.status == JobStatus.QUEUED.value
@@ -131,12 +144,11 @@ def _apply(session: Session, outcomes: list[tuple[Job, Decision | Exception]],
             if not queued:
                 release.append(job)
             continue
-        data = outcome.to_dict()
         if queued:
             planned[job.id] = now if outcome.run_now else outcome.start_at
             if outcome.run_now:
                 events.append(NewEvent(job.id, PLAN_EVENT, f"starts now: {outcome.reason}",
-                                       "info", data))
+                                       "info", outcome.to_dict()))
             else:
                 wait.append((job, outcome))
         elif outcome.run_now:
@@ -147,7 +159,7 @@ def _apply(session: Session, outcomes: list[tuple[Job, Decision | Exception]],
         elif abs(outcome.start_at - (job.planned_start_at or now)) >= REPLAN_MIN_SHIFT:
             planned[job.id] = outcome.start_at
             events.append(NewEvent(job.id, PLAN_EVENT, "forecast changed: re-planned to "
-                                   f"{outcome.start_at.isoformat()}", "info", data))
+                                   f"{outcome.start_at.isoformat()}", "info", outcome.to_dict()))
     if planned:
         session.execute(update(Job), [{"id": job_id, "planned_start_at": at}
                                       for job_id, at in planned.items()])
