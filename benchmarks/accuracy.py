@@ -131,9 +131,11 @@ def run_one(spec: Spec, seed: int, args: argparse.Namespace, base: dict[str, tor
     }
 
 
-def _stat(values: list[float]) -> str:
+def _stat(values: list[float], digits: int = 1) -> str:
     mean = statistics.fmean(values)
-    return f"{mean:.1f}" if len(values) < 2 else f"{mean:.1f} ± {statistics.stdev(values):.1f}"
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(rows: list[dict[str, Any]], header: str) -> str:
@@ -150,7 +152,7 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
                 _stat([r[k] for r in group]) for k in ("rouge1", "rouge2", "rougeL", "accuracy"))
             + f" | {statistics.fmean(r['flops_vs_full'] for r in group):.3f}"
             + f" | {statistics.fmean(r['train_s'] for r in group):.0f}"
-            + f" | {_stat(losses) if losses else '-'}"
+            + f" | {_stat(losses, 2) if losses else '-'}"
             + f" | {group[0]['selected_per_epoch'] or '-'} |")
     return "\n".join(lines)
 
