@@ -50,8 +50,10 @@ class SecurityHeaders:
 
 
 class RelativeRedirects:
-    """Rewrites an absolute ``Location`` to its path (and query): a redirect of this server
-    stays on whatever host the browser used, and a forged ``Host`` header is never echoed."""
+    """Rewrites an absolute ``Location`` on this server's host to its path (and query): a redirect
+    of this server stays on whatever host the browser used, and a forged ``Host`` header is
+    never echoed (the app builds absolute URLs from it). Redirects to other hosts that the
+    app chose itself (presigned object-store URLs) are left as they are."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,14 +63,24 @@ class RelativeRedirects:
             await self.app(scope, receive, send)
             return
 
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+
         async def relative(message: Message) -> None:
             if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
-                headers = [(name, _path_only(value) if name.lower() == b"location" else value)
+                headers = [(name, _path_only(value) if name.lower() == b"location"
+                            and _own(value, host) else value)
                            for name, value in message.get("headers", [])]
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, relative)
+
+
+def _own(location: bytes, host: str) -> bool:
+    """Whether ``location`` points at this server (no host, or the request's own): a redirect
+    elsewhere (an object store's presigned URL, service/artifact_download.py) is left whole."""
+    netloc = urlsplit(location.decode("latin-1")).netloc.lower()
+    return not netloc or netloc == host
 
 
 def _path_only(location: bytes) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 
-RHOS = [0.4, 1.0, 0.6]
+RHOS = [0.5, 1.0, 0.6]
 
 
 def _run_scheduled_job(stack: Stack) -> tuple[dict[str, str], dict[str, Any]]:

@@ -30,14 +30,15 @@ WRONG_KEY = "gt_" + "x" * 43
 
 def app_routes(app: Any) -> list[tuple[str, str]]:
     """(method, path template) of every API route and dashboard page the app serves."""
-    def walk(routes: list[Any]) -> Iterator[Any]:
+    def walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
         for route in routes:
-            if hasattr(route, "original_router"):  # FastAPI's included routers
-                yield from walk(route.original_router.routes)
+            if hasattr(route, "original_router"):  # FastAPI's included routers (nested: /v1)
+                inner = prefix + (getattr(route.include_context, "prefix", "") or "")
+                yield from walk(route.original_router.routes, inner)
             else:
-                yield route
-    found = {(method, route.path) for route in walk(app.routes) if isinstance(route, APIRoute)
-             for method in (route.methods or ()) if method != "HEAD"}
+                yield prefix, route
+    found = {(method, prefix + route.path) for prefix, route in walk(app.routes)
+             if isinstance(route, APIRoute) for method in (route.methods or ()) if method != "HEAD"}
     return sorted(found)
 
 
@@ -75,9 +76,9 @@ def world(hard_api: Api, tmp_path_factory: pytest.TempPathFactory) -> World:
     # A public address literal: nothing is resolved or sent while the routes are probed.
     r = api.client.post("/webhooks", json={"url": "https://93.184.216.34/hook"}, headers=owner)
     assert r.status_code == 201, r.text
-    ids = {"job_id": job_id, "dataset_id": dataset, "artifact_id": artifact_id,
+    ids = {"job_id": job_id, "dataset_id": dataset, "file_id": dataset, "artifact_id": artifact_id,
            "team_id": owner["X-Team-Id"], "key_id": revoked_key["id"],
-           "webhook_id": r.json()["id"], "epoch_index": "0"}
+           "webhook_id": r.json()["id"], "epoch_index": "0", "action": "pause"}
     keys = [h["Authorization"].removeprefix("Bearer ") for h in (owner, intruder)]
     return World(owner=owner, intruder=intruder,
                  revoked={"Authorization": f"Bearer {revoked_key['key']}"}, ids=ids,
