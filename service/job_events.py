@@ -125,8 +125,12 @@ async def follow_events(factory: sessionmaker[Session], job_id: str, *, after: i
 
     def poll(last: int | None) -> tuple[list[JobEvent], bool]:
         with factory() as session:
-            events = list_events(session, job_id, after=last, limit=500)
+            # The status first: once it reads terminal, the events committed with that change
+            # (and before it) are visible to the read that follows (read committed). Read the
+            # other way round, the terminal change could land between the two reads and its
+            # own event be missed by a stream that then ends.
             status = session.scalar(select(Job.status).where(Job.id == job_id))
+            events = list_events(session, job_id, after=last, limit=500)
             return events, status is None or JobStatus(status) in TERMINAL
 
     last = after

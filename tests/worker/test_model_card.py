@@ -39,7 +39,7 @@ def _card() -> ModelCard:
                              "rouge": {"rouge1": 31.5, "rouge2": 10.25, "rougeL": 28.0, "n": 7}}}
     facts = CardFacts("NVIDIA H200 (gpu class h200)", "GB",
                       ("model.tar.gz", "delta.safetensors", "metrics.json", "README.md"),
-                      ("train.jsonl", "abisee/cnn_dailymail", "data/train-00000-of-00001.parquet"))
+                      ("train.jsonl", "abisee/cnn_dailymail", "data/v1/train-00000.parquet"))
     return ModelCard(model_card(job, series, result, facts))
 
 
