@@ -302,6 +302,9 @@ def run(args: argparse.Namespace) -> int:
         stop_reads.set()
         system.stop()
     results["drain_seconds"] = round(drain_s, 1)
+    results["logged_tracebacks"] = {  # what each process logged: read it when this is not zero
+        log.name: log.read_text(errors="replace").count("Traceback")
+        for log in sorted([*root.glob("*.log"), root / "data" / "server.log"]) if log.exists()}
     results["load_at_start"] = [round(x, 2) for x in load_start]
     text = report(results, system, traffic, rss, args, " ".join(["python3", *sys.argv]))
     print(text)

@@ -198,6 +198,7 @@ def report(results: dict[str, Any], system: System, traffic: Traffic,
     lines += [f"| {k} | {n} |" for k, n in results["failures"].items()] or ["| none | 0 |"]
     lines += ["", "## Answers by class", "", "| request answer | count |", "|---|---:|"]
     lines += [f"| {k} | {n} |" for k, n in results["answers"].items()]
+    lines += ["", f"Tracebacks in the processes' logs: {results['logged_tracebacks']}."]
     if traffic.findings:
         lines += ["", "Findings:", ""] + [f"- {f}" for f in traffic.findings[:20]]
     step = max(1, len(rss) // 20)
