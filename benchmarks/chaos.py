@@ -32,6 +32,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -74,6 +75,9 @@ class Traffic:
     findings: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)  # job id -> kind of submission
     owners: dict[str, dict[str, str]] = field(default_factory=dict)  # job id -> its team's key
+    # Deadlines fall before the end of the drain: the scheduler may hold a job for a cleaner
+    # hour until its deadline, and a job still waiting when the run ends proves nothing.
+    deadline_by: datetime = field(default_factory=lambda: datetime.now(UTC))
     teams: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -134,14 +138,16 @@ def setup_teams(client: httpx.Client, system: System, traffic: Traffic, n: int) 
                                                                            strict=True)]
 
 
-def job_body(kind: str, rng: random.Random, system: System, datasets: dict[str, str]) -> dict[str, Any]:
+def job_body(kind: str, rng: random.Random, system: System, datasets: dict[str, str],
+             deadline_by: datetime) -> dict[str, Any]:
     epochs = rng.choice((1, 2))
     body: dict[str, Any] = {"model": str(system.model_dir), "gpu_class": GPU_CLASS,
                             "training_dataset": datasets["short"],
                             "hyperparameters": {"epochs": epochs, "batch_size": 4,
                                                 "max_length": 64},
                             "rho_policy": {"type": "fixed", "rho": rng.choice((0.5, 0.7, 1.0))}}
-    deadline = (datetime.now(UTC) + timedelta(minutes=rng.uniform(20, 120))).isoformat()
+    deadline = min(datetime.now(UTC) + timedelta(minutes=rng.uniform(3, 20)),
+                   deadline_by).isoformat()
     if kind == "carbon-aware":
         body["rho_policy"] = {"type": "carbon-aware", "rho_min": 0.5, "rho_max": 1.0,
                               "region": rng.choice(("GB", "FR"))}
@@ -162,7 +168,7 @@ def submit(client: httpx.Client, traffic: Traffic, rng: random.Random, system: S
                        weights=(45, 20, 15, 10, 10))[0]
     if kind == "bad":
         label, change = rng.choice(BAD_BODIES)
-        body = {**job_body("plain", rng, system, team), **change}
+        body = {**job_body("plain", rng, system, team, traffic.deadline_by), **change}
         if label == "no model":
             body.pop("model")
         r = call(client, traffic, "POST /jobs (bad body)", "POST", "/jobs", retry_s=60, json=body,
@@ -171,7 +177,7 @@ def submit(client: httpx.Client, traffic: Traffic, rng: random.Random, system: S
             traffic.findings.append(f"bad body '{label}' was accepted: {r.status_code}")
         return
     r = call(client, traffic, "POST /jobs", "POST", "/jobs", retry_s=60,
-             json=job_body(kind, rng, system, team),
+             json=job_body(kind, rng, system, team, traffic.deadline_by),
              headers={**headers, "Idempotency-Key": secrets.token_hex(12)})
     if r is None or r.status_code != 201:
         traffic.findings.append(f"a {kind} submission was not accepted: "
@@ -249,13 +255,15 @@ def run(args: argparse.Namespace) -> int:
     system = System(root)
     traffic = Traffic()
     rss: list[tuple[float, float, float]] = []  # (minute, API MiB, 1-min load)
+    # nohup'ed runs ignore SIGINT: a SIGTERM must still stop every process and cluster started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_start = os.getloadavg()
     print(f"chaos: working directory {root}", file=sys.stderr, flush=True)
-    system.start(args.workers)
     stop_chaos, stop_reads = threading.Event(), threading.Event()
     cancels: list[tuple[float, dict[str, str], str]] = []
     drain_s = 0.0
     try:
+        system.start(args.workers)
         with httpx.Client(base_url=system.base_url, timeout=30) as client:
             teams = setup_teams(client, system, traffic, args.teams)
             threading.Thread(target=reader, args=(system.base_url, traffic, stop_reads,
@@ -263,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
             chaos_thread = threading.Thread(target=chaos, args=(system, args, rng, stop_chaos),
                                             daemon=True)
             system.begin = begin = time.monotonic()
+            traffic.deadline_by = datetime.now(UTC) + timedelta(
+                minutes=args.minutes + args.drain_minutes - 1)
             chaos_thread.start()
             next_job = next_sample = begin
             n = 0

@@ -109,6 +109,9 @@ def invariants(system: System, client: httpx.Client, traffic: Traffic,
         rows = conn.execute("SELECT id, status, error_code, error_message, attempts FROM jobs"
                             ).fetchall()
         epochs = _epoch_checks(conn)
+        late = conn.execute(
+            "SELECT count(*) FILTER (WHERE finished_at > deadline), count(*) FROM jobs "
+            "WHERE deadline IS NOT NULL AND status = 'succeeded'").fetchone()
     stuck = [(i, s) for i, s, *_ in rows if s not in TERMINAL]
     unexplained = [i for i, s, code, message, _ in rows
                    if s == "failed" and not (code and (message or "").strip())]
@@ -132,6 +135,7 @@ def invariants(system: System, client: httpx.Client, traffic: Traffic,
                                                 for i, s, *_ in rows)),
         "failures": dict(failures.most_common()),
         "attempts": dict(Counter(int(a) for *_, a in rows)),
+        "deadline_jobs_succeeded_late": list(late or (0, 0)),
         "answers": dict(sorted(traffic.answers.items())),
         "findings": traffic.findings,
         "events": [vars(e) for e in system.events],
@@ -192,8 +196,11 @@ def report(results: dict[str, Any], system: System, traffic: Traffic,
               f"{sum(e.action == 'unexpected_exit' for e in system.events)}.", "",
               "## Jobs", "", "| submitted as -> final status | jobs |", "|---|---:|"]
     lines += [f"| {k} | {n} |" for k, n in sorted(results["jobs_by_kind_and_status"].items())]
+    late, with_deadline = results["deadline_jobs_succeeded_late"]
     lines += ["", f"By status: {results['jobs_by_status']}; attempts per job: "
-              f"{dict(sorted(results['attempts'].items()))}.", "",
+              f"{dict(sorted(results['attempts'].items()))}; {late} of {with_deadline} succeeded "
+              "jobs with a deadline finished after it (not an invariant: a killed worker's job "
+              "may miss its deadline).", "",
               "## Failures, grouped", "", "| error | jobs |", "|---|---:|"]
     lines += [f"| {k} | {n} |" for k, n in results["failures"].items()] or ["| none | 0 |"]
     lines += ["", "## Answers by class", "", "| request answer | count |", "|---|---:|"]
