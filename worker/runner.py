@@ -198,23 +198,26 @@ class _JobRun:
         from greentrainer_core.train import Trainer
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        with self._session() as session:
-            job = session.get(Job, self.job_id)
-            assert job is not None  # claimed a moment ago; jobs are never deleted while running
-            log.info("job %s: loading %s and its data on %s", self.job_id, job.model, device,
-                     extra={"job_id": self.job_id})
-            loading = time.monotonic()
-            inputs = load_inputs(session, self.store, self.settings, job, device)
-            log.info("job %s: loaded in %.1f s: %d training examples%s", self.job_id,
-                     time.monotonic() - loading, len(inputs.examples),
-                     f", {len(inputs.test_rows)} test rows" if inputs.test_rows else "",
-                     extra={"job_id": self.job_id})
-            rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
-                                        .order_by(JobEpoch.epoch_index)))
-            last = job.last_finished_epoch
-            self.rho = JobCarbon(self.planning, session, job, inputs.config.epochs,
-                                 len(inputs.examples), self.me.gpu_class, rows)
-            self.model, self.examples = job.model, len(inputs.examples)
+        def load() -> tuple[Any, int | None]:  # a database restart mid-load: load again
+            with self._session() as session:
+                job = session.get(Job, self.job_id)
+                assert job is not None  # claimed a moment ago; never deleted while running
+                log.info("job %s: loading %s and its data on %s", self.job_id, job.model,
+                         device, extra={"job_id": self.job_id})
+                loading = time.monotonic()
+                inputs = load_inputs(session, self.store, self.settings, job, device)
+                log.info("job %s: loaded in %.1f s: %d training examples%s", self.job_id,
+                         time.monotonic() - loading, len(inputs.examples),
+                         f", {len(inputs.test_rows)} test rows" if inputs.test_rows else "",
+                         extra={"job_id": self.job_id})
+                rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
+                                            .order_by(JobEpoch.epoch_index)))
+                self.rho = JobCarbon(self.planning, session, job, inputs.config.epochs,
+                                     len(inputs.examples), self.me.gpu_class, rows)
+                self.model, self.examples = job.model, len(inputs.examples)
+                return inputs, job.last_finished_epoch
+
+        inputs, last = self._write("loading the job", load)
         torch.manual_seed(inputs.config.seed)
         trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
                           rho=self.rho, validation=inputs.validation)

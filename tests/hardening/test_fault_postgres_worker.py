@@ -154,3 +154,39 @@ def test_an_epoch_commit_during_a_postgres_restart_waits_for_it_in_the_same_run(
             session.scalars(select(JobEpoch.epoch_index).where(JobEpoch.job_id == job_id).order_by(JobEpoch.epoch_index))
         )
     assert epochs == [0, 1]
+
+
+def test_a_postgres_restart_while_the_job_loads_is_waited_for_not_a_crash(
+    pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by benchmarks/chaos.py: the run's first session stays open while the model and data
+    load (seconds); a restart meanwhile broke its connection and the try crashed as a
+    `training_error`, spending an attempt. Deterministic here: the database stops as the inputs
+    finish loading and is back ``OUTAGE_S`` later; with one attempt allowed the run loads again
+    and finishes."""
+    import threading
+
+    import worker.runner
+    from service.settings import PoolSettings
+    from tests.worker.conftest import make_bench
+
+    monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "static")
+    bench = make_bench(tmp_path, pg.create_database("gt_load"))
+    bench.pool = PoolSettings(lease_seconds=20, heartbeat_seconds=0.2, max_attempts=1)
+    job_id = bench.job()
+    real_load, restarts = worker.runner.load_inputs, []
+
+    def load_then_lose_the_database(*args: Any, **kwargs: Any) -> Any:
+        inputs = real_load(*args, **kwargs)
+        if not restarts:
+            pg.stop()
+            restarts.append(threading.Timer(OUTAGE_S, pg.start))
+            restarts[0].start()
+        return inputs
+
+    monkeypatch.setattr(worker.runner, "load_inputs", load_then_lose_the_database)
+    outcome = worker.runner.run_job(job_id, factory=bench.factory, settings=bench.settings, pool=bench.pool,
+                                    store=bench.store, me=bench.me)
+    restarts[0].join()
+    job = bench.read(job_id)
+    assert (outcome, job.status, job.attempts) == ("succeeded", "succeeded", 1), job.error_message
