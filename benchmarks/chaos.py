@@ -221,9 +221,10 @@ def chaos(system: System, args: argparse.Namespace, rng: random.Random,
             order = rng.sample(COMPONENTS, len(COMPONENTS))
         component = order.pop()
         if component == "worker":
-            name = f"worker-{rng.randrange(args.workers)}"
+            busy = system.busy_worker() if rng.random() < args.busy_worker_share else None
+            name = busy or f"worker-{rng.randrange(args.workers)}"
             system.kill_component(name)
-            system.record("worker", "kill", f"{name}, SIGKILL")
+            system.record("worker", "kill", f"{name}, SIGKILL {'mid-job' if busy else 'at random'}")
             time.sleep(rng.uniform(0, 3))
             system.start_component(name)
             system.record("worker", "restart", name)
@@ -338,6 +339,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-min", type=float, default=20, help="seconds between kills, least")
     parser.add_argument("--kill-max", type=float, default=60, help="seconds between kills, most")
+    parser.add_argument("--busy-worker-share", type=float, default=0.0, help="share of worker "
+                        "kills aimed at a worker running a job (when one is)")
     parser.add_argument("--pg-down-max", type=float, default=15, help="longest Postgres outage, s")
     parser.add_argument("--redis-down-max", type=float, default=10, help="longest Redis outage, s")
     parser.add_argument("--job-interval", type=float, default=8, help="seconds between submissions")

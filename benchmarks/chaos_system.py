@@ -119,6 +119,20 @@ class System:
                 process.wait(timeout=30)
             self.procs[name] = None
 
+    def busy_worker(self) -> str | None:
+        """The name of a worker process that holds a running job's lease (its lease owner is
+        ``host:pid:class:device``), or None: none does, or the database is down."""
+        import psycopg
+        try:
+            with psycopg.connect(self.database_url.replace("+psycopg", ""), connect_timeout=2) as conn:
+                owners = [str(o) for (o,) in conn.execute(
+                    "SELECT lease_owner FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL")]
+        except psycopg.OperationalError:
+            return None
+        pids = {owner.split(":")[1] for owner in owners if owner.count(":") >= 3}
+        return next((name for name, process in self.procs.items() if name.startswith("worker")
+                     and process is not None and str(process.pid) in pids), None)
+
     def kill_postgres(self, mode: str) -> None:
         """``immediate``: `pg_ctl stop -m immediate` (SIGQUIT: no checkpoint, crash recovery at
         the next start); ``sigkill``: SIGKILL to the postmaster, then to every backend still
