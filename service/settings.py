@@ -37,6 +37,7 @@ from greentrainer_carbon.readings import MAX_FORECAST_HOURS
 from service.logs import LogFormat
 
 MIB = 1024 * 1024
+MAX_GPUS_PER_JOB = 64  # the most devices of one worker a job may ask for under any settings
 
 
 
@@ -125,6 +126,11 @@ class PoolSettings(BaseModel):
         default=30.0, gt=0, le=MAX_FORECAST_HOURS / 24, description="Furthest a job's deadline "
         "may lie ahead (a later one is answered 422 naming this limit); at most the forecast's "
         f"reach, {MAX_FORECAST_HOURS // 24} days (docs/reliability.md)."
+    )
+    max_gpus_per_job: int = Field(
+        default=8, ge=1, le=MAX_GPUS_PER_JOB, description="Most devices a job may ask for "
+        "(`gpus`; a larger ask is answered 422 naming this limit): the device count of the "
+        "pool's largest worker (`greentrainer worker --gpus 0,1,...`)."
     )
 
 
