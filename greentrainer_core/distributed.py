@@ -13,6 +13,10 @@ construction. The optimizer is the single-device trainer's (`greentrainer_core.t
 tensor that leaves the selection gets no gradient, so AdamW leaves its moments and step count
 as they are, and resumes from them when the tensor re-enters, on every rank alike.
 
+Validation (``validation=``, for the validation loss and early stopping) runs on every rank on
+the whole validation set, with the weights every rank shares; rank 0's loss is broadcast so
+that every rank stops early after the same epoch.
+
 Executed FLOPs are counted on each rank and summed over ranks (`sum_over_ranks`, also what a
 caller uses for energy). Processes are started by `launch` with torch.multiprocessing (spawn):
 the caller (a Celery worker) keeps its lease, heartbeats and database writes in its own process
@@ -25,16 +29,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from greentrainer_core.config import EpochRecord, RhoSchedule, StepEvent, TrainConfig
+from greentrainer_core.config import Event, EpochRecord, RhoSchedule, StepEvent, TrainConfig
 from greentrainer_core.data import Example
 from greentrainer_core.hf_types import PreTrainedLM
+from greentrainer_core.partial import set_lr_scale
 from greentrainer_core.train import Trainer
 
 if TYPE_CHECKING:
@@ -70,10 +75,11 @@ class DistributedTrainer(Trainer):
         examples: Sequence[Example],
         config: TrainConfig,
         rho: RhoSchedule = 1.0,
+        validation: Sequence[Example] | None = None,
     ) -> None:
         if not dist.is_initialized():
             raise RuntimeError("DistributedTrainer needs torch.distributed.init_process_group")
-        super().__init__(model, tokenizer, examples, config, rho=rho)
+        super().__init__(model, tokenizer, examples, config, rho=rho, validation=validation)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self._ddp: DistributedDataParallel | None = None
         self._ddp_names: tuple[str, ...] = ()
@@ -87,17 +93,28 @@ class DistributedTrainer(Trainer):
             try:
                 # With the selection, rank 0's learning-rate scale of the partial update
                 # (greentrainer_core.partial): every rank steps alike.
-                decided[0] = (*super()._select(epoch, rho, start), list(self.scheduler.base_lrs))
+                decided[0] = (*super()._select(epoch, rho, start), self._lr_scale())
             finally:
                 self._probing = False
         dist.broadcast_object_list(decided, src=0)
-        names, importance_s, selection_s, base_lrs = decided[0]
+        names, importance_s, selection_s, scale = decided[0]
         if self.rank != 0:
-            step = self.scheduler.last_epoch
-            for i, group in enumerate(self.optimizer.param_groups):
-                self.scheduler.base_lrs[i] = base_lrs[i]
-                group["lr"] = base_lrs[i] * self.scheduler.lr_lambdas[i](step)
+            set_lr_scale(self.optimizer, self.scheduler, self.config.lr, float(scale))
         return list(names), float(importance_s), float(selection_s)
+
+    def _lr_scale(self) -> float:
+        """The scale `set_lr_scale` gave the peak learning rate (1 when it never ran)."""
+        return self.scheduler.base_lrs[0] / self.config.lr if self.config.lr else 1.0
+
+    def events(self) -> Iterator[Event]:
+        """`Trainer.events`, each epoch's validation loss rank 0's (every rank stops early
+        after the same epoch)."""
+        for event in super().events():
+            if isinstance(event, EpochRecord) and self.validation:
+                loss: list[Any] = [event.validation_loss]
+                dist.broadcast_object_list(loss, src=0)
+                event.validation_loss = loss[0]  # the history's record too: the same object
+            yield event
 
     # -- one step: this rank's rows under DDP -----------------------------------------------------
     def _module(self) -> torch.nn.Module:
