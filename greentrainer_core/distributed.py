@@ -30,13 +30,15 @@ import dataclasses
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from greentrainer_core.config import Event, EpochRecord, RhoSchedule, StepEvent, TrainConfig
+from greentrainer_core.config import EpochRecord, Event, RhoSchedule, StepEvent, TrainConfig
 from greentrainer_core.data import Example
 from greentrainer_core.hf_types import PreTrainedLM
 from greentrainer_core.partial import set_lr_scale
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # the label of a token that does not count (prompt, padding)
+DEFAULT_TIMEOUT_S = 1800.0  # torch.distributed's own default for a collective's wait
+RANK_EXIT_S = 10.0  # how long rank 0 waits for another rank to exit before terminating it
 
 
 def sum_over_ranks(value: float) -> float:
@@ -104,7 +108,7 @@ class DistributedTrainer(Trainer):
 
     def _lr_scale(self) -> float:
         """The scale `set_lr_scale` gave the peak learning rate (1 when it never ran)."""
-        return self.scheduler.base_lrs[0] / self.config.lr if self.config.lr else 1.0
+        return float(self.scheduler.base_lrs[0]) / self.config.lr if self.config.lr else 1.0
 
     def events(self) -> Iterator[Event]:
         """`Trainer.events`, each epoch's validation loss rank 0's (every rank stops early
@@ -177,17 +181,32 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _entry(rank: int, fn: Callable[..., None], world_size: int, backend: str, port: int,
-           args: tuple[Any, ...]) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def _default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def _join(rank: int, world_size: int, backend: str, port: int, timeout_s: float) -> None:
+    """Join the group as ``rank`` (NCCL: rank r uses cuda:r). ``timeout_s``: how long a
+    collective waits for the slowest rank (rank 0 writes checkpoints between epochs)."""
     if backend == "nccl":
         torch.cuda.set_device(rank)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world_size)
+                            world_size=world_size, timeout=timedelta(seconds=timeout_s))
+
+
+def _entry(rank: int, fn: Callable[..., None], world_size: int, backend: str, port: int,
+           args: tuple[Any, ...], timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _join(rank, world_size, backend, port, timeout_s)
     try:
         fn(rank, world_size, *args)
     finally:
         dist.destroy_process_group()
+
+
+def _beside(index: int, fn: Callable[..., None], world_size: int, backend: str, port: int,
+            args: tuple[Any, ...], timeout_s: float) -> None:
+    _entry(index + 1, fn, world_size, backend, port, args, timeout_s)
 
 
 def launch(fn: Callable[..., None], world_size: int, *args: Any, backend: str | None = None) -> None:
@@ -196,6 +215,40 @@ def launch(fn: Callable[..., None], world_size: int, *args: Any, backend: str | 
     importable (spawn pickles it by name). Raises when any rank raises."""
     import torch.multiprocessing as mp
 
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    backend = backend or _default_backend()
     mp.spawn(_entry, args=(fn, world_size, backend, _free_port(), args),  # type: ignore[no-untyped-call]
              nprocs=world_size, join=True)
+
+
+@contextmanager
+def rank_zero_here(fn: Callable[..., None], world_size: int, *args: Any,
+                   backend: str | None = None,
+                   timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+    """This process as rank 0 of a group of ``world_size`` on this machine, and
+    ``fn(rank, world_size, *args)`` as ranks 1.. in spawned processes (as `launch`), for as long
+    as the block runs. So a caller that keeps state of its own (a worker's lease, its database
+    writes, its carbon decisions) trains rank 0 in its own process and reads its events there.
+
+    On exit the group is destroyed and the other ranks are joined; one still running (blocked
+    in a collective that rank 0 left: it stopped early, was cancelled or failed) is terminated.
+    A rank that fails while the group trains makes rank 0's next collective raise (its
+    connection closes), at the latest after ``timeout_s``."""
+    import torch.multiprocessing as mp
+
+    backend = backend or _default_backend()
+    port = _free_port()
+    others = mp.start_processes(  # type: ignore[no-untyped-call]
+        _beside, args=(fn, world_size, backend, port, args, timeout_s), nprocs=world_size - 1,
+        join=False, start_method="spawn")
+    try:
+        _join(0, world_size, backend, port, timeout_s)
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
+    finally:
+        for process in others.processes:
+            process.join(timeout=RANK_EXIT_S)
+            if process.is_alive():
+                process.terminate()
+                process.join()

@@ -61,6 +61,11 @@ class Started:
     slots: tuple[str, ...]  # one worker's: its every slot
     route: str  # what `send` is given: the class, or the worker's own queue
 
+    @property
+    def slot(self) -> str:
+        """The slots' names, for the log."""
+        return ", ".join(self.slots)
+
 
 Workers = dict[str, list[list[slots.FreeSlot]]]  # class -> the free workers -> their slots
 

@@ -137,10 +137,10 @@ def order_dispatch(
         if workers is None:
             free[gpu_class] -= job.gpus
         else:  # the whole worker: it runs one job at a time
-            sizes = by_size[gpu_class]
-            size = _smallest(sizes, job.gpus)
+            room = by_size[gpu_class]
+            size = _smallest(room, job.gpus)
             assert size is not None  # slot_for found it
-            worker = sizes[size].pop()
+            worker = room[size].pop()
             free[gpu_class] -= size
         running[job.team] += job.gpus
         usage[job.team] += job.expected_usage

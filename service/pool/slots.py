@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-
 from typing import NamedTuple
 
 from sqlalchemy import String, bindparam, case, delete, exists, func, or_, select, update
