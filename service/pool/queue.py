@@ -26,7 +26,8 @@ def queue_name(route: str) -> str:
 def worker_route(gpu_class: str, worker: str) -> str:
     """The route of worker process ``worker``'s own queue: the dispatcher reserves every slot of
     such a worker for one job, so that job's message must reach that worker and no other."""
-    return f"{gpu_class}@{worker}"
+    # NB: `celery worker --queues` splits on commas, and a worker's name lists its devices.
+    return f"{gpu_class}@{worker.replace(',', '+')}"
 
 
 def broker_url(settings: Settings) -> str:

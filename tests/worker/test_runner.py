@@ -172,6 +172,7 @@ def test_a_job_with_a_test_set_reports_rouge_in_its_result(
 def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Bench) -> None:
     from service.models import WorkerSlot
     from service.pool import slots
+    from worker import claims
 
     job_id = bench.job(lease_owner="me", lease_expires_at=utcnow() + timedelta(minutes=1))
     with bench.factory.begin() as session:
@@ -180,8 +181,8 @@ def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Ben
         slots.take(session, "new-holder", job_id)
         job = session.get(runner_module.Job, job_id)
         job.lease_owner = "new-holder"  # type: ignore[union-attr]
-    runner_module._end(bench.factory, job_id, bench.me, bench.pool, "failed", code="x",
-                       message="late error from the old worker")
+    claims.end(bench.factory, job_id, bench.me, bench.pool, "failed", code="x",
+               message="late error from the old worker")
     with bench.factory() as session:
         assert session.get(WorkerSlot, "new-holder").job_id == job_id  # type: ignore[union-attr]
     assert bench.read(job_id).status == "running"
