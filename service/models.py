@@ -156,8 +156,7 @@ class Job(Base):
     deadline: Mapped[datetime | None]
     co2_budget_kg: Mapped[float | None] = mapped_column(Double)
     gpu_class: Mapped[str] = mapped_column(String(32), default="any")
-    # Devices the job trains on at once, all on one worker (data-parallel, docs/worker.md).
-    gpus: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    gpus: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # on one worker
     training_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     validation_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
     test_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
@@ -320,13 +319,10 @@ class Artifact(Base):
 
 
 class WorkerSlot(Base):
-    """One device of a worker process (one GPU, or one CPU worker) and the job it holds. The
-    worker upserts its rows every heartbeat; the dispatcher counts idle rows with a fresh
-    heartbeat as free slots and reserves one for each job it starts (``job_id``); the worker
-    that takes the job moves the reservation to its own row, so each dispatched or running job
-    holds one slot. A worker of several devices (``--gpus 0,1``) keeps one row per device, all
-    with its name in ``worker``; it runs one job at a time on all of them, so the dispatcher
-    reserves all its rows together, for one job (`service.pool.slots`)."""
+    """One device of a worker process (``worker``) and the job it holds. The worker upserts its
+    rows every heartbeat; the dispatcher counts idle rows with a fresh heartbeat as free slots
+    and reserves a worker's rows for each job it starts (``job_id``): all of them, as a worker
+    runs one job at a time (`service.pool.slots`)."""
 
     __tablename__ = "worker_slots"
 

@@ -127,12 +127,8 @@ class PoolSettings(BaseModel):
         "may lie ahead (a later one is answered 422 naming this limit); at most the forecast's "
         f"reach, {MAX_FORECAST_HOURS // 24} days (docs/reliability.md)."
     )
-    max_gpus_per_job: int = Field(
-        default=8, ge=1, le=MAX_GPUS_PER_JOB, description="Most devices a job may ask for "
-        "(`gpus`; a larger ask is answered 422 naming this limit): the device count of the "
-        "pool's largest worker (`greentrainer worker --gpus 0,1,...`)."
-    )
-
+    max_gpus_per_job: int = Field(default=8, ge=1, le=MAX_GPUS_PER_JOB, description="Most devices a job may ask for (`gpus`; "
+                                  "more is answered 422): those of the pool's largest worker (`greentrainer worker --gpus ...`).")
 
     @field_validator("gpu_classes", mode="before")
     @classmethod
