@@ -18,10 +18,11 @@ the whole validation set, with the weights every rank shares; rank 0's loss is b
 that every rank stops early after the same epoch.
 
 Executed FLOPs are counted on each rank and summed over ranks (`sum_over_ranks`, also what a
-caller uses for energy). Processes are started by `launch` with torch.multiprocessing (spawn):
-the caller (a Celery worker) keeps its lease, heartbeats and database writes in its own process
-and gets rank 0's events back, where torchrun would need a launcher process tree of its own and
-a way back for the events.
+caller uses for energy). Processes are started with torch.multiprocessing (spawn): `launch`
+runs every rank in a child; `rank_zero_here` makes the calling process rank 0 and spawns the
+others, so a caller (a Celery worker) keeps its lease, heartbeats, carbon decisions and database
+writes in its own process and reads rank 0's events directly, where torchrun would need a
+launcher process tree of its own and a way back for the events (and for rho decisions).
 """
 
 from __future__ import annotations
