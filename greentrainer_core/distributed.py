@@ -230,8 +230,9 @@ def rank_zero_here(fn: Callable[..., None], world_size: int, *args: Any,
     as the block runs. So a caller that keeps state of its own (a worker's lease, its database
     writes, its carbon decisions) trains rank 0 in its own process and reads its events there.
 
-    On exit the group is destroyed and the other ranks are joined; one still running (blocked
-    in a collective that rank 0 left: it stopped early, was cancelled or failed) is terminated.
+    On exit the group is destroyed and the other ranks are joined; when the block raised (rank 0
+    stopped early: paused, cancelled, failed) they are terminated at once, as they are after
+    ``RANK_EXIT_S`` when still running.
     A rank that fails while the group trains makes rank 0's next collective raise (its
     connection closes), at the latest after ``timeout_s``."""
     import torch.multiprocessing as mp
@@ -241,15 +242,18 @@ def rank_zero_here(fn: Callable[..., None], world_size: int, *args: Any,
     others = mp.start_processes(  # type: ignore[no-untyped-call]
         _beside, args=(fn, world_size, backend, port, args, timeout_s), nprocs=world_size - 1,
         join=False, start_method="spawn")
+    finished = False
     try:
         _join(0, world_size, backend, port, timeout_s)
         try:
             yield
+            finished = True
         finally:
             dist.destroy_process_group()
     finally:
         for process in others.processes:
-            process.join(timeout=RANK_EXIT_S)
+            # After a full run the others end by themselves; else they wait for rank 0.
+            process.join(timeout=RANK_EXIT_S if finished else 0)
             if process.is_alive():
                 process.terminate()
                 process.join()

@@ -5,6 +5,7 @@ batch; executed FLOPs are summed over the ranks."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ import torch
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent, TrainConfig
 from greentrainer_core.data import SummaryRow, tokenize_rows
-from greentrainer_core.distributed import DistributedTrainer, launch, sum_over_ranks
+from greentrainer_core.distributed import (
+    RANK_EXIT_S,
+    DistributedTrainer,
+    launch,
+    rank_zero_here,
+    sum_over_ranks,
+)
 from greentrainer_core.train import Trainer
 from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
@@ -140,3 +147,37 @@ def test_validation_loss_and_early_stopping_match_one_process(
     # The partial update's learning-rate scale, set on rank 0, is every rank's.
     assert ranks[0]["base_lrs"] == ranks[1]["base_lrs"]
     torch.testing.assert_close(ranks[1]["base_lrs"], single["base_lrs"], rtol=1e-6, atol=0)
+
+
+# -- rank 0 in the caller's process ---------------------------------------------------------------
+def _waits_for_rank_zero(rank: int, world_size: int, out: str) -> None:
+    Path(out, f"rank-{rank}.started").write_text("")
+    decided: list[Any] = [None]
+    torch.distributed.broadcast_object_list(decided, src=0)  # rank 0 never sends: it stopped
+    Path(out, f"rank-{rank}.json").write_text(json.dumps(decided))
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_rank_zero_here_trains_with_the_others_and_ends_them_when_it_stops(
+        tmp_path: Path) -> None:
+    with rank_zero_here(_rank, 2, str(tmp_path), backend="gloo"):
+        _rank(0, 2, str(tmp_path))
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["selected"] == ranks[1]["selected"] and ranks[0]["losses"] == ranks[1]["losses"]
+    assert not torch.distributed.is_initialized()  # the caller's process can run the next job
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    raised_at = 0.0
+    with pytest.raises(_Stopped), rank_zero_here(_waits_for_rank_zero, 2, str(stopped),
+                                                 backend="gloo"):
+        while not (stopped / "rank-1.started").exists():
+            time.sleep(0.05)
+        raised_at = time.monotonic()
+        raise _Stopped  # a cancel: rank 1 waits in a collective rank 0 never makes
+    assert time.monotonic() - raised_at < RANK_EXIT_S  # terminated at once, not waited for
+    assert not (stopped / "rank-1.json").exists()  # and it did not finish
+    assert not torch.distributed.is_initialized()

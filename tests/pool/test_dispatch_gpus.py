@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.models import JobEvent, WorkerSlot
 from service.pool import slots
 from service.pool.queue import worker_route
+from service.pool.reconciler import reconcile
 from service.pool.too_big import TOO_BIG_EVENT
 from tests.pool.test_dispatch import factory, job, run, slot, status, team  # noqa: F401
 from tests.service.conftest import postgres  # noqa: F401  (the shared Postgres fixture)
@@ -98,3 +99,15 @@ def test_a_team_quota_counts_gpus(factory: sessionmaker[Session]) -> None:
     assert run(factory) == []  # 2 + 1 > 2; and 3 > 2 for the other team
     assert status(factory, later) == "queued" and status(factory, too_many) == "queued"
     assert too_big_events(factory, too_many) == []  # a worker can hold it: the quota waits
+
+
+def test_the_reconciler_frees_every_slot_of_a_job_that_ended(
+        factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        t = team(session)
+        gone = job(session, t, "a100", gpus=2, status="cancelled")  # its worker was killed
+        two = worker(session, "a100", 2)
+        slots.take(session, two, gone)
+    assert len(held(factory, gone)) == 2
+    assert reconcile(factory, max_attempts=3, stale_after_s=10.0).freed_slots >= 1
+    assert held(factory, gone) == []
