@@ -331,13 +331,13 @@ class WorkerSlot(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     gpu_ids: Mapped[str | None] = mapped_column(String(64))
-    worker: Mapped[str] = mapped_column(String(255))  # the process: ``name`` for one device
+    worker: Mapped[str] = mapped_column(  # the process: by default ``name`` (one device)
+        String(255), default=lambda context: context.get_current_parameters()["name"])
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_worker_slots_gpu_class", "gpu_class"),
-                      Index("ix_worker_slots_worker", "worker"))
+    __table_args__ = (Index("ix_worker_slots_gpu_class", "gpu_class"), Index("ix_worker_slots_worker", "worker"))
 
 
 class SignInFailure(Base):
