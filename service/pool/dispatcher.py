@@ -78,8 +78,8 @@ def _queue_heads(session: Session, waiting: ColumnElement[bool],
     second. So a team with a long queue of old jobs cannot hide another team's newer ones from
     the fair-share order. Each row carries its team's quota, CO2 budget, running jobs and
     share. No row locks: the start is a compare-and-set (`transition_many`)."""
-    running = select(func.coalesce(func.sum(Job.gpus), 0).label("running")).where(Job.status == JobStatus.RUNNING.value,
-                                                          Job.team_id == Team.id)
+    running = (select(func.coalesce(func.sum(Job.gpus), 0).label("running"))  # GPUs, not jobs
+               .where(Job.status == JobStatus.RUNNING.value, Job.team_id == Team.id))
     place = func.row_number().over(partition_by=Job.team_id, order_by=(Job.created_at, Job.id))
     heads: FromClause
     if session.get_bind().dialect.name == "postgresql":
@@ -215,14 +215,13 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
             if not any(free.values()) or (len(won) == len(order) and not more):
                 break
             log.info("ordering again for %d free slots: %d of %d chosen jobs were taken "
-                     "concurrently", sum(map(len, free.values())), len(order) - len(won),
+                     "concurrently", sum(len(w) for ws in free.values() for w in ws),
+                     len(order) - len(won),
                      len(order))
         slots.reserve(session, {name: s.job_id for s in started for name in s.slots})
         begun_ids = {s.job_id for s in started}
-        classes = _fits({row.gpu_class for row in heads.values()}, set(free))
         explain_too_big(session, [row for job_id, row in heads.items() if job_id not in begun_ids],
-                        now=now, stale_after_s=stale_after_s,
-                        classes_for=lambda c: classes.get(c, [c]))
+                        now=now, stale_after_s=stale_after_s, any_class=ANY_CLASS)
     for begun in started:
         try:
             send(begun.job_id, begun.route)

@@ -4,7 +4,7 @@ larger worker may join the pool; the team may cancel it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -19,16 +19,16 @@ TOO_BIG_EVENT = "too_big"
 
 
 def explain_too_big(session: Session, heads: Iterable[Any], *, now: datetime,
-                    stale_after_s: float, classes_for: Callable[[str], Sequence[str]]) -> list[str]:
+                    stale_after_s: float, any_class: str) -> list[str]:
     """Append a ``too_big`` event to each job of ``heads`` (rows with ``id``, ``gpus`` and
-    ``gpu_class``) whose ``gpus`` no live worker of the classes it may use (``classes_for``)
+    ``gpu_class``) whose ``gpus`` no live worker of its class (of any class for ``any_class``)
     has, unless it has one already; returns those jobs' ids."""
     asking = [row for row in heads if row.gpus > 1]
     if not asking:
         return []
     largest = slots.largest_workers(session, now=now, stale_after_s=stale_after_s)
-    too_big = {row.id: (row, max((largest.get(c, 0) for c in classes_for(row.gpu_class)),
-                                 default=0))
+    too_big = {row.id: (row, max(largest.values(), default=0) if row.gpu_class == any_class
+                        else largest.get(row.gpu_class, 0))
                for row in asking}
     too_big = {job_id: found for job_id, found in too_big.items() if found[0].gpus > found[1]}
     if not too_big:
