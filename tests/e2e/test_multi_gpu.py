@@ -26,6 +26,12 @@ def _held(stack: Stack, job_id: str) -> list[str]:
         return sorted(session.scalars(select(WorkerSlot.name).where(WorkerSlot.job_id == job_id)))
 
 
+def _taken(stack: Stack, team: dict[str, str], job_id: str) -> bool:
+    events = stack.client.get(f"/jobs/{job_id}/events", params={"limit": 500},
+                              headers=team).json()["data"]
+    return any(e["type"] == "worker" for e in events)
+
+
 def _slots(stack: Stack) -> list[WorkerSlot]:
     with stack.factory() as session:
         return list(session.scalars(select(WorkerSlot).where(
@@ -42,8 +48,8 @@ def _run(stack: Stack, team: dict[str, str], dataset: str, gpus: int) -> tuple[d
     assert r.status_code == 201, r.text
     assert r.json()["gpus"] == gpus
     job_id = r.json()["id"]
-    running = stack.wait(team, job_id, lambda j: j["status"] != "queued", timeout=60)
-    held = _held(stack, job_id)
+    running = stack.wait(team, job_id, lambda j: _taken(stack, team, j["id"]), timeout=60)
+    held = _held(stack, job_id)  # once the worker has taken it: training, or about to
     try:
         job = stack.wait(team, job_id, lambda j: j["status"] in TERMINAL, timeout=60)
     except AssertionError as exc:
@@ -70,9 +76,6 @@ def test_a_two_gpu_job_holds_both_slots_and_records_both_ranks_flops(
     assert job["status"] == "succeeded", (job, stack.worker_log()[-4000:])
     assert held == slot_names  # both slots, reserved at dispatch, held while it ran
     assert _held(stack, job["id"]) == []  # and given back
-    events = stack.client.get(f"/jobs/{job['id']}/events", params={"limit": 500},
-                              headers=team).json()["data"]
-    assert "worker" in [e["type"] for e in events]
     two = stack.client.get(f"/jobs/{job['id']}/epochs", headers=team).json()
 
     # The same job on one device of the same worker (the only one: it takes the whole worker).
