@@ -4,14 +4,11 @@ job run straight on one device; a worker with fewer devices does not run it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import select
 
-import worker.runner as runner_module
-from service.models import JobEpoch, JobEvent, utcnow
-from tests.worker.conftest import Bench
+from service.models import JobEpoch, JobEvent
+from tests.worker.conftest import Bench, crash_then_expire
 from worker.runner import WorkerIdentity, run_job
 
 LOSS_RTOL = 1e-4  # half-batches summed in another order (tests/core/test_distributed.py)
@@ -36,19 +33,7 @@ def test_a_two_gpu_job_resumes_on_both_ranks_and_matches_one_device(
 
     bench.me = WorkerIdentity("pair", "cpu", gpu_ids=[0, 1])
     job_id = bench.job(gpus=2)
-    finished = runner_module._JobRun._epoch_finished
-
-    def crash_after_first(self: runner_module._JobRun, trainer: object, record: object) -> None:
-        finished(self, trainer, record)
-        raise KeyboardInterrupt  # the worker dies right after epoch 0 was recorded
-
-    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run(bench, job_id)
-    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", finished)
-    with bench.factory.begin() as session:  # the dead worker's lease runs out
-        job = session.get(runner_module.Job, job_id)
-        job.lease_expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    crash_then_expire(bench, job_id, monkeypatch, run)
     bench.me = WorkerIdentity("another-pair", "cpu", gpu_ids=[0, 1])
     assert run(bench, job_id) == "succeeded"
     with bench.factory() as session:

@@ -13,7 +13,7 @@ from service.jobs import transition
 from service.models import JobEpoch, JobEvent, utcnow
 from service.settings import PoolSettings
 from service.states import JobStatus
-from tests.worker.conftest import Bench
+from tests.worker.conftest import Bench, crash_then_expire
 from worker.energy import EpochEnergy
 from worker.runner import run_job
 
@@ -56,19 +56,7 @@ def test_a_job_not_dispatched_or_held_by_a_live_worker_is_left_alone(bench: Benc
 def test_a_job_with_an_expired_lease_is_taken_over_and_resumes_from_its_checkpoint(
         bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = bench.job()
-    finished = runner_module._JobRun._epoch_finished
-
-    def crash_after_first(self: runner_module._JobRun, trainer: object, record: object) -> None:
-        finished(self, trainer, record)
-        raise KeyboardInterrupt  # the process dies right after epoch 0 was recorded
-
-    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run(bench, job_id)
-    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", finished)
-    with bench.factory.begin() as session:  # the dead worker's lease runs out
-        job = session.get(runner_module.Job, job_id)
-        job.lease_expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    crash_then_expire(bench, job_id, monkeypatch, run)
     bench.me = runner_module.WorkerIdentity("another", "cpu")
     assert run(bench, job_id) == "succeeded"
     assert epochs(bench, job_id) == [(0, 0.5), (1, 1.0)]
