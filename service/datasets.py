@@ -10,8 +10,10 @@ and the store takes it by a rename (local) or a multipart upload (S3)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from service.settings import Settings
 from service.states import TERMINAL
 from service.storage import CHUNK_BYTES, BlobStore, refusing_os_errors, store_file_or_refuse
 
+log = logging.getLogger("service.datasets")
 SPOOL_DIR = "uploads"  # under data_dir: the local store's blobs are a rename away
 
 
@@ -41,6 +44,7 @@ class Upload:
     path: Path
     size_bytes: int
     sha256: str
+    spool_s: float = 0.0  # seconds spent copying it to disk (logged with the other steps)
 
 
 @contextmanager
@@ -54,7 +58,7 @@ def spool_upload(stream: BinaryIO, settings: Settings) -> Iterator[Upload]:
     with refusing_os_errors(SPOOL_DIR):
         directory.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=directory, prefix=".upload-")
-    path = Path(name)
+    path, started = Path(name), time.perf_counter()
     try:
         digest, size = hashlib.sha256(), 0
         with refusing_os_errors(SPOOL_DIR), os.fdopen(fd, "wb") as spool:
@@ -65,7 +69,7 @@ def spool_upload(stream: BinaryIO, settings: Settings) -> Iterator[Upload]:
                                           "bytes (GREENTRAINER_MAX_UPLOAD_BYTES)", field="file")
                 digest.update(chunk)
                 spool.write(chunk)
-        yield Upload(path, size, digest.hexdigest())
+        yield Upload(path, size, digest.hexdigest(), time.perf_counter() - started)
     finally:
         path.unlink(missing_ok=True)
 
@@ -101,11 +105,16 @@ def create_dataset(session: Session, store: BlobStore, *, team_id: str, upload: 
         return existing, False
     limits = Limits(settings.max_dataset_rows, settings.max_cell_bytes,
                     settings.max_decoded_bytes)
+    started = time.perf_counter()
     rows = validate_upload(upload.path, fmt, (source_field, target_field), limits, kind=kind,
                            memory_mb=settings.upload_validation_memory_mb,
                            timeout_s=settings.upload_validation_timeout_s)
+    validated = time.perf_counter()
     key = store_file_or_refuse(store, "datasets", upload.path, sha256=digest,
                                suffix=FORMATS[fmt])
+    log.info("data set upload of %d bytes (%d rows): spooled in %.1f s, validated in %.1f s, "
+             "stored in %.1f s", upload.size_bytes, rows, upload.spool_s, validated - started,
+             time.perf_counter() - validated)
     if existing is not None:  # deleted earlier: the same row (its id) comes back
         existing.deleted_at, existing.storage_key, existing.row_count = None, key, rows
         existing.name, existing.format = name or filename or digest[:12], fmt
