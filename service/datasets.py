@@ -35,6 +35,8 @@ from service.storage import CHUNK_BYTES, BlobStore, refusing_os_errors, store_fi
 
 log = logging.getLogger("service.datasets")
 SPOOL_DIR = "uploads"  # under data_dir: the local store's blobs are a rename away
+# A spool this old was left by a process that died mid-upload (no upload takes a day).
+STALE_SPOOL_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ def spool_upload(stream: BinaryIO, settings: Settings) -> Iterator[Upload]:
     directory = Path(settings.data_dir) / SPOOL_DIR
     with refusing_os_errors(SPOOL_DIR):
         directory.mkdir(parents=True, exist_ok=True)
+        _remove_stale_spools(directory)
         fd, name = tempfile.mkstemp(dir=directory, prefix=".upload-")
     path, started = Path(name), time.perf_counter()
     try:
@@ -72,6 +75,18 @@ def spool_upload(stream: BinaryIO, settings: Settings) -> Iterator[Upload]:
         yield Upload(path, size, digest.hexdigest(), time.perf_counter() - started)
     finally:
         path.unlink(missing_ok=True)
+
+
+def _remove_stale_spools(directory: Path) -> None:
+    """Spools of API processes that were killed mid-upload (their ``finally`` never ran); age
+    tells them from the uploads of other processes sharing the data dir."""
+    cutoff = time.time() - STALE_SPOOL_S
+    for spool in directory.glob(".upload-*"):
+        try:
+            if spool.stat().st_mtime < cutoff:
+                spool.unlink()
+        except FileNotFoundError:  # another process removed it first
+            continue
 
 
 def create_dataset(session: Session, store: BlobStore, *, team_id: str, upload: Upload,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def test_the_apis_memory_does_not_grow_by_the_uploads_size(tmp_path: Path) -> No
         assert r.json()["size_bytes"] == source.stat().st_size
         spool = Path(api.settings.data_dir) / "uploads"
         assert list(spool.iterdir()) == []  # moved into the store
+
+
+def test_a_spool_left_by_a_killed_process_is_removed_by_the_next_upload(tmp_path: Path) -> None:
+    with live_api(tmp_path / "api") as api:
+        spool = Path(api.settings.data_dir) / "uploads"
+        spool.mkdir(parents=True)
+        stale, fresh = spool / ".upload-stale", spool / ".upload-in-flight"
+        for path in (stale, fresh):
+            path.write_bytes(b"x" * 1024)
+        day_ago = time.time() - 25 * 3600
+        os.utime(stale, (day_ago, day_ago))
+        api.upload(api.new_team())
+        assert sorted(spool.iterdir()) == [fresh]  # another process's upload is left alone
 
 
 def test_an_upload_to_s3_goes_up_in_parts_and_streams_back(
