@@ -8,8 +8,8 @@ a recorded grid in seconds and compare every decision with the simulator's
 clock: they measure the machines, not the grid.
 
     real                                     the UTC clock (the default)
-    accelerated:<start ISO 8601>:<factor>    equals the real clock at <start>, then runs
-                                             <factor> times as fast: start + (real - start) x factor
+    accelerated:<start ISO 8601>:<factor>    the real clock until <start>, then <factor> times
+                                             as fast: start + (real - start) x factor
 
 Every process given the same string reads the same time (the start is an absolute moment), and
 an accelerated clock never runs behind the real one after its start, so deadlines the API checks
@@ -45,7 +45,8 @@ class AcceleratedClock:
             raise ValueError(f"an accelerated clock's factor must be >= 1, got {self.factor}")
 
     def __call__(self) -> datetime:
-        return self.start + (utc_now() - self.start) * self.factor
+        now = utc_now()
+        return now if now <= self.start else self.start + (now - self.start) * self.factor
 
 
 def parse_clock(spec: str) -> Clock:

@@ -53,9 +53,8 @@ class EnergyModel:
 
     def to_dict(self) -> dict[str, float | str]:
         """What a decision records of the model it planned with."""
-        return {"host_w": round(self.host_w, 3), "compute_w": round(self.compute_w, 3),
-                "overhead_s": round(self.overhead_s, 3), "resume_s": self.resume_s,
-                "source": self.source}
+        return {"host_w": self.host_w, "compute_w": self.compute_w,
+                "overhead_s": self.overhead_s, "resume_s": self.resume_s, "source": self.source}
 
     def epoch_seconds(self, full_epoch_s: float, rho: float) -> float:
         return self.overhead_s + rho * full_epoch_s

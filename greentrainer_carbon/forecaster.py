@@ -40,6 +40,10 @@ HISTORY_DAYS = 7
 BLEND_SLOTS = 4  # the provider's last value fades into the history profile over 2 hours
 NDArrayInt = NDArray[np.int8]  # a source code per slot
 MAX_FORECAST_SLOTS = MAX_FORECAST_HOURS * 2  # no forecast is longer, whatever is asked
+# The least forecast a decision reads (2 days): the rho policy's reference distribution is the
+# past week plus the forecast, so every process (and the simulator) asks at least this much for
+# the same moment to give the same reference whatever the job's own horizon.
+REFERENCE_SLOTS = 96
 
 
 @dataclass(frozen=True)

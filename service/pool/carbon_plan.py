@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from greentrainer_carbon.config import CarbonSettings, region_chain
 from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetInfeasibleError, SchedulerError
-from greentrainer_carbon.forecaster import ChainSource, Forecaster
+from greentrainer_carbon.forecaster import REFERENCE_SLOTS, ChainSource, Forecaster
 from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.providers.chain import ProviderChain
 from greentrainer_carbon.readings import FallbackEvent
@@ -70,7 +70,8 @@ class CarbonPlanning:
         return energy_model(self.settings.carbon)
 
     def forecaster(self, region: str | None) -> Forecaster:
-        return Forecaster(ChainSource(self.chain(region)), self.history, self.region(region))
+        return Forecaster(ChainSource(self.chain(region)), self.history, self.region(region),
+                          min_horizon_slots=REFERENCE_SLOTS)
 
     def now(self) -> datetime:
         """The clock carbon decisions read (`GREENTRAINER_CARBON__CLOCK`, the real one unless a
