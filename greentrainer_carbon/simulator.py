@@ -299,9 +299,8 @@ class TraceSimulation:
     def forecaster(self, kind: JobKind, forecast: str, clock: SimClock) -> Forecaster:
         """The region's forecaster at the fake clock (shared by every job of a run)."""
         source = ReplaySource(self.trace, clock, forecast, self.static, self.config)
-        horizon = int(math.ceil((self.config.slack_hours + kind.full_hours) * 2)) + 4
         return Forecaster(source, TraceHistory(self.trace, clock), self.region, cache_slots=2,
-                          min_horizon_slots=max(REFERENCE_SLOTS, horizon))
+                          min_horizon_slots=REFERENCE_SLOTS)
 
     def follow(self, n_epochs: int, policy: Mapping[str, Any],
                moments: list[Moment]) -> list[tuple[Decision | None, float]]:

@@ -136,7 +136,8 @@ def fitted_energy_model(session: Session, gpu_class: str, assumed: EnergyModel,
         .join(Job, Job.id == JobEpoch.job_id)
         .where(Job.gpu_class == gpu_class, JobEpoch.energy_kwh.is_not(None))
         .order_by(JobEpoch.id.desc()).limit(newest))
-    epochs = [MeasuredEpoch(job, rho, seconds, kwh) for job, rho, seconds, kwh in rows]
+    epochs = [MeasuredEpoch(job, rho, seconds, kwh) for job, rho, seconds, kwh in rows
+              if kwh is not None]
     return fit_energy_model(epochs, assumed, f"on {gpu_class}")
 
 

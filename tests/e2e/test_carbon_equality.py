@@ -131,6 +131,7 @@ def test_production_decides_every_epoch_as_the_simulator_does_on_an_accelerated_
     simulation = TraceSimulation(trace, SimConfig(), region="GB")
     waits = pauses = 0
     lags: list[float] = []
+    rho_gap = 0.0
     for name, job_id in jobs.items():
         row, decisions = _decisions(stack, job_id)
         followed = simulation.follow(3, dict(row.rho_policy), [m for _, _, m in decisions])
@@ -146,6 +147,7 @@ def test_production_decides_every_epoch_as_the_simulator_does_on_an_accelerated_
                 pauses += kind == "carbon_wait"
                 continue
             assert simulated.rho == pytest.approx(production["rho"], rel=0.01), where
+            rho_gap = max(rho_gap, abs((simulated.rho or 0.0) - production["rho"]))
             if kind == "epoch_start" and planned is not None:  # production kept the plan
                 assert planned <= moment.at, f"{where}: before its planned start {planned}"
                 lags.append((moment.at - planned) / SLOT)
@@ -159,5 +161,6 @@ def test_production_decides_every_epoch_as_the_simulator_does_on_an_accelerated_
         assert float(np.sum(ran)) == pytest.approx(sum(kg or 0.0 for kg in measured), rel=0.01)
     assert waits >= len(jobs) and pauses >= 1  # the plans waited and paused, as the trace asks
     print(f"carbon equality: {len(jobs)} jobs, {waits} green waits, {pauses} carbon pauses, "
+          f"largest rho gap {rho_gap:.2g}, "
           f"start lag after a planned start {min(lags):.2f}-{max(lags):.2f} slots, "
           f"{time.monotonic() - started:.0f} s")
