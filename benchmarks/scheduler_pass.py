@@ -115,6 +115,9 @@ def main() -> int:
         def forecaster(self, region: str | None) -> Forecaster:
             return Forecaster(DirtyFirst(), MemoryHistory(), region or "GB")
 
+        def now(self) -> datetime:
+            return datetime.now(UTC)
+
     name, url = create_database()
     try:
         seed(url, args.teams, args.jobs, args.max_deadline_days, args.far)

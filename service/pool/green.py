@@ -29,7 +29,7 @@ from greentrainer_carbon.planner import Decision, JobSpec, Planner
 from service.db import session_scope
 from service.job_events import NewEvent, insert_events
 from service.jobs import transition_many
-from service.models import Dataset, Job, utcnow
+from service.models import Dataset, Job
 from service.pool.intensity import estimated_full_epoch_s
 from service.states import JobStatus
 
@@ -50,6 +50,8 @@ class WindowPlanning(Protocol):
     def energy(self) -> EnergyModel: ...
 
     def forecaster(self, region: str | None) -> Forecaster: ...
+
+    def now(self) -> datetime: ...
 
 
 class _Pass:
@@ -107,7 +109,7 @@ class _Pass:
 def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
                  default_epoch_seconds: float, now: datetime | None = None) -> int:
     """Plan, re-plan and release deadline jobs; returns how many jobs changed status."""
-    now = now or utcnow()
+    now = now or planning.now()
     with session_scope(factory) as session:
         jobs = list(session.execute(  # rows, not ORM objects: a pass may read 10,000
             select(*_COLUMNS, Job.hyperparameters["epochs"].as_string().label("epochs"))
