@@ -76,6 +76,28 @@ def rss_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def server_cpu_s(database: str) -> float:
+    """CPU seconds the Postgres backends of ``database`` have used (their /proc entries: the
+    server runs on this machine). With the wall time on a shared machine swinging with the
+    load, the CPU a pass costs the client and the server is the steadier measure."""
+    import psycopg
+
+    from load_jobs import PG_ADMIN
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # not on this machine, or gone
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -91,6 +113,8 @@ def main() -> int:
     from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
     from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
     from greentrainer_carbon.readings import CarbonReading
+    from sqlalchemy import event
+
     from service.db import make_engine, make_session_factory
     from service.models import utcnow
     from service.pool.loop import tick
@@ -126,12 +150,22 @@ def main() -> int:
               f"{f' + {args.far} due 9999-12-31' if args.far else ''}, {args.teams} teams, "
               f"Postgres, no slot free (the pass plans, nothing starts); {os.cpu_count()} CPUs "
               f"shared with other work (1-min load {os.getloadavg()[0]:.1f})\n")
-        print("| pass | wall ms | peak RSS MB (whole process) |\n|---:|---:|---:|")
+        print("| pass | wall ms | CPU ms (this process) | CPU ms (Postgres) | statements "
+              "(writing) | peak RSS MB (whole process) |\n|---:|---:|---:|---:|---:|---:|")
+        sent: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _k, statement, *_: sent.append(statement.split(None, 1)[0]))
         for n in range(1, args.passes + 1):
-            start = time.perf_counter()
+            sent.clear()
+            server = server_cpu_s(name)
+            start, cpu = time.perf_counter(), time.process_time()
             tick(factory, pool, lambda *_: None, planning)
             wall_ms = (time.perf_counter() - start) * 1000
-            print(f"| {n} | {wall_ms:.0f} | {rss_peak_mb():.0f} |", flush=True)
+            cpu_ms = (time.process_time() - cpu) * 1000
+            server_ms = (server_cpu_s(name) - server) * 1000
+            writing = sum(verb.upper() in ("INSERT", "UPDATE", "DELETE") for verb in sent)
+            print(f"| {n} | {wall_ms:.0f} | {cpu_ms:.0f} | {server_ms:.0f} | {len(sent)} "
+                  f"({writing}) | {rss_peak_mb():.0f} |", flush=True)
         tracemalloc.start()  # slower: one more pass, for what it allocates at its peak
         tick(factory, pool, lambda *_: None, planning)
         _, peak = tracemalloc.get_traced_memory()
