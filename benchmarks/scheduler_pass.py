@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # GT_CODE=<a checkout> measures that tree's service code (before / after) with this script
 sys.path.insert(0, os.environ.get("GT_CODE", str(Path(__file__).resolve().parent.parent)))
 
-from load_jobs import create_database, drop_database  # noqa: E402
+from load_jobs import PG_ADMIN, create_database, drop_database  # noqa: E402
 
 
 def seed(database_url: str, teams: int, jobs: int, max_days: float, far: int) -> None:
@@ -82,8 +82,6 @@ def server_cpu_s(database: str) -> float:
     load, the CPU a pass costs the client and the server is the steadier measure."""
     import psycopg
 
-    from load_jobs import PG_ADMIN
-
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         pids = [row[0] for row in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
@@ -108,15 +106,15 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
+    from sqlalchemy import event
 
     from greentrainer_carbon.energy import EnergyModel
     from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
-    from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
+    from greentrainer_carbon.history import slot_of, slot_start
     from greentrainer_carbon.readings import CarbonReading
-    from sqlalchemy import event
-
     from service.db import make_engine, make_session_factory
     from service.models import utcnow
+    from service.pool.intensity import DbHistory
     from service.pool.loop import tick
     from service.settings import PoolSettings
 
@@ -134,17 +132,22 @@ def main() -> int:
                                 grid, 250.0)
 
     class Planning:
+        """As production's `CarbonPlanning`: the recorded history read from the database."""
+
         energy = EnergyModel()
 
+        def __init__(self, history: DbHistory) -> None:
+            self.history = history
+
         def forecaster(self, region: str | None) -> Forecaster:
-            return Forecaster(DirtyFirst(), MemoryHistory(), region or "GB")
+            return Forecaster(DirtyFirst(), self.history, region or "GB")
 
     name, url = create_database()
     try:
         seed(url, args.teams, args.jobs, args.max_deadline_days, args.far)
         engine = make_engine(url)
         factory = make_session_factory(engine)
-        planning = Planning()
+        planning = Planning(DbHistory(factory))
         pool = PoolSettings(default_epoch_seconds=1800)
         print(f"{args.jobs} queued deadline jobs (1 h to {args.max_deadline_days:g} days ahead)"
               f"{f' + {args.far} due 9999-12-31' if args.far else ''}, {args.teams} teams, "

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.forecaster import Forecaster
-from greentrainer_carbon.history import slot_of
+from greentrainer_carbon.history import FloatArray, IntensityHistory, slot_of
 from greentrainer_carbon.planner import Decision, JobSpec, Planner
 from service.db import one_of, session_scope
 from service.job_events import NewEvent, insert_events
@@ -78,6 +78,22 @@ def _waiting_jobs(session: Session) -> list[JobRow]:
             Job.status == JobStatus.WAITING_FOR_GREEN.value,
             (Job.status == JobStatus.QUEUED.value) & Job.planned_start_at.is_(None)))
         .order_by(Job.created_at).with_for_update(skip_locked=True)))
+
+
+class _PassHistory:
+    """A region's recorded history as the pass first read it. The forecaster makes its forecast
+    again for every longer horizon a job asks for (one per deadline slot, about 190 a pass), each
+    time reading the same past: from the database, 190 queries and 0.15 s of a pass."""
+
+    def __init__(self, history: IntensityHistory) -> None:
+        self.history = history
+        self.grids: dict[tuple[str, int, int], FloatArray] = {}
+
+    def grid(self, region: str, first_slot: int, n_slots: int) -> FloatArray:
+        key = (region, first_slot, n_slots)
+        if key not in self.grids:
+            self.grids[key] = self.history.grid(region, first_slot, n_slots)
+        return self.grids[key]
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,9 @@ class _Pass:
 
     def _forecaster(self, region: str | None) -> Forecaster:
         if region not in self.forecasters:
-            self.forecasters[region] = self.planning.forecaster(region)
+            forecaster = self.planning.forecaster(region)  # made for this pass: ours to change
+            forecaster.history = _PassHistory(forecaster.history)
+            self.forecasters[region] = forecaster
         return self.forecasters[region]
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
+from greentrainer_carbon.history import FloatArray, MemoryHistory
 from service.models import Job, JobEvent, utcnow
 from service.pool.green import plan_windows
 from tests.pool.test_dispatch import factory, job, postgres, team
@@ -161,3 +163,40 @@ def test_jobs_alike_but_for_their_policys_key_order_share_a_decision(
             JobEvent.job_id == i, JobEvent.type == "green_window")) for i in ids]
     assert plans[0] is not None and plans[0]["run_now"] is False
     assert plans[1:] == plans[:-1]
+
+
+class Asked(DirtyThenClean):
+    """Remembers how long each forecast asked of it was."""
+
+    def __init__(self, dirty_hours: float) -> None:
+        super().__init__(dirty_hours)
+        self.asked: list[int] = []
+
+    def ask(self, first_slot: int, n_slots: int) -> SourceAnswer:
+        self.asked.append(n_slots)
+        return super().ask(first_slot, n_slots)
+
+
+class CountedHistory(MemoryHistory):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def grid(self, region: str, first_slot: int, n_slots: int) -> FloatArray:
+        self.reads += 1
+        return super().grid(region, first_slot, n_slots)
+
+
+def test_a_pass_reads_a_regions_history_once(factory: sessionmaker[Session]) -> None:
+    """Each job with a later deadline asks for a longer forecast, made again each time; the
+    recorded past it reads (production: a query) is the same all pass long."""
+    deadline_jobs(factory, HOURS)
+    history = CountedHistory()
+
+    class Planning(ScriptedPlanning):
+        def forecaster(self, region: str | None) -> Forecaster:
+            return Forecaster(self.source, history, region or "XX")
+
+    grid = Asked(4)
+    plan_windows(factory, Planning(grid), default_epoch_seconds=1800)
+    assert len(set(grid.asked)) > 1 and history.reads == 1
