@@ -189,10 +189,10 @@ def plan_windows(factory: sessionmaker[Session], planning: WindowPlanning, *,
 def _apply(session: Session, outcomes: list[tuple[JobRow, Decision | Exception]],
            now: datetime) -> int:
     """Write what a pass's decisions change, and nothing else: a job still waiting for the
-    same window (within `REPLAN_MIN_SHIFT`) is not written. Each write is set-based: one
-    UPDATE per distinct planned start (jobs alike share a decision, so there are few), the
-    status changes with their planned start in the same UPDATE (`transition_many`), the events
-    in one INSERT."""
+    same window (within `REPLAN_MIN_SHIFT`) is not written. Each write is set-based, per
+    distinct planned start (jobs alike share a decision, so there are few): one UPDATE of the
+    planned starts, or for the jobs that begin to wait their status and planned start in one
+    UPDATE and its events in one INSERT (`transition_many`); the planner's events in one INSERT."""
     planned: dict[str, datetime] = {}  # planned starts of jobs whose status stays
     wait: dict[datetime, list[tuple[JobRow, Decision]]] = defaultdict(list)  # by planned start
     release: list[JobRow] = []
