@@ -1,10 +1,12 @@
-"""One scheduler pass (`service.pool.loop.tick`) over a queue of deadline jobs: its wall time and
-the memory it adds (peak RSS after minus before, and tracemalloc's peak of the pass).
+"""One scheduler pass (`service.pool.loop.tick`) over a queue of deadline jobs: its wall time, its
+CPU in this process and in the Postgres backends, the statements it sends, and the memory (peak
+RSS of the process, and tracemalloc's peak of one more pass).
 
 The queue is ``--jobs`` queued carbon-aware jobs of ``--teams`` teams with far-apart deadlines
 (spread evenly from one hour to ``--max-deadline-days`` ahead), seeded with bulk INSERTs into a
 fresh Postgres database (benchmarks/load_jobs.py), and a grid dirty for six hours and clean
-after, so that every job waits and every pass re-plans it through the carbon planner. Pass ``--far`` to add that many
+after, so that every job waits and every pass re-plans it through the carbon planner; the
+recorded history is read from the database, as in production. Pass ``--far`` to add that many
 jobs whose deadline is 9999-12-31 (rows written before deadlines were bounded at submission).
 
     python3 benchmarks/scheduler_pass.py --jobs 10000 --passes 3
