@@ -51,7 +51,9 @@ class WindowPlanning(Protocol):
     @property
     def energy(self) -> EnergyModel: ...
 
-    def forecaster(self, region: str | None) -> Forecaster: ...
+    def forecaster(self, region: str | None) -> Forecaster:
+        """A new forecaster of the region, the pass's own (it wraps its history)."""
+        ...
 
 
 def _policy_but_deadline(session: Session) -> ColumnElement[str]:
@@ -162,7 +164,7 @@ class _Pass:
 
     def _forecaster(self, region: str | None) -> Forecaster:
         if region not in self.forecasters:
-            forecaster = self.planning.forecaster(region)  # made for this pass: ours to change
+            forecaster = self.planning.forecaster(region)
             forecaster.history = _PassHistory(forecaster.history)
             self.forecasters[region] = forecaster
         return self.forecasters[region]
