@@ -115,6 +115,7 @@ def main() -> int:
     from greentrainer_carbon.history import slot_of, slot_start
     from greentrainer_carbon.readings import CarbonReading
     from service.db import make_engine, make_session_factory
+    from service.heap import settle_heap
     from service.models import utcnow
     from service.pool.intensity import DbHistory
     from service.pool.loop import tick
@@ -150,6 +151,7 @@ def main() -> int:
         engine = make_engine(url)
         factory = make_session_factory(engine)
         planning = Planning(DbHistory(factory))
+        settle_heap()  # as `greentrainer scheduler` does before its first pass
         pool = PoolSettings(default_epoch_seconds=1800)
         print(f"{args.jobs} queued deadline jobs (1 h to {args.max_deadline_days:g} days ahead)"
               f"{f' + {args.far} due 9999-12-31' if args.far else ''}, {args.teams} teams, "
