@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -40,6 +40,10 @@ HISTORY_DAYS = 7
 BLEND_SLOTS = 4  # the provider's last value fades into the history profile over 2 hours
 NDArrayInt = NDArray[np.int8]  # a source code per slot
 MAX_FORECAST_SLOTS = MAX_FORECAST_HOURS * 2  # no forecast is longer, whatever is asked
+# The least forecast a decision reads (2 days): the rho policy's reference distribution is the
+# past week plus the forecast, so every process (and the simulator) asks at least this much for
+# the same moment to give the same reference whatever the job's own horizon.
+REFERENCE_SLOTS = 96
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,9 @@ class Forecaster:
         horizon = min(max(1, int(horizon_slots), self.min_horizon_slots), MAX_FORECAST_SLOTS)
         hit = self._cache.get(first)
         if hit is not None and hit.g_per_kwh.size >= horizon:
-            return hit
+            # Trimmed to what was asked: the rho policy's reference includes the whole forecast,
+            # so a decision must not depend on a longer one another job asked for before.
+            return replace(hit, g_per_kwh=hit.g_per_kwh[:horizon], sources=hit.sources[:horizon])
         made = self._make(first, horizon)
         self._cache[first] = made
         while len(self._cache) > self._cache_slots:

@@ -141,11 +141,13 @@ def transition_many(session: Session, jobs: Sequence[JobRef], target: JobStatus,
                 set_committed_value(job, name, value)
             if target is JobStatus.RUNNING and job.started_at is None:
                 set_committed_value(job, "started_at", now)
+    # One data object per move, shared: `insert_events` sends each distinct event once.
+    moves = {current: {"from": current.value, "to": target.value} for current in by_status}
     append_events(session, [jobs[i].id for i in kept], "status",
                   [messages[i] if messages is not None
                    else f"{currents[i].value} -> {target.value}" for i in kept],
                   level="error" if target is JobStatus.FAILED else "info",
-                  data=[{"from": currents[i].value, "to": target.value} for i in kept])
+                  data=[moves[currents[i]] for i in kept])
     return [jobs[i].id for i in kept]
 
 

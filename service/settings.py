@@ -240,7 +240,9 @@ class Settings(BaseSettings):
         description="Key that manages teams, in addition to admin keys stored in the DB.",
     )
     max_upload_bytes: int = Field(
-        default=100 * MIB, gt=0, description="Largest accepted data set file."
+        default=1024 * MIB, gt=0, description="Largest accepted data set file (413 beyond); "
+        "as large as max_decoded_bytes, which a text file decodes to. Uploads stream through "
+        "disk, never memory: TMPDIR and <data_dir> need room for one."
     )
     max_dataset_rows: int = Field(default=1_000_000, gt=0, description="Most rows in one data set.")
     max_cell_bytes: int = Field(default=MIB, gt=0, description="Longest source or target text "
