@@ -39,8 +39,6 @@ from service.logs import LogFormat
 MIB = 1024 * 1024
 MAX_GPUS_PER_JOB = 64  # the most devices of one worker a job may ask for under any settings
 
-
-
 ENV_PREFIX = "GREENTRAINER_"
 NESTED = "__"
 
