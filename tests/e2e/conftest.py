@@ -66,14 +66,16 @@ class Stack:
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
     app: Any = None
 
-    def start_worker(self, data_dir: Path | None = None) -> subprocess.Popen[bytes]:
-        """A worker process; ``data_dir``: its own scratch directory (another machine's disk)."""
+    def start_worker(self, data_dir: Path | None = None,
+                     *args: str) -> subprocess.Popen[bytes]:
+        """A worker process; ``data_dir``: its own scratch directory (another machine's disk);
+        ``args``: more `greentrainer worker` options (``--gpus 0,1``)."""
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
         log = open(Path(self.settings.data_dir) / f"worker-{len(self.workers)}.log", "wb")
         env = {**self.env, **({"GREENTRAINER_DATA_DIR": str(data_dir)} if data_dir else {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "greentrainer.cli", "worker", "--gpu-class", self.gpu_class,
-             "--loglevel", "INFO"], env=env, cwd=REPO, stdout=log, stderr=log)
+             "--loglevel", "INFO", *args], env=env, cwd=REPO, stdout=log, stderr=log)
         self.workers.append(process)
         return process
 
