@@ -55,6 +55,10 @@ class WindowPlanning(Protocol):
         """A new forecaster of the region, the pass's own (it wraps its history)."""
         ...
 
+    def now(self) -> datetime:
+        """The carbon clock (`greentrainer_carbon.clock`): accelerated in the equality test."""
+        ...
+
 
 def _policy_but_deadline(session: Session) -> ColumnElement[str]:
     """The job's rho policy without its deadline, as JSON text: the same text for jobs alike but
@@ -107,8 +111,6 @@ class _Shape:
     forecaster: Forecaster
     key: tuple[object, ...]
     reach: datetime
-
-    def now(self) -> datetime: ...
 
 
 class _Pass:
