@@ -4,7 +4,7 @@
     then         the provider's forecast, as far as it reaches           source "provider"
     beyond       the daily profile of the region's recorded history      source "history"
                  (the past 4 weeks, weekdays and weekends apart, plus the
-                 live anomaly fading over a day: forecast.py), blended
+                 live anomaly fading over 2 days: forecast.py), blended
                  into the provider's last value over a few slots
     else         the static yearly average (no history recorded yet)     source "static"
 
