@@ -83,7 +83,8 @@ class CarbonSettings(BaseModel):
                                        description="Hours of forecast shown for the pool.")
     history_days: float = Field(default=35.0, ge=8, le=3660,
                                 description="Days of recorded intensity kept per region (the "
-                                "forecasts read the last 7; older slots are deleted).")
+                                "forecasts read the last 4 weeks, the rho reference the last 7 days; "
+                                "older slots are deleted).")
     energy_host_w: float = Field(default=150.0, ge=0, description="Energy model: a worker's "
                                  "host and idle power while a job holds its slot, W "
                                  "(docs/scheduler.md, \"Energy model\").")
