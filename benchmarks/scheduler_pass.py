@@ -1,10 +1,12 @@
-"""One scheduler pass (`service.pool.loop.tick`) over a queue of deadline jobs: its wall time and
-the memory it adds (peak RSS after minus before, and tracemalloc's peak of the pass).
+"""One scheduler pass (`service.pool.loop.tick`) over a queue of deadline jobs: its wall time, its
+CPU in this process and in the Postgres backends, the statements it sends, and the memory (peak
+RSS of the process, and tracemalloc's peak of one more pass).
 
 The queue is ``--jobs`` queued carbon-aware jobs of ``--teams`` teams with far-apart deadlines
 (spread evenly from one hour to ``--max-deadline-days`` ahead), seeded with bulk INSERTs into a
 fresh Postgres database (benchmarks/load_jobs.py), and a grid dirty for six hours and clean
-after, so that every job waits and every pass re-plans it through the carbon planner. Pass ``--far`` to add that many
+after, so that every job waits and every pass re-plans it through the carbon planner; the
+recorded history is read from the database, as in production. Pass ``--far`` to add that many
 jobs whose deadline is 9999-12-31 (rows written before deadlines were bounded at submission).
 
     python3 benchmarks/scheduler_pass.py --jobs 10000 --passes 3
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # GT_CODE=<a checkout> measures that tree's service code (before / after) with this script
 sys.path.insert(0, os.environ.get("GT_CODE", str(Path(__file__).resolve().parent.parent)))
 
-from load_jobs import create_database, drop_database  # noqa: E402
+from load_jobs import PG_ADMIN, create_database, drop_database  # noqa: E402
 
 
 def seed(database_url: str, teams: int, jobs: int, max_days: float, far: int) -> None:
@@ -76,6 +78,26 @@ def rss_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def server_cpu_s(database: str) -> float:
+    """CPU seconds the Postgres backends of ``database`` have used (their /proc entries: the
+    server runs on this machine). With the wall time on a shared machine swinging with the
+    load, the CPU a pass costs the client and the server is the steadier measure."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # not on this machine, or gone
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -86,13 +108,16 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
+    from sqlalchemy import event
 
     from greentrainer_carbon.energy import EnergyModel
     from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
-    from greentrainer_carbon.history import MemoryHistory, slot_of, slot_start
+    from greentrainer_carbon.history import slot_of, slot_start
     from greentrainer_carbon.readings import CarbonReading
     from service.db import make_engine, make_session_factory
+    from service.heap import settle_heap
     from service.models import utcnow
+    from service.pool.intensity import DbHistory
     from service.pool.loop import tick
     from service.settings import PoolSettings
 
@@ -110,28 +135,47 @@ def main() -> int:
                                 grid, 250.0)
 
     class Planning:
+        """As production's `CarbonPlanning`: the recorded history read from the database."""
+
         energy = EnergyModel()
 
+        def __init__(self, history: DbHistory) -> None:
+            self.history = history
+
         def forecaster(self, region: str | None) -> Forecaster:
-            return Forecaster(DirtyFirst(), MemoryHistory(), region or "GB")
+            return Forecaster(DirtyFirst(), self.history, region or "GB")
+
+        def now(self) -> datetime:
+            return datetime.now(UTC)
 
     name, url = create_database()
     try:
         seed(url, args.teams, args.jobs, args.max_deadline_days, args.far)
         engine = make_engine(url)
         factory = make_session_factory(engine)
-        planning = Planning()
+        planning = Planning(DbHistory(factory))
+        settle_heap()  # as `greentrainer scheduler` does before its first pass
         pool = PoolSettings(default_epoch_seconds=1800)
         print(f"{args.jobs} queued deadline jobs (1 h to {args.max_deadline_days:g} days ahead)"
               f"{f' + {args.far} due 9999-12-31' if args.far else ''}, {args.teams} teams, "
               f"Postgres, no slot free (the pass plans, nothing starts); {os.cpu_count()} CPUs "
               f"shared with other work (1-min load {os.getloadavg()[0]:.1f})\n")
-        print("| pass | wall ms | peak RSS MB (whole process) |\n|---:|---:|---:|")
+        print("| pass | wall ms | CPU ms (this process) | CPU ms (Postgres) | statements "
+              "(writing) | peak RSS MB (whole process) |\n|---:|---:|---:|---:|---:|---:|")
+        sent: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _k, statement, *_: sent.append(statement.split(None, 1)[0]))
         for n in range(1, args.passes + 1):
-            start = time.perf_counter()
+            sent.clear()
+            server = server_cpu_s(name)
+            start, cpu = time.perf_counter(), time.process_time()
             tick(factory, pool, lambda *_: None, planning)
             wall_ms = (time.perf_counter() - start) * 1000
-            print(f"| {n} | {wall_ms:.0f} | {rss_peak_mb():.0f} |", flush=True)
+            cpu_ms = (time.process_time() - cpu) * 1000
+            server_ms = (server_cpu_s(name) - server) * 1000
+            writing = sum(verb.upper() in ("INSERT", "UPDATE", "DELETE") for verb in sent)
+            print(f"| {n} | {wall_ms:.0f} | {cpu_ms:.0f} | {server_ms:.0f} | {len(sent)} "
+                  f"({writing}) | {rss_peak_mb():.0f} |", flush=True)
         tracemalloc.start()  # slower: one more pass, for what it allocates at its peak
         tick(factory, pool, lambda *_: None, planning)
         _, peak = tracemalloc.get_traced_memory()

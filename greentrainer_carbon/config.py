@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from greentrainer_carbon.clock import Clock, parse_clock, utc_now
 from greentrainer_carbon.providers import (
     CachedProvider,
     CarbonProvider,
@@ -16,7 +17,6 @@ from greentrainer_carbon.providers import (
     TraceReplayProvider,
     WattTimeProvider,
 )
-from greentrainer_carbon.providers.base import Clock, utc_now
 from greentrainer_carbon.providers.electricitymaps import ELECTRICITY_MAPS_BASE_URL
 from greentrainer_carbon.providers.gb import GB_API_BASE_URL
 from greentrainer_carbon.providers.watttime import WATTTIME_BASE_URL
@@ -70,6 +70,12 @@ class CarbonSettings(BaseModel):
     trace: str = Field(
         default="gb-2020", description="Shipped trace name or CSV path of the `trace` provider."
     )
+    trace_anchor: datetime | None = Field(
+        default=None, description="The moment the `trace` provider replays as the trace's start "
+        "(then in a loop); unset: the clock's time is looked up in the trace directly.")
+    clock: str = Field(
+        default="real", description="Test only: the clock carbon decisions read, `real` or "
+        "`accelerated:<start ISO>:<factor>` (greentrainer_carbon/clock.py).")
     pool_region: str = Field(default="GB", min_length=1, max_length=64,
                              description="Grid region of the GPU pool (shown with its intensity; "
                              "the providers' own region settings choose the data).")
@@ -77,7 +83,8 @@ class CarbonSettings(BaseModel):
                                        description="Hours of forecast shown for the pool.")
     history_days: float = Field(default=35.0, ge=8, le=3660,
                                 description="Days of recorded intensity kept per region (the "
-                                "forecasts read the last 7; older slots are deleted).")
+                                "forecasts read the last 4 weeks, the rho reference the last 7 days; "
+                                "older slots are deleted).")
     energy_host_w: float = Field(default=150.0, ge=0, description="Energy model: a worker's "
                                  "host and idle power while a job holds its slot, W "
                                  "(docs/scheduler.md, \"Energy model\").")
@@ -100,6 +107,17 @@ class CarbonSettings(BaseModel):
                 f"choose from {', '.join(KNOWN_PROVIDERS)}"
             )
         return ",".join(names)
+
+    @field_validator("clock")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        parse_clock(value)  # raises ValueError naming what is wrong
+        return value
+
+    @property
+    def now(self) -> Clock:
+        """The clock carbon decisions read (`greentrainer_carbon.clock`)."""
+        return parse_clock(self.clock)
 
     @property
     def provider_names(self) -> list[str]:
@@ -163,11 +181,14 @@ def build_provider(
 
 def build_chain(
     settings: CarbonSettings,
-    clock: Clock = utc_now,
+    clock: Clock | None = None,
     trace_anchor: datetime | None = None,
 ) -> ProviderChain:
-    """The configured providers, each behind a TTL cache, with the static average always last.
-    Raises ValueError naming a setting that a configured provider lacks."""
+    """The configured providers, each behind a TTL cache, with the static average always last;
+    on the settings' clock and trace anchor unless given. Raises ValueError naming a setting
+    that a configured provider lacks."""
+    clock = clock or settings.now
+    trace_anchor = trace_anchor or settings.trace_anchor
     names = settings.provider_names
     if "static" not in names:
         names = [*names, "static"]  # the offline default never needs the network

@@ -43,12 +43,18 @@ class EnergyModel:
     compute_w: float = 550.0
     overhead_s: float = 0.0
     resume_s: float = 120.0  # reloading model, data and checkpoint after a pause
+    source: str = "assumed"  # or "fitted from N epochs ..." (greentrainer_carbon.energy_fit)
 
     def __post_init__(self) -> None:
         if self.host_w < 0 or self.compute_w < 0 or self.host_w + self.compute_w <= 0:
             raise PolicyError("the energy model needs host_w >= 0, compute_w >= 0, one of them > 0")
         if self.overhead_s < 0 or self.resume_s < 0:
             raise PolicyError("overhead_s and resume_s must be >= 0")
+
+    def to_dict(self) -> dict[str, float | str]:
+        """What a decision records of the model it planned with."""
+        return {"host_w": self.host_w, "compute_w": self.compute_w,
+                "overhead_s": self.overhead_s, "resume_s": self.resume_s, "source": self.source}
 
     def epoch_seconds(self, full_epoch_s: float, rho: float) -> float:
         return self.overhead_s + rho * full_epoch_s

@@ -2,8 +2,10 @@
 
     slot 0       the live reading                                        source "live"
     then         the provider's forecast, as far as it reaches           source "provider"
-    beyond       the daily profile of the region's recorded history,     source "history"
-                 blended into the provider's last value over a few slots
+    beyond       the daily profile of the region's recorded history      source "history"
+                 (the past 4 weeks, weekdays and weekends apart, plus the
+                 live anomaly fading over 2 days: forecast.py), blended
+                 into the provider's last value over a few slots
     else         the static yearly average (no history recorded yet)     source "static"
 
 A chain whose answer is the static average's flat "forecast" counts as no forecast: a flat
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -28,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from greentrainer_carbon.errors import AllProvidersFailed
-from greentrainer_carbon.forecast import forecast_from_history
+from greentrainer_carbon.forecast import DEFAULT_DAYS, SLOTS_PER_DAY, forecast_from_history
 from greentrainer_carbon.history import SLOT_S, FloatArray, IntensityHistory, slot_of, slot_start
 from greentrainer_carbon.providers.chain import ProviderChain
 from greentrainer_carbon.readings import MAX_FORECAST_HOURS, CarbonReading, FallbackEvent
@@ -36,10 +38,15 @@ from greentrainer_carbon.readings import MAX_FORECAST_HOURS, CarbonReading, Fall
 LIVE, PROVIDER, HISTORY, STATIC = 0, 1, 2, 3
 SOURCE_NAMES = ("live", "provider", "history", "static")
 STATIC_PREFIXES = ("codecarbon-static",)
-HISTORY_DAYS = 7
+HISTORY_DAYS = 7  # the past of the rho policy's reference distribution
+PROFILE_DAYS = DEFAULT_DAYS  # the days the history profile is made of (forecast.py)
 BLEND_SLOTS = 4  # the provider's last value fades into the history profile over 2 hours
 NDArrayInt = NDArray[np.int8]  # a source code per slot
 MAX_FORECAST_SLOTS = MAX_FORECAST_HOURS * 2  # no forecast is longer, whatever is asked
+# The least forecast a decision reads (2 days): the rho policy's reference distribution is the
+# past week plus the forecast, so every process (and the simulator) asks at least this much for
+# the same moment to give the same reference whatever the job's own horizon.
+REFERENCE_SLOTS = 96
 
 
 @dataclass(frozen=True)
@@ -133,11 +140,13 @@ class Forecaster:
 
     def __init__(self, source: IntensitySource, history: IntensityHistory, region: str, *,
                  history_days: int = HISTORY_DAYS, blend_slots: int = BLEND_SLOTS,
-                 cache_slots: int = 4, min_horizon_slots: int = 1) -> None:
+                 cache_slots: int = 4, min_horizon_slots: int = 1,
+                 profile_days: int = PROFILE_DAYS) -> None:
         self.source = source
         self.history = history
         self.region = region
         self.past_slots = history_days * 48
+        self.profile_days = profile_days
         self.blend_slots = blend_slots
         self._cache: OrderedDict[int, SourcedForecast] = OrderedDict()
         self._cache_slots = cache_slots
@@ -156,7 +165,9 @@ class Forecaster:
         horizon = min(max(1, int(horizon_slots), self.min_horizon_slots), MAX_FORECAST_SLOTS)
         hit = self._cache.get(first)
         if hit is not None and hit.g_per_kwh.size >= horizon:
-            return hit
+            # Trimmed to what was asked: the rho policy's reference includes the whole forecast,
+            # so a decision must not depend on a longer one another job asked for before.
+            return replace(hit, g_per_kwh=hit.g_per_kwh[:horizon], sources=hit.sources[:horizon])
         made = self._make(first, horizon)
         self._cache[first] = made
         while len(self._cache) > self._cache_slots:
@@ -166,7 +177,11 @@ class Forecaster:
     def _make(self, first: int, horizon: int) -> SourcedForecast:
         answer = self.source.ask(first, horizon)
         live = answer.live.carbon_intensity_g_per_kwh
-        past = self.history.grid(self.region, first - self.past_slots, self.past_slots)
+        # The profile's days: profile_days before every target slot (a target d days ahead reads
+        # from d days back); the rho policy's reference reads the last past_slots of them.
+        span = max(self.past_slots, SLOTS_PER_DAY * (self.profile_days - (-horizon // SLOTS_PER_DAY)))
+        recorded = self.history.grid(self.region, first - span, span)
+        past = recorded[span - self.past_slots:]
         values = np.asarray(answer.forecast_g_per_kwh, dtype=float)[:horizon].copy()
         if values.size < horizon:
             values = np.concatenate((values, np.full(horizon - values.size, np.nan)))
@@ -175,7 +190,7 @@ class Forecaster:
         notes: list[str] = []
         gaps = np.isnan(values)
         if gaps.any():
-            profile = self._profile(past, live, horizon)
+            profile = self._profile(recorded, first, live, horizon)
             if profile is not None:
                 values, sources = self._fill(values, sources, profile)
             elif answer.static_g_per_kwh is not None:
@@ -192,11 +207,13 @@ class Forecaster:
         return SourcedForecast(first, values, sources, past, answer.live, tuple(notes),
                                answer.events)
 
-    def _profile(self, past: FloatArray, live: float, horizon: int) -> FloatArray | None:
-        if not np.any(~np.isnan(past)):
+    def _profile(self, recorded: FloatArray, first: int, live: float,
+                 horizon: int) -> FloatArray | None:
+        if not np.any(~np.isnan(recorded)):
             return None
-        series = np.concatenate((past, [live]))
-        return np.asarray(forecast_from_history(series, horizon), dtype=float)
+        series = np.concatenate((recorded, [live]))
+        return np.asarray(forecast_from_history(series, horizon, self.profile_days,
+                                                live_slot=first), dtype=float)
 
     def _fill(self, values: FloatArray, sources: NDArrayInt,
               profile: FloatArray) -> tuple[FloatArray, NDArrayInt]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,6 +143,10 @@ class Decision:
     reason: str
     sources: dict[str, float] = field(default_factory=dict)  # forecast hours used, by source
     notes: tuple[str, ...] = ()
+    decided_at: datetime | None = None  # the clock's time when it was decided
+    must_run: bool = False  # the epoch was starting anyway: only its rho was decided
+    full_epoch_s: float | None = None  # the full-cost epoch time it planned with
+    energy: EnergyModel | None = None  # the energy model it planned with
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_now": self.run_now, "start_at": self.start_at.isoformat(), "rho": self.rho,
@@ -150,7 +154,10 @@ class Decision:
                 "carbon_intensity_source": self.reading.source,
                 "expected_g_per_kwh": round(self.expected_g_per_kwh, 3),
                 "planned_kg_co2": self.planned_kg_co2, "reason": self.reason,
-                "forecast_sources_hours": self.sources, "notes": list(self.notes)}
+                "forecast_sources_hours": self.sources, "notes": list(self.notes),
+                "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+                "must_run": self.must_run, "full_epoch_s": self.full_epoch_s,
+                "energy_model": self.energy.to_dict() if self.energy else None}
 
 
 @dataclass(frozen=True)
@@ -224,12 +231,14 @@ class Planner:
             wait_slots, reason = 0, "the epoch starts now (the job was started)"
         if wait_slots > 0:
             start = slot_start(forecast.first_slot + wait_slots)
-            return self._decision(False, start, None, forecast, offsets, full_s, done, reason)
+            return replace(self._decision(False, start, None, forecast, offsets, full_s, done,
+                                          reason), decided_at=now)
         rho = honour_floor(self._rho(index, done, forecast, offsets, full_s), spec.policy)
         cap = self._deadline_cap(now, full_s, remaining)
         if cap is not None and rho > cap:
             rho, reason = cap, f"{reason}; rho capped at {cap:.3f} to finish by the deadline"
-        return self._decision(True, now, rho, forecast, offsets, full_s, done, reason)
+        return replace(self._decision(True, now, rho, forecast, offsets, full_s, done, reason),
+                       decided_at=now, must_run=must_run)
 
     def _deadline_cap(self, now: datetime, full_s: float, remaining: int) -> float | None:
         """The largest carbon-aware rho at which the remaining epochs still end by the deadline
@@ -343,7 +352,8 @@ class Planner:
             kg += energy.epoch_kwh(full_s, planned_rho) * mean / G_PER_KG
         span = int(math.ceil(max(o for o in offsets) + self._epoch_slots(full_s, max(planned))))
         return Decision(run_now, start, rho, forecast.live, means[0], kg, reason,
-                        forecast.source_hours(0, max(1, span)), forecast.notes)
+                        forecast.source_hours(0, max(1, span)), forecast.notes,
+                        full_epoch_s=full_s, energy=energy)
 
     def _typical_rho(self, index: int) -> float:
         """The rho an epoch not yet decided is expected to take."""

@@ -32,9 +32,9 @@ import numpy as np
 
 from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetExhaustedError, BudgetInfeasibleError
-from greentrainer_carbon.forecaster import Forecaster, SourceAnswer
+from greentrainer_carbon.forecaster import REFERENCE_SLOTS, Forecaster, SourceAnswer
 from greentrainer_carbon.history import SLOT_S, FloatArray, TraceHistory, slot_of, slot_start
-from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
+from greentrainer_carbon.planner import Decision, EpochDone, JobSpec, Planner
 from greentrainer_carbon.policy import G_PER_KG, RhoBounds
 from greentrainer_carbon.providers.static import codecarbon_country_intensities
 from greentrainer_carbon.readings import CarbonReading
@@ -150,6 +150,19 @@ class ReplaySource:
                              * rng.standard_normal(horizon))
             grid = np.concatenate((np.maximum(noisy, 0.0), np.full(n_slots - horizon, np.nan)))
         return SourceAnswer(live, grid, self.static)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A moment production's planner decided at, with what it planned with (its full-cost epoch
+    time and energy model) and, when an epoch then ran, what was measured of it."""
+
+    at: datetime
+    must_run: bool
+    full_epoch_s: float
+    energy: EnergyModel
+    seconds: float | None = None
+    kwh: float | None = None
 
 
 @dataclass
@@ -286,9 +299,39 @@ class TraceSimulation:
     def forecaster(self, kind: JobKind, forecast: str, clock: SimClock) -> Forecaster:
         """The region's forecaster at the fake clock (shared by every job of a run)."""
         source = ReplaySource(self.trace, clock, forecast, self.static, self.config)
-        horizon = int(math.ceil((self.config.slack_hours + kind.full_hours) * 2)) + 4
         return Forecaster(source, TraceHistory(self.trace, clock), self.region, cache_slots=2,
-                          min_horizon_slots=max(96, horizon))
+                          min_horizon_slots=REFERENCE_SLOTS)
+
+    def follow(self, n_epochs: int, policy: Mapping[str, Any],
+               moments: list[Moment]) -> list[tuple[Decision | None, float]]:
+        """One job asked at given moments (production's, read from its events) rather than at
+        the driver's own, over this trace with the oracle forecast (a replayed trace's provider
+        forecast is the recorded future), as production's forecaster asks (`REFERENCE_SLOTS`).
+        An epoch that runs is charged the moment's measured energy at the decision's live
+        reading. Returns (decision, kg CO2 of the epoch it ran) per moment; (None, 0) once a
+        CO2 budget is exhausted."""
+        clock = SimClock(moments[0].at if moments else self.trace.start)
+        source = ReplaySource(self.trace, clock, "oracle", self.static, self.config)
+        forecaster = Forecaster(source, TraceHistory(self.trace, clock), self.region,
+                                min_horizon_slots=REFERENCE_SLOTS)
+        done: list[EpochDone] = []
+        out: list[tuple[Decision | None, float]] = []
+        for moment in moments:
+            clock.now = moment.at
+            planner = Planner(JobSpec(n_epochs, policy, moment.full_epoch_s, moment.energy),
+                              forecaster)
+            try:
+                decision = planner.decide(moment.at, done, must_run=moment.must_run)
+            except BudgetExhaustedError:
+                out.append((None, 0.0))
+                continue
+            kg = 0.0
+            if decision.run_now and moment.seconds is not None and moment.kwh is not None:
+                kg = moment.kwh * decision.reading.carbon_intensity_g_per_kwh / G_PER_KG
+                rho = float(decision.rho if decision.rho is not None else 1.0)
+                done.append(EpochDone(len(done), rho, moment.at, moment.seconds, kg))
+            out.append((decision, kg))
+        return out
 
     def budget_kg(self, kind: JobKind, arrival: datetime) -> float:
         """A CO2 budget: budget_fraction x the job's full-cost emissions at the past week's mean."""

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: JobDispatcher | 
         app.include_router(module.router)
     mount_dashboard(app, settings)
     # Bodies past the upload limit (plus multipart framing) are refused while they stream in,
-    # before anything is spooled to disk; `read_limited` then enforces the exact file limit.
+    # before anything is spooled to disk; `spool_upload` then enforces the exact file limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app.add_middleware(NulGuard)
     app.add_middleware(HttpMetrics, registry=app.state.metrics_registry)

@@ -1,7 +1,9 @@
 """Uploaded files are validated in a child process with a memory limit, so that a file that
 decodes to far more than it weighs (a Parquet decompression bomb) costs the child, never the API:
 the API's memory stays as it was whatever the file holds, and a child over its limit ends with a
-clear 413. The child reads the file on stdin and answers one JSON line on stdout:
+clear 413. The child reads the file on stdin (the spooled upload itself, a seekable file, read a
+line or a Parquet batch at a time: a 1 GB file costs the child the memory of its longest line)
+and answers one JSON line on stdout:
 
     {"rows": 1234}
     {"status": 422, "code": "invalid_dataset", "message": "line 7: JSON nested too deeply"}
@@ -29,9 +31,9 @@ MIB = 1 << 20
 ROOT = str(Path(__file__).resolve().parents[1])  # the checkout that holds `service`
 
 
-def validate_upload(data: bytes, fmt: str, fields: tuple[str, str], limits: Limits, *,
+def validate_upload(path: Path, fmt: str, fields: tuple[str, str], limits: Limits, *,
                     memory_mb: int, timeout_s: float, kind: str = "pairs") -> int:
-    """The number of valid rows of ``data``, validated in a child limited to ``memory_mb`` of
+    """The number of valid rows of the file at ``path``, validated in a child limited to ``memory_mb`` of
     address space and ``timeout_s`` seconds. Raises `InvalidDataset` naming the line or row,
     `PayloadTooLarge` when the file decodes to more than the limits allow."""
     # -S and this process's sys.path: the same code, without the site start-up's cost. The child
@@ -42,8 +44,9 @@ def validate_upload(data: bytes, fmt: str, fields: tuple[str, str], limits: Limi
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, sys.path)]),
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # no per-thread buffers
     try:
-        child = subprocess.run(command, input=data, capture_output=True, timeout=timeout_s,
-                               env=env, check=False)
+        with open(path, "rb") as upload:
+            child = subprocess.run(command, stdin=upload, capture_output=True,
+                                   timeout=timeout_s, env=env, check=False)
     except subprocess.TimeoutExpired:
         raise InvalidDataset(f"validating the file took longer than {timeout_s:g} s "
                              "(GREENTRAINER_UPLOAD_VALIDATION_TIMEOUT_S)") from None
@@ -70,9 +73,9 @@ def _answer(payload: dict[str, object]) -> None:
 def main(argv: list[str]) -> int:
     fmt, kind, source, target, max_rows, max_cell, max_decoded, memory_bytes = argv
     resource.setrlimit(resource.RLIMIT_AS, (int(memory_bytes), int(memory_bytes)))
-    data = sys.stdin.buffer.read()
+    rows: int | None = None
     try:
-        rows = count_valid_rows(data, fmt, source_field=source, target_field=target,
+        rows = count_valid_rows(sys.stdin.buffer, fmt, source_field=source, target_field=target,
                                 max_rows=int(max_rows), kind=kind, max_cell_bytes=int(max_cell),
                                 max_decoded_bytes=int(max_decoded))
     except ServiceError as exc:
@@ -80,7 +83,8 @@ def main(argv: list[str]) -> int:
                  "field": exc.field, "details": exc.details})
         return 0
     except MemoryError:
-        del data
+        pass  # answered below, once the traceback (and the line it holds) has been let go
+    if rows is None:
         _answer({"status": 413, "code": "payload_too_large", "message": "the file decodes to "
                  "more than the validator's memory limit (GREENTRAINER_UPLOAD_VALIDATION_MEMORY_MB)"})
         return 0

@@ -10,8 +10,9 @@ lines) in one `InvalidDataset`.
 
 Every bound is checked while the file is read, never after: rows (``max_rows``), the bytes of
 one cell (``max_cell_bytes``) and the bytes the file decodes to (``max_decoded_bytes``; Parquet
-is compressed, a 10 KB file can hold 300 MiB of text). Parquet is read one batch at a time,
-after its metadata's row count and uncompressed size were checked. The API runs this in a
+is compressed, a 10 KB file can hold 300 MiB of text). Text is read one line at a time and
+Parquet one batch at a time (after its metadata's row count and uncompressed size were checked),
+so that a 1 GB file is validated in the memory of its longest line or batch. The API runs this in a
 bounded subprocess (`service.dataset_check`), never in its own memory."""
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from greentrainer_core.chat_messages import message_problem
 from service.errors import InvalidDataset, PayloadTooLarge
@@ -34,6 +36,9 @@ KINDS = ("pairs", "chat")
 CHAT_FIELD = "messages"
 PROMPT_COMPLETION = ("prompt", "completion")  # OpenAI's legacy format, a pair by another name
 PROBLEMS_REPORTED = 20
+SNIFF_BYTES = 16 << 20  # the most of a JSONL file's first row the API reads to tell its kind
+
+_LONE_CR, _LONE_CR_BYTES = re.compile(r"(?<=\r)(?!\n)"), re.compile(rb"\r(?!\n)")
 
 # A reader yields (line or row number, what is wrong with it or None).
 Checked = Iterator[tuple[int, str | None]]
@@ -82,18 +87,27 @@ def _chat_problem(record: dict[str, Any]) -> str | None:
     return message_problem(record[CHAT_FIELD])
 
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InvalidDataset("not valid UTF-8 text", line=line) from None
+def _text_lines(source: BinaryIO, *, lone_cr_ends_lines: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, text with its line ending) of each line of ``source``, decoded one line at a
+    time (a byte-order mark is skipped at the start): the file is never held whole. Lines end at
+    "\n" (str.splitlines() would also split inside strings at U+2028 etc.), and also at a lone
+    "\r" with ``lone_cr_ends_lines`` (as the csv module counts lines)."""
+    number = 0
+    for raw in source:
+        try:
+            text = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+        except UnicodeDecodeError as exc:
+            before = len(_LONE_CR_BYTES.findall(raw[:exc.start])) if lone_cr_ends_lines else 0
+            raise InvalidDataset("not valid UTF-8 text", line=number + 1 + before) from None
+        for line in _LONE_CR.split(text) if lone_cr_ends_lines else (text,):
+            if line:
+                number += 1
+                yield number, line
 
 
-def _json_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _json_lines(source: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, the record or what is wrong with the line) of each non-blank line."""
-    # Split on "\n" only: str.splitlines() would also split inside strings at U+2028 etc.
-    for number, line in enumerate(_decode(data).split("\n"), start=1):
+    for number, line in _text_lines(source):
         if not line.strip():
             continue
         try:
@@ -112,19 +126,25 @@ def _json_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield number, record if isinstance(record, dict) else "expected a JSON object"
 
 
-def sniff_jsonl(data: bytes) -> dict[str, Any] | None:
-    """The first row of a JSONL file, when it is a JSON object (which decides its kind)."""
-    try:
-        for _, record in _json_lines(data):
+def sniff_jsonl(source: BinaryIO) -> dict[str, Any] | None:
+    """The first row of a JSONL file, when it is a JSON object (which decides its kind). At most
+    `SNIFF_BYTES` of it are read (this runs in the API's process): a longer first row, or one
+    that is not UTF-8, is not sniffed (None), and the validation says what is wrong with it."""
+    while line := source.readline(SNIFF_BYTES):
+        if len(line) == SNIFF_BYTES and not line.endswith(b"\n"):
+            return None
+        if line.strip():
+            try:
+                _, record = next(_json_lines(io.BytesIO(line)))
+            except (InvalidDataset, StopIteration):
+                return None
             return record if isinstance(record, dict) else None
-    except InvalidDataset:  # not UTF-8: the validation says so, naming the line
-        return None
     return None
 
 
-def _jsonl_rows(data: bytes, fields: tuple[str, str] | None, limits: Limits) -> Checked:
+def _jsonl_rows(source: BinaryIO, fields: tuple[str, str] | None, limits: Limits) -> Checked:
     """``fields`` None: chat rows."""
-    for number, record in _json_lines(data):
+    for number, record in _json_lines(source):
         if isinstance(record, str):
             yield number, record
         else:
@@ -132,9 +152,9 @@ def _jsonl_rows(data: bytes, fields: tuple[str, str] | None, limits: Limits) -> 
                 _field_problem(record, fields, limits)
 
 
-def _csv_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Checked:
+def _csv_rows(source: BinaryIO, fields: tuple[str, str], limits: Limits) -> Checked:
     csv.field_size_limit(limits.max_cell_bytes)  # a longer field is a csv.Error, named below
-    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    reader = csv.reader(line for _, line in _text_lines(source, lone_cr_ends_lines=True))
     try:
         header = next(reader)
     except StopIteration:
@@ -159,12 +179,12 @@ def _csv_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Checked:
         raise InvalidDataset(f"malformed CSV ({exc})", line=start) from None
 
 
-def _parquet_rows(data: bytes, fields: tuple[str, str], limits: Limits) -> Checked:
+def _parquet_rows(source: BinaryIO, fields: tuple[str, str], limits: Limits) -> Checked:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
+        parquet = pq.ParquetFile(source)
         meta, schema = parquet.metadata, parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise InvalidDataset(f"not a readable Parquet file ({exc})") from None
@@ -215,18 +235,26 @@ def _decoded(size: int, limits: Limits) -> None:
 _READERS = {"jsonl": _jsonl_rows, "csv": _csv_rows, "parquet": _parquet_rows}
 
 
-def count_valid_rows(data: bytes, fmt: str, *, source_field: str, target_field: str,
+def _size(source: BinaryIO) -> int:
+    end = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    return end
+
+
+def count_valid_rows(data: bytes | BinaryIO, fmt: str, *, source_field: str, target_field: str,
                      max_rows: int, kind: str = "pairs", max_cell_bytes: int = Limits.max_cell_bytes,
                      max_decoded_bytes: int = Limits.max_decoded_bytes) -> int:
-    """Validate every row; return the row count. Raises `InvalidDataset` listing the bad lines
+    """Validate every row of ``data`` (bytes, or a seekable binary file read a line or a Parquet
+    batch at a time); return the row count. Raises `InvalidDataset` listing the bad lines
     (rows) with what is wrong with each, its message starting with the first of them;
     `PayloadTooLarge` for a file that decodes to more than ``max_decoded_bytes``."""
     if kind == "chat" and fmt != "jsonl":
         raise InvalidDataset("chat data (messages) must be a JSONL file", field="format")
     limits = Limits(max_rows, max_cell_bytes, max_decoded_bytes)
-    _decoded(len(data), limits)  # text formats decode to their own size
-    rows = _jsonl_rows(data, None, limits) if kind == "chat" else \
-        _READERS[fmt](data, (source_field, target_field), limits)
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    _decoded(_size(source), limits)  # text formats decode to their own size
+    rows = _jsonl_rows(source, None, limits) if kind == "chat" else \
+        _READERS[fmt](source, (source_field, target_field), limits)
     count, problems = 0, []
     for count, (position, problem) in enumerate(rows, start=1):
         if count > max_rows:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind
 from service.auth import create_api_key, hash_key
-from service.datasets import create_dataset
+from service.datasets import create_dataset, spool_upload
 from service.errors import InvalidInput
 from service.jobs import submit_job
 from service.model_ref import DEFAULT_MODEL
@@ -71,9 +71,11 @@ def ensure_admin_key(session: Session, data_dir: Path) -> str:
 
 def _upload(session: Session, store: BlobStore, settings: Settings, team_id: str, path: Path,
             name: str) -> str:
-    dataset, _ = create_dataset(
-        session, store, team_id=team_id, data=path.read_bytes(), filename=path.name,
-        declared_format=None, name=name, source_field=None, target_field=None, settings=settings)
+    with open(path, "rb") as source, spool_upload(source, settings) as upload:
+        dataset, _ = create_dataset(
+            session, store, team_id=team_id, upload=upload, filename=path.name,
+            declared_format=None, name=name, source_field=None, target_field=None,
+            settings=settings)
     return dataset.id
 
 

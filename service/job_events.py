@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, column, func, insert, select
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,29 +49,52 @@ def insert_events(session: Session, events: Sequence[NewEvent]) -> None:
     now = utcnow()
     session.flush()  # what the caller added before comes first
     if session.get_bind().dialect.name == "postgresql":
-        # One statement and one JSON parameter, however many events: an executemany of 200
+        # One statement and JSON parameters, however many events: an executemany of 200
         # INSERTs (one pipeline) costs a statement per row on the server and more client CPU,
         # and so do text arrays (psycopg escapes each quoted element with a regex).
-        session.connection().execute(_INSERT_PG, {"now": now, "events": [
-            {"job_id": e.job_id, "type": e.type, "message": e.message, "level": e.level,
-             "data": e.data} for e in events]})
+        kinds, kind_of = _kinds(events)
+        session.connection().execute(_INSERT_PG, {
+            "now": now, "kinds": kinds, "job_ids": [e.job_id for e in events], "kind_of": kind_of})
         return
     session.connection().execute(_INSERT, [
         {"job_id": e.job_id, "type": e.type, "message": e.message, "level": e.level,
          "data": e.data, "created_at": now} for e in events])
 
 
-# Built once: INSERT INTO job_events (...) SELECT e.value ->> 'job_id', ... FROM
-# json_array_elements(:events) WITH ORDINALITY AS e(value, n) ORDER BY e.n (ids in the order given;
-# ``e.value -> 'data'`` is JSON null for None, as the JSON type stores it).
-_event = (func.json_array_elements(bindparam("events", type_=postgresql.JSON))
-          .table_valued(column("value", postgresql.JSON), with_ordinality="n")
-          .render_derived(name="event"))
-_INSERT_PG = insert(JobEvent).from_select(
-    ["job_id", "type", "message", "level", "data", "created_at"],
-    select(*(_event.c.value[name].astext for name in ("job_id", "type", "message", "level")),
-           _event.c.value["data"], bindparam("now", type_=JobEvent.created_at.type))
-    .order_by(_event.c.n))
+def _kinds(events: Sequence[NewEvent]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The distinct kinds of ``events`` (type, message, level and the same ``data`` object) and
+    each event's kind, numbered from 1. Events of one decision share their text and data (a pass
+    of the scheduler writes 10,000 alike): each kind is encoded and parsed once, not per event."""
+    kinds: list[dict[str, Any]] = []
+    numbers: dict[tuple[str, str, str, int], int] = {}
+    kind_of = []
+    for e in events:
+        key = (e.type, e.message, e.level, id(e.data))  # the events keep each data object alive
+        number = numbers.get(key)
+        if number is None:
+            kinds.append({"type": e.type, "message": e.message, "level": e.level, "data": e.data})
+            number = numbers[key] = len(kinds)
+        kind_of.append(number)
+    return kinds, kind_of
+
+
+# Built once. The events as three JSON parameters: the job ids, each event's kind, and the kinds,
+# each kind parsed once into a record (`json_to_recordset`). Reading every event's fields with
+# ``->>`` from `json_array_elements` parsed the event again for each field: 20,000 events of a
+# scheduler pass cost the server 450 ms of CPU and the client 90 ms to encode, now 260 and 35
+# (benchmarks/results/scheduler_pass.md). ROWS FROM zips the ids with their kinds and numbers
+# them (WITH ORDINALITY): the ids follow the order given. A JSON null ``data`` becomes SQL NULL
+# in a record: coalesce keeps it JSON null, as the JSON type stores None.
+_INSERT_PG = text(
+    "INSERT INTO job_events (job_id, type, message, level, data, created_at) "
+    "SELECT e.job_id, k.type, k.message, k.level, coalesce(k.data, 'null'), :now "
+    "FROM ROWS FROM (json_array_elements_text(:job_ids), json_array_elements_text(:kind_of)) "
+    "WITH ORDINALITY AS e(job_id, kind, n) "
+    "JOIN ROWS FROM (json_to_recordset(:kinds) AS (type text, message text, level text, "
+    "data json)) WITH ORDINALITY AS k(type, message, level, data, number) "
+    "ON k.number = e.kind::bigint ORDER BY e.n").bindparams(
+        *(bindparam(name, type_=postgresql.JSON) for name in ("job_ids", "kind_of", "kinds")),
+        bindparam("now", type_=JobEvent.created_at.type))
 
 
 def append_events(session: Session, job_ids: Sequence[str], type_: str, messages: Sequence[str], *,

@@ -141,11 +141,13 @@ def transition_many(session: Session, jobs: Sequence[JobRef], target: JobStatus,
                 set_committed_value(job, name, value)
             if target is JobStatus.RUNNING and job.started_at is None:
                 set_committed_value(job, "started_at", now)
+    # One data object per move, shared: `insert_events` sends each distinct event once.
+    moves = {current: {"from": current.value, "to": target.value} for current in by_status}
     append_events(session, [jobs[i].id for i in kept], "status",
                   [messages[i] if messages is not None
                    else f"{currents[i].value} -> {target.value}" for i in kept],
                   level="error" if target is JobStatus.FAILED else "info",
-                  data=[{"from": currents[i].value, "to": target.value} for i in kept])
+                  data=[moves[currents[i]] for i in kept])
     return [jobs[i].id for i in kept]
 
 
@@ -184,6 +186,10 @@ def _check_policy(request: JobCreate, settings: Settings) -> None:
         raise InvalidInput(f"gpu_class {request.gpu_class!r} is not served by this pool; use "
                            f"any or one of {', '.join(classes)} (GREENTRAINER_POOL__GPU_CLASSES)",
                            field="gpu_class")
+    if request.gpus > settings.pool.max_gpus_per_job:
+        raise InvalidInput(f"gpus must be at most {settings.pool.max_gpus_per_job} "
+                           f"(GREENTRAINER_POOL__MAX_GPUS_PER_JOB), got {request.gpus}",
+                           field="gpus")
     if isinstance(policy, CarbonAwareRho) and policy.deadline is not None:
         limit = settings.pool.max_deadline_days
         if policy.deadline > utcnow() + timedelta(days=limit):
@@ -265,7 +271,7 @@ def submit_job(session: Session, team_id: str, request: JobCreate, settings: Set
         rho_policy=policy.model_dump(mode="json"),
         region=policy.region, deadline=policy.deadline,
         co2_budget_kg=carbon.co2_budget_kg if carbon else None,
-        gpu_class=request.gpu_class, training_dataset_id=training,
+        gpu_class=request.gpu_class, gpus=request.gpus, training_dataset_id=training,
         validation_dataset_id=validation, test_dataset_id=test,
         idempotency_key=idempotency_key, request_sha256=fingerprint,
         created_at=now, updated_at=now, attempts=0,

@@ -156,6 +156,7 @@ class Job(Base):
     deadline: Mapped[datetime | None]
     co2_budget_kg: Mapped[float | None] = mapped_column(Double)
     gpu_class: Mapped[str] = mapped_column(String(32), default="any")
+    gpus: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # on one worker
     training_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     validation_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
     test_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
@@ -318,10 +319,10 @@ class Artifact(Base):
 
 
 class WorkerSlot(Base):
-    """One worker process (one GPU, or one CPU worker) and the job it holds. The worker upserts
-    its row every heartbeat; the dispatcher counts idle rows with a fresh heartbeat as free
-    slots and reserves one for each job it starts (``job_id``); the worker that takes the job
-    moves the reservation to its own row, so each dispatched or running job holds one slot."""
+    """One device of a worker process (``worker``) and the job it holds. The worker upserts its
+    rows every heartbeat; the dispatcher counts idle rows with a fresh heartbeat as free slots
+    and reserves a worker's rows for each job it starts (``job_id``): all of them, as a worker
+    runs one job at a time (`service.pool.slots`)."""
 
     __tablename__ = "worker_slots"
 
@@ -330,11 +331,13 @@ class WorkerSlot(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     gpu_ids: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(  # the process: by default ``name`` (one device)
+        String(255), default=lambda context: context.get_current_parameters()["name"])
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_worker_slots_gpu_class", "gpu_class"),)
+    __table_args__ = (Index("ix_worker_slots_gpu_class", "gpu_class"), Index("ix_worker_slots_worker", "worker"))
 
 
 class SignInFailure(Base):

@@ -127,8 +127,8 @@ class S3BlobStore:
             self._upload(key, Path(path), digest)
         return key, digest, size
 
-    def put_at(self, key: str, path: Path) -> int:
-        digest, size = file_sha256(path)
+    def put_at(self, key: str, path: Path, *, sha256: str | None = None) -> int:
+        digest, size = (sha256, Path(path).stat().st_size) if sha256 else file_sha256(path)
         self._upload(safe_key(key), Path(path), digest)
         Path(path).unlink()
         return size

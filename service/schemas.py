@@ -18,6 +18,7 @@ from pydantic import (
 
 from greentrainer_carbon.rho_policy import DEFAULT_RHO, RhoPolicyKind, below_floor
 from greentrainer_core.methods import DEFAULT_METHOD, METHOD_NAMES
+from service.settings import MAX_GPUS_PER_JOB
 from service.text import NulFree
 
 # Numbers are strict: `true`, "3" and 3.0 are not numbers of epochs (an int is a float, though).
@@ -155,6 +156,10 @@ class JobCreate(_Strict):
     gpu_class: NulFree = Field(default="any", min_length=1, max_length=32,
                                pattern=GPU_CLASS_PATTERN,
                                description="`any`, or a class the pool's workers serve.")
+    gpus: Count = Field(default=1, ge=1, le=MAX_GPUS_PER_JOB,
+                        description="Devices of one worker the job trains on at once "
+                                    "(data-parallel); at most the pool's "
+                                    "GREENTRAINER_POOL__MAX_GPUS_PER_JOB.")
     suffix: NulFree | None = Field(default=None, min_length=1, max_length=64,
                                    description="Added to the fine-tuned model's name.")
     metadata: dict[str, str] | None = Field(
@@ -205,6 +210,7 @@ class JobOut(BaseModel):
     hyperparameters: dict[str, Any]
     rho_policy: dict[str, Any]
     gpu_class: str
+    gpus: int = 1
     training_dataset: str
     validation_dataset: str | None
     test_dataset: str | None

@@ -37,8 +37,7 @@ from greentrainer_carbon.readings import MAX_FORECAST_HOURS
 from service.logs import LogFormat
 
 MIB = 1024 * 1024
-
-
+MAX_GPUS_PER_JOB = 64  # the most devices of one worker a job may ask for under any settings
 
 ENV_PREFIX = "GREENTRAINER_"
 NESTED = "__"
@@ -126,7 +125,8 @@ class PoolSettings(BaseModel):
         "may lie ahead (a later one is answered 422 naming this limit); at most the forecast's "
         f"reach, {MAX_FORECAST_HOURS // 24} days (docs/reliability.md)."
     )
-
+    max_gpus_per_job: int = Field(default=8, ge=1, le=MAX_GPUS_PER_JOB, description="Most devices a job may ask for (`gpus`; "
+                                  "more is answered 422): those of the pool's largest worker (`greentrainer worker --gpus ...`).")
 
     @field_validator("gpu_classes", mode="before")
     @classmethod
@@ -238,7 +238,9 @@ class Settings(BaseSettings):
         description="Key that manages teams, in addition to admin keys stored in the DB.",
     )
     max_upload_bytes: int = Field(
-        default=100 * MIB, gt=0, description="Largest accepted data set file."
+        default=1024 * MIB, gt=0, description="Largest accepted data set file (413 beyond); "
+        "as large as max_decoded_bytes, which a text file decodes to. Uploads stream through "
+        "disk, never memory: TMPDIR and <data_dir> need room for one."
     )
     max_dataset_rows: int = Field(default=1_000_000, gt=0, description="Most rows in one data set.")
     max_cell_bytes: int = Field(default=MIB, gt=0, description="Longest source or target text "

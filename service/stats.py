@@ -81,6 +81,10 @@ class JobSeries(BaseModel):
     reference_source: str | None = Field(description="submission, first epoch, or null.")
     epochs: list[EpochPoint]
     totals: Totals
+    energy_models: list[str] = Field(default_factory=list, description="The energy models the "
+                                     "carbon plan of each epoch used, as its decisions recorded "
+                                     "them (\"assumed\" or \"fitted from N epochs ...\"), "
+                                     "distinct, in order.")
 
 
 def _submitted_intensities(session: Session, job_ids: Sequence[str]) -> dict[str, float]:
@@ -125,6 +129,13 @@ def estimate_notes(series: JobSeries) -> list[str]:
     if totals.intensity_is_estimate:
         notes.append("carbon intensity: some epochs used the static country average (no live "
                      "provider answered)")
+    for model in series.energy_models:
+        if model == "assumed":
+            notes.append("the carbon plan's energy model (when to pause, a CO2 budget's rho) "
+                         "used the assumed powers: too few epochs are measured on this GPU "
+                         "class to fit them")
+        else:
+            notes.append(f"the carbon plan's energy model was {model}")
     if series.reference_source == "first epoch":
         notes.append("the intensity at submission was not recorded: the first epoch's stands in")
     return notes
@@ -163,7 +174,20 @@ def job_series(session: Session, job: Job) -> JobSeries:
             saved_by_fewer_flops_kg=saving.saved_by_fewer_flops_kg,
             saved_by_cleaner_time_kg=saving.saved_by_cleaner_time_kg))
     return JobSeries(job_id=job.id, reference_g_per_kwh=refs.get(job.id),
-                     reference_source=source, epochs=points, totals=totals)
+                     reference_source=source, epochs=points, totals=totals,
+                     energy_models=_energy_models(session, job.id))
+
+
+def _energy_models(session: Session, job_id: str) -> list[str]:
+    """The energy models the job's epoch decisions recorded (`Decision.to_dict`), distinct."""
+    found: list[str] = []
+    for data in session.scalars(select(JobEvent.data).where(
+            JobEvent.job_id == job_id, JobEvent.type == "epoch_start").order_by(JobEvent.id)):
+        model = ((data or {}).get("plan") or {}).get("energy_model") or {}
+        source = model.get("source")
+        if isinstance(source, str) and source not in found:
+            found.append(source)
+    return found
 
 
 def _bucket_start(moment: datetime, width: str) -> datetime:

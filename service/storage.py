@@ -57,9 +57,10 @@ class BlobStore(Protocol):
         """Store a file's bytes; return (key, sha256 hex, size in bytes)."""
         ...
 
-    def put_at(self, key: str, path: Path) -> int:
+    def put_at(self, key: str, path: Path, *, sha256: str | None = None) -> int:
         """Move the file at ``path`` into the store under the named ``key`` (replacing it; the
-        file is gone afterwards); returns its size in bytes."""
+        file is gone afterwards); returns its size in bytes. ``sha256``: the file's hash when
+        the caller has it (saves reading a large file once more)."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -158,7 +159,7 @@ class LocalBlobStore:
         self._commit(tmp, key)
         return key, digest.hexdigest(), size
 
-    def put_at(self, key: str, path: Path) -> int:
+    def put_at(self, key: str, path: Path, *, sha256: str | None = None) -> int:
         size = Path(path).stat().st_size
         try:  # a rename on the same file system: no copy of a large checkpoint
             final = self._path(key)
@@ -205,15 +206,29 @@ class LocalBlobStore:
         return count
 
 
-def put_or_refuse(store: BlobStore, namespace: str, data: bytes, *, suffix: str = "") -> str:
-    """``store.put`` for a request: its key, or `StorageFull` (507, a full disk) or
-    `StorageUnavailable` (503, e.g. a store that is not writable) instead of an OSError; the
-    path is logged, never shown to the client, and no partial file is left."""
+@contextmanager
+def refusing_os_errors(namespace: str) -> Iterator[None]:
+    """For a request's write: an OSError becomes `StorageFull` (507, a full disk) or
+    `StorageUnavailable` (503, e.g. a store that is not writable); the path is logged, never
+    shown to the client."""
     try:
-        key, _ = store.put(namespace, data, suffix=suffix)
+        yield
     except OSError as exc:
         log.error("blob store refused a write to %s: %s", namespace, exc)
         if exc.errno == errno.ENOSPC:
             raise StorageFull("the server's data disk is full; retry later") from exc
         raise StorageUnavailable("the server cannot store files right now; retry later") from exc
+
+
+def store_file_or_refuse(store: BlobStore, namespace: str, path: Path, *, sha256: str,
+                         suffix: str = "") -> str:
+    """Move the file at ``path`` (a spooled upload whose SHA-256 the caller computed while
+    writing it) into the store as ``<namespace>/<sha256><suffix>``, unless those bytes are
+    there already; returns the key. Errors as `refusing_os_errors`; no partial object is
+    left (a local write is a rename or an atomic copy, an S3 one a multipart upload that is
+    either completed or aborted)."""
+    key = f"{namespace}/{sha256}{suffix}"
+    with refusing_os_errors(namespace):
+        if not store.exists(key):
+            store.put_at(key, path, sha256=sha256)
     return key

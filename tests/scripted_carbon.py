@@ -46,3 +46,6 @@ class ScriptedPlanning:
 
     def forecaster(self, region: str | None) -> Forecaster:
         return Forecaster(self.source, MemoryHistory(), region or "XX")
+
+    def now(self) -> datetime:
+        return utcnow()

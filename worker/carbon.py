@@ -5,7 +5,9 @@ asked it before the job started (`service.pool.carbon_plan`, `greentrainer_carbo
 it now at the decision's rho (the Trainer's rho callback reads it), or wait until
 ``decision.start_at``: the runner then pauses the job for the carbon scheduler (checkpoint
 kept, slot freed) and the scheduler loop resumes it then, on any worker. The job's finished
-epochs come from its rows, so a resumed job's mean rho and CO2 budget carry on.
+epochs come from its rows, so a resumed job's mean rho and CO2 budget carry on. It plans with
+the energy model fitted from its GPU class's measured epochs once enough are recorded
+(`service.pool.intensity.fitted_energy_model`), and reads the deployment's carbon clock.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from greentrainer_carbon.planner import Decision, EpochDone, Planner
-from service.models import Job, JobEpoch, utcnow
+from service.models import Job, JobEpoch
 from service.pool.carbon_plan import CarbonPlanning, done_epochs
-from service.pool.intensity import estimated_full_epoch_s
+from service.pool.intensity import estimated_full_epoch_s, fitted_energy_model
 
 
 class JobCarbon:
@@ -29,8 +31,10 @@ class JobCarbon:
         settings = planning.settings
         full_s = estimated_full_epoch_s(session, gpu_class, job.model, examples,
                                         settings.pool.default_epoch_seconds)
+        energy = fitted_energy_model(session, gpu_class, planning.energy)
         self.planner: Planner = planning.planner(n_epochs, dict(job.rho_policy), job.region,
-                                                 full_s)
+                                                 full_s, energy)
+        self.now = planning.now
         self.done: list[EpochDone] = done_epochs(rows)
         self.decisions: dict[int, Decision] = {}
 
@@ -40,7 +44,7 @@ class JobCarbon:
         decided). Raises BudgetExhaustedError when the CO2 budget cannot pay for the remaining
         epochs."""
         if epoch not in self.decisions:
-            self.decisions[epoch] = self.planner.decide(utcnow(), self.done[:epoch],
+            self.decisions[epoch] = self.planner.decide(self.now(), self.done[:epoch],
                                                         must_run=not may_wait)
         return self.decisions[epoch]
 

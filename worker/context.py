@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import make_engine, make_session_factory
 from service.settings import PoolSettings, Settings, get_settings
 from service.storage import BlobStore, make_store
-from worker.runner import WorkerIdentity
+from worker.claims import WorkerIdentity
 
 
 @dataclass

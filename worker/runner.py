@@ -9,11 +9,9 @@ store, so no epoch is counted twice and none is lost."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -31,18 +29,22 @@ from service.pool import leases, slots
 from service.pool.carbon_plan import CarbonPlanning
 from service.pool.intensity import record_throughput
 from service.settings import PoolSettings, Settings
-from service.states import TERMINAL, JobStatus
+from service.states import JobStatus
 from service.storage import BlobStore
 from worker.artifacts import card_facts, save_epoch_checkpoint, save_outputs
 from worker.carbon import JobCarbon
 from worker.checkpoints import CHECKPOINTS_KEPT, CheckpointMissing, checkpoint_key, checkpoint_path, forget_checkpoints
+from worker.claims import WorkerIdentity, claim, end
 from worker.energy import EnergyMeter
 from worker.exporter import METRICS
 from worker.heartbeat import LeaseKeeper
 from worker.job_inputs import MissingInput, load_inputs
-from worker.outcomes import DISK_FULL, crash_code, crash_message, epoch_line, error_code, result_line
+from worker.outcomes import crash_code, crash_message, epoch_line, error_code, result_line
 from worker.pauses import JobPaused, ask_carbon_pause, pause_if_asked
+from worker.ranks import RankSpec, device_for, epoch_energy, free_memory, job_ranks, make_trainer
 from worker.results import evaluations
+
+__all__ = ["JobStopped", "WorkerIdentity", "run_job"]
 
 log = logging.getLogger("worker.runner")
 
@@ -55,44 +57,11 @@ class JobStopped(Exception):
     """The job is no longer ours (cancelled, or re-queued after our lease expired)."""
 
 
-@dataclass(frozen=True)
-class WorkerIdentity:
-    name: str
-    gpu_class: str
-    gpu_ids: list[int] | None = None
-    country_iso3: str = "GBR"
-
-
-def _claim(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity,
-           pool: PoolSettings) -> str | None:
-    """Take the job; returns why not (None = taken)."""
-    with session_scope(factory) as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            return "missing"
-        if JobStatus(job.status) in TERMINAL:
-            return f"already {job.status}"
-        if not leases.claim(session, job_id, me.name, lease_seconds=pool.lease_seconds):
-            return f"{job.status}, not ours to run"
-        session.refresh(job)
-        slots.take(session, me.name, job_id)
-        if job.attempts > pool.max_attempts:
-            job.attempts -= 1  # this try is not made
-            leases.requeue_or_fail(session, job, "the worker process kept dying",
-                                   max_attempts=pool.max_attempts)
-            return "too many attempts"
-        append_event(session, job_id, "worker", f"worker {me.name} took the job "
-                     f"(attempt {job.attempts} of {pool.max_attempts})",
-                     data={"worker": me.name, "gpu_class": me.gpu_class,
-                           "attempt": job.attempts})
-    return None
-
-
 def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
             pool: PoolSettings, store: BlobStore, me: WorkerIdentity,
             planning: CarbonPlanning | None = None) -> str:
     """Run (or resume) ``job_id``; returns a short outcome for the log."""
-    refused = _claim(factory, job_id, me, pool)
+    refused = claim(factory, job_id, me, pool)
     if refused is not None:
         log.info("job %s skipped: %s", job_id, refused)
         return f"skipped: {refused}"
@@ -108,17 +77,17 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         return "succeeded"
     except JobStopped:
         with session_scope(factory) as session:
-            slots.release(session, job_id, name=me.name)
+            slots.release(session, job_id, worker=me.name)
         return "stopped"
     except JobPaused:  # lease and slot were given back with the pause
         return "paused"
     except (GreenTrainerError, SchedulerError, MissingInput) as exc:  # the job's own input
         log.warning("job %s failed: %s: %s", job_id, error_code(exc), exc, extra={"job_id": job_id})
-        _end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
+        end(factory, job_id, me, pool, "failed", code=error_code(exc), message=str(exc))
         return "failed"
     except Exception as exc:  # a crash of this try: retry on a worker until max_attempts
         log.exception("job %s crashed", job_id)
-        _end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=crash_message(exc))
+        end(factory, job_id, me, pool, "retry", code=crash_code(exc), message=crash_message(exc))
         return "retried"
     finally:
         job_run.close()
@@ -126,36 +95,7 @@ def run_job(job_id: str, *, factory: sessionmaker[Session], settings: Settings,
         forget_checkpoints(factory, store, job_id)
         if own_planning:
             planning.close()
-        _free_memory()
-
-
-def _free_memory() -> None:
-    """Give the finished job's model and optimizer memory back before the next job."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _end(factory: sessionmaker[Session], job_id: str, me: WorkerIdentity, pool: PoolSettings,
-         how: str, *, code: str, message: str) -> None:
-    try:
-        with session_scope(factory) as session:
-            job = session.get(Job, job_id)
-            if job is None or job.status != JobStatus.RUNNING.value or job.lease_owner != me.name:
-                slots.release(session, job_id, name=me.name)
-            elif how == "retry":
-                leases.requeue_or_fail(session, job, f"{code}: {message}",
-                                       max_attempts=pool.max_attempts, give_up_code=DISK_FULL
-                                       if code == DISK_FULL else leases.TOO_MANY_ATTEMPTS)
-            else:
-                slots.release(session, job_id)
-                leases.clear(job)
-                leases.finish_quietly(session, job, JobStatus.FAILED, error_code=code,
-                                      error_message=message, message=f"failed: {message}")
-    except OperationalError:  # the job keeps our lease until it expires; the reconciler re-queues it
-        log.warning("job %s: could not record its end (%s), database unreachable", job_id, code)
+        free_memory()
 
 
 class _JobRun:
@@ -167,6 +107,7 @@ class _JobRun:
         self.db_patience_s = db_patience_s
         self.meter = EnergyMeter(gpu_ids=me.gpu_ids, country_iso3=me.country_iso3)
         self.last_progress = 0.0
+        self.gpus = 1  # the job's devices: ranks of a data-parallel run when more than one
 
     def close(self) -> None:
         self.meter.stop()  # an epoch the run did not finish goes unrecorded
@@ -193,17 +134,19 @@ class _JobRun:
                 pause = min(pause * 2, 2.0)
 
     def run(self) -> None:
-        import torch
+        device = device_for(0)
 
-        from greentrainer_core.train import Trainer
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         def load() -> tuple[Any, int | None]:  # a database restart mid-load: load again
             with self._session() as session:
                 job = session.get(Job, self.job_id)
                 assert job is not None  # claimed a moment ago; never deleted while running
-                log.info("job %s: loading %s and its data on %s", self.job_id, job.model,
-                         device, extra={"job_id": self.job_id})
+                self.gpus = job.gpus
+                if job.gpus > self.me.devices:  # not sent here by the dispatcher: retried elsewhere
+                    raise RuntimeError(f"the job asks for {job.gpus} devices; worker "
+                                       f"{self.me.name} has {self.me.devices}")
+                log.info("job %s: loading %s and its data on %s%s", self.job_id, job.model, device,
+                         f" and {job.gpus - 1} more devices" if job.gpus > 1 else "",
+                         extra={"job_id": self.job_id})
                 loading = time.monotonic()
                 inputs = load_inputs(session, self.store, self.settings, job, device)
                 log.info("job %s: loaded in %.1f s: %d training examples%s", self.job_id,
@@ -218,17 +161,24 @@ class _JobRun:
                 return inputs, job.last_finished_epoch
 
         inputs, last = self._write("loading the job", load)
-        torch.manual_seed(inputs.config.seed)
-        trainer = Trainer(inputs.model, inputs.tokenizer, inputs.examples, inputs.config,
-                          rho=self.rho, validation=inputs.validation)
+        resume = None
         if last is not None:
             key = checkpoint_key(self.job_id, last)
             if not self.store.exists(key):
                 raise CheckpointMissing(f"epochs up to {last} are recorded but their "
                                         f"checkpoint {key} is missing from the store")
-            trainer.load_checkpoint(self.store.local_path(key))
-            self._event("resumed", f"resumed after epoch {last} from its checkpoint",
-                        {"epoch_index": last})
+            resume = str(self.store.local_path(key))
+        with job_ranks(self.gpus, RankSpec(self.settings, self.job_id, resume)):
+            trainer = make_trainer(inputs, self.gpus, self.rho)
+            if resume is not None:
+                trainer.load_checkpoint(resume)
+                self._event("resumed", f"resumed after epoch {last} from its checkpoint",
+                            {"epoch_index": last})
+            stopped_early = self._train(trainer, inputs, last)
+        self._finish(trainer, inputs, stopped_early)
+
+    def _train(self, trainer: Any, inputs: Any, last: int | None) -> str | None:
+        """Train the epochs left; returns why the run stopped early (None: it did not)."""
         stopped_early = None
         epochs = inputs.config.epochs
         try:
@@ -259,7 +209,7 @@ class _JobRun:
             self._event("co2_budget", f"stopped early: {exc}", level="warning")
         if trainer.stopped_early():
             stopped_early = "early stopping: the validation loss stopped improving"
-        self._finish(trainer, inputs, stopped_early)
+        return stopped_early
 
     # -- per-epoch pieces ------------------------------------------------------------------
     def _boundary(self, finished: int | None, *, plan: bool = False) -> None:
@@ -325,10 +275,11 @@ class _JobRun:
             log.warning("job %s: progress event dropped, database unreachable", self.job_id)
 
     def _epoch_finished(self, trainer: Any, record: EpochRecord) -> None:
-        energy = self.meter.stop()
+        reading = self.rho.decide(record.epoch).reading
+        energy = epoch_energy(self.meter.stop(), reading.carbon_intensity_g_per_kwh
+                              if reading else None, self.gpus)  # summed over the job's ranks
         METRICS.epoch_measured(energy.energy_kwh if energy else None,
                                energy.kg_co2 if energy else None)
-        reading = self.rho.decide(record.epoch).reading
         path = checkpoint_path(self.settings, self.job_id, record.epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)

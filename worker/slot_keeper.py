@@ -1,4 +1,5 @@
-"""A worker process's slot row: what the dispatcher may start jobs on (service.pool.slots)."""
+"""A worker process's slot rows (one per device): what the dispatcher may start jobs on
+(service.pool.slots)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ log = logging.getLogger("worker.slot_keeper")
 
 
 class SlotKeeper:
-    """Refreshes this worker's slot row every heartbeat until stopped, then deletes it."""
+    """Refreshes this worker's slot rows every heartbeat until stopped, then deletes them."""
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -23,12 +24,17 @@ class SlotKeeper:
         self.thread = threading.Thread(target=self._run, name="slot-heartbeat", daemon=True)
 
     def beat(self) -> None:
+        """Refresh (or create) the worker's rows: one, or one per device (`slot_names`)."""
         ctx = self.ctx
         me = ctx.identity
+        names = me.slot_names()
+        devices = [str(gpu) for gpu in me.gpu_ids] if len(names) > 1 and me.gpu_ids else \
+            [",".join(map(str, me.gpu_ids)) if me.gpu_ids else None]
         with session_scope(ctx.factory) as session:
-            slots.heartbeat(session, me.name, gpu_class=me.gpu_class,
-                            hostname=socket.gethostname(), pid=os.getpid(),
-                            gpu_ids=",".join(map(str, me.gpu_ids)) if me.gpu_ids else None)
+            for name, gpu_ids in zip(names, devices, strict=True):
+                slots.heartbeat(session, name, gpu_class=me.gpu_class,
+                                hostname=socket.gethostname(), pid=os.getpid(),
+                                gpu_ids=gpu_ids, worker=me.name)
 
     def _run(self) -> None:
         interval = self.ctx.pool.heartbeat_seconds

@@ -1,10 +1,13 @@
 """`greentrainer worker`: one Celery worker process for one GPU (or a CPU worker).
 
     greentrainer worker --gpu-class a100 --gpus 0     # CUDA_VISIBLE_DEVICES=0, queue gpu.a100
+    greentrainer worker --gpu-class a100 --gpus 0,1   # two devices: jobs of up to gpus 2
     greentrainer worker                               # CPU worker, class "cpu" (embedded mode)
 
-The process keeps its slot row in the database fresh (the dispatcher's view of the pool) and
-consumes its class queue with the solo pool: one job at a time, in this process.
+The process keeps its slot row (one per device) in the database fresh (the dispatcher's view of
+the pool) and consumes with the solo pool, one job at a time, in this process: its class queue
+(one device), or its own queue (several devices: the dispatcher reserves all of them for one job,
+which trains data-parallel on them, docs/worker.md).
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ def _gpu_ids(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--gpus {text!r}: expected ids such as 0 or 0,1") \
             from None
+    if len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"--gpus {text!r}: an id is given twice")
+    return ids
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -45,7 +51,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-class", help="GPU class this worker serves (its queue is "
                         "gpu.<class>); default: cpu without --gpus, else required")
     parser.add_argument("--gpus", type=_gpu_ids, help="GPU ids this worker owns "
-                        "(sets CUDA_VISIBLE_DEVICES; CodeCarbon measures these)")
+                        "(sets CUDA_VISIBLE_DEVICES; CodeCarbon measures these); several ids: "
+                        "one slot each, all given to one job at a time (jobs of up to that many "
+                        "gpus, data-parallel)")
     parser.add_argument("--country", default="GBR", help="ISO3 country for CodeCarbon's "
                         "fallback energy mix when no intensity is known (default GBR)")
     parser.add_argument("--loglevel", help="log level (default: GREENTRAINER_LOG_LEVEL, INFO)")
@@ -66,7 +74,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     from service import logs
     from service.db import STARTUP_DATABASE_PATIENCE_S, check_schema
     from service.errors import ServiceError
-    from service.pool.queue import queue_name
+    from service.pool.queue import queue_name, worker_route
     from service.settings import get_settings
     from worker import context
 
@@ -92,10 +100,12 @@ def worker_main(argv: list[str] | None = None) -> int:
     except OperationalError:  # the database went away after the check: the keeper beats again
         logging.getLogger("greentrainer.worker").warning("slot heartbeat failed", exc_info=True)
     keeper.thread.start()
-    print(f"worker {ctx.identity.name}: queue {queue_name(gpu_class)}", file=sys.stderr)
+    queue = queue_name(gpu_class if ctx.identity.devices == 1 else
+                       worker_route(gpu_class, ctx.identity.name))
+    print(f"worker {ctx.identity.name}: queue {queue}", file=sys.stderr)
     try:
         app.worker_main(["worker", "--pool", "solo", "--concurrency", "1",
-                         "--queues", queue_name(gpu_class), "--hostname",
+                         "--queues", queue, "--hostname",
                          f"{gpu_class}-{os.getpid()}@{socket.gethostname()}",
                          "--without-gossip", "--without-mingle", "--loglevel", loglevel])
     finally:

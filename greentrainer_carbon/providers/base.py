@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from datetime import UTC, datetime
 
+from greentrainer_carbon.clock import Clock, utc_now
 from greentrainer_carbon.errors import ProviderResponseError
 from greentrainer_carbon.readings import CarbonReading
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["CarbonProvider", "Clock", "utc_now"]  # Clock and utc_now: greentrainer_carbon.clock
 
 
 class CarbonProvider(ABC):

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from greentrainer_carbon.rho_policy import RhoPolicyKind
-from service.datasets import create_dataset, read_limited
+from service.datasets import create_dataset, spool_upload
 from service.deps import AppContext
 from service.dispatch import notify
 from service.errors import ServiceError
@@ -108,11 +108,11 @@ def _upload(session: Session, context: AppContext, team_id: str, upload: Any,
     """Store an uploaded data set as `POST /datasets` would; its id, or None with an error."""
     settings = context.settings
     try:
-        data = read_limited(upload.file, settings.max_upload_bytes)
-        dataset, _ = create_dataset(
-            session, context.store, team_id=team_id, data=data, filename=upload.filename,
-            declared_format=None, name=None, source_field=None, target_field=None,
-            settings=settings)
+        with spool_upload(upload.file, settings) as spooled:
+            dataset, _ = create_dataset(
+                session, context.store, team_id=team_id, upload=spooled,
+                filename=upload.filename, declared_format=None, name=None, source_field=None,
+                target_field=None, settings=settings)
     except ServiceError as exc:
         errors.add("dataset_file", exc.message)
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from greentrainer_carbon.config import CarbonSettings, region_chain
 from greentrainer_carbon.energy import EnergyModel
 from greentrainer_carbon.errors import BudgetInfeasibleError, SchedulerError
-from greentrainer_carbon.forecaster import ChainSource, Forecaster
+from greentrainer_carbon.forecaster import REFERENCE_SLOTS, ChainSource, Forecaster
 from greentrainer_carbon.planner import EpochDone, JobSpec, Planner
 from greentrainer_carbon.providers.chain import ProviderChain
 from greentrainer_carbon.readings import FallbackEvent
 from greentrainer_carbon.rho_policy import RhoPolicyKind
 from service.errors import InvalidInput
-from service.models import Dataset, JobEpoch, utcnow
+from service.models import Dataset, JobEpoch
 from service.pool.intensity import DbHistory, estimated_full_epoch_s
 from service.settings import Settings
 
@@ -51,6 +51,7 @@ class CarbonPlanning:
         self.settings = settings
         self.factory = factory
         self.history = DbHistory(factory)
+        self.clock = settings.carbon.now
         self._chains: dict[str, ProviderChain] = {}
         self._lock = threading.Lock()
 
@@ -69,11 +70,18 @@ class CarbonPlanning:
         return energy_model(self.settings.carbon)
 
     def forecaster(self, region: str | None) -> Forecaster:
-        return Forecaster(ChainSource(self.chain(region)), self.history, self.region(region))
+        return Forecaster(ChainSource(self.chain(region)), self.history, self.region(region),
+                          min_horizon_slots=REFERENCE_SLOTS)
+
+    def now(self) -> datetime:
+        """The clock carbon decisions read (`GREENTRAINER_CARBON__CLOCK`, the real one unless a
+        test accelerates it)."""
+        return self.clock()
 
     def planner(self, n_epochs: int, policy: Mapping[str, Any], region: str | None,
-                full_epoch_s: float) -> Planner:
-        spec = JobSpec(n_epochs, policy, full_epoch_s, self.energy)
+                full_epoch_s: float, energy: EnergyModel | None = None) -> Planner:
+        """A job's planner; ``energy``: the model fitted for its GPU class, else the assumed."""
+        spec = JobSpec(n_epochs, policy, full_epoch_s, energy or self.energy)
         return Planner(spec, self.forecaster(region))
 
     def fallbacks(self, planner: Planner) -> list[FallbackEvent]:
@@ -107,7 +115,7 @@ class BudgetFeasibility:
         planner = self.planning.planner(request.hyperparameters.epochs, policy,
                                         policy.get("region"), full_s)
         try:
-            check = planner.check_budget(utcnow())
+            check = planner.check_budget(self.planning.now())
         except BudgetInfeasibleError as exc:
             raise InvalidInput(f"rho_policy.co2_budget_kg: {exc}",
                                field="rho_policy.co2_budget_kg") from None

@@ -11,9 +11,13 @@ One pass (`dispatch_once`), in one transaction:
    row another transaction holds, then one compare-and-set UPDATE and one INSERT of the events,
    so no job starts twice and no dispatcher waits for another. When some were taken, or a team
    had its whole share of the read started, read and order again for the slots left (at most
-   `MAX_ROUNDS` orderings); then reserve one slot per started job in one statement
-   (`slots.reserve`).
-Only after the commit are the tasks sent to the broker (`send(job_id, gpu_class)`); a send that
+   `MAX_ROUNDS` orderings); then reserve the slots of the started jobs in one statement
+   (`slots.reserve`): a job of ``gpus`` N gets one worker with N free slots or more (never
+   slots of two workers), all its slots (a worker runs one job at a time). Queue heads asking
+   for more GPUs than any live worker of their class has are told so in their events
+   (`too_big`). Team quotas (``max_concurrent_jobs``) count GPUs: a running job of N counts N.
+Only after the commit are the tasks sent to the broker (`send(job_id, route)`: the class of a
+worker of one slot, else the worker's own queue, `service.pool.queue.worker_route`); a send that
 fails leaves a reserved slot that the reconciler frees when the pickup deadline passes.
 """
 
@@ -34,6 +38,8 @@ from service.jobs import transition_many
 from service.models import Job, Team, WorkerSlot, utcnow
 from service.pool import slots
 from service.pool.fairness import Dispatch, QueuedJob, TeamUsage, order_dispatch
+from service.pool.queue import worker_route
+from service.pool.too_big import explain_too_big
 from service.quotas import co2_kg_this_month
 from service.states import JobStatus
 
@@ -42,7 +48,7 @@ log = logging.getLogger("service.pool.dispatcher")
 ANY_CLASS = "any"
 MAX_JOBS_PER_PASS = 500  # queue heads a pass orders: every team's first, then every team's second...
 MAX_ROUNDS = 3  # orderings per pass, when jobs were taken concurrently or a team had more
-DISPATCH_COLUMNS = (Job.id, Job.team_id, Job.status, Job.gpu_class, Job.created_at)
+DISPATCH_COLUMNS = (Job.id, Job.team_id, Job.status, Job.gpu_class, Job.gpus, Job.created_at)
 
 Send = Callable[[str, str], None]
 
@@ -52,7 +58,16 @@ class Started:
     job_id: str
     team_id: str
     gpu_class: str
-    slot: str
+    slots: tuple[str, ...]  # one worker's: its every slot
+    route: str  # what `send` is given: the class, or the worker's own queue
+
+    @property
+    def slot(self) -> str:
+        """The slots' names, for the log."""
+        return ", ".join(self.slots)
+
+
+Workers = dict[str, list[list[slots.FreeSlot]]]  # class -> the free workers -> their slots
 
 
 def _queue_heads(session: Session, waiting: ColumnElement[bool],
@@ -63,8 +78,8 @@ def _queue_heads(session: Session, waiting: ColumnElement[bool],
     second. So a team with a long queue of old jobs cannot hide another team's newer ones from
     the fair-share order. Each row carries its team's quota, CO2 budget, running jobs and
     share. No row locks: the start is a compare-and-set (`transition_many`)."""
-    running = select(func.count().label("running")).where(Job.status == JobStatus.RUNNING.value,
-                                                          Job.team_id == Team.id)
+    running = (select(func.coalesce(func.sum(Job.gpus), 0).label("running"))  # GPUs, not jobs
+               .where(Job.status == JobStatus.RUNNING.value, Job.team_id == Team.id))
     place = func.row_number().over(partition_by=Job.team_id, order_by=(Job.created_at, Job.id))
     heads: FromClause
     if session.get_bind().dialect.name == "postgresql":
@@ -126,21 +141,23 @@ def _fits(job_classes: set[str], slot_classes: set[str]) -> dict[str, list[str]]
     return fits
 
 
-def _order(session: Session, waiting: ColumnElement[bool], free: Mapping[str, Sequence[str]],
+def _order(session: Session, waiting: ColumnElement[bool], free: Workers,
            now: datetime, charged: Mapping[str, float]) -> tuple[list[Dispatch],
                                                                  dict[str, Row[Any]], bool]:
-    """The fair-share order of the queue heads for the ``free`` slots (names per class), the
-    heads it chose from by id, and whether a team cut to its share had every head chosen (it
-    may have more jobs that could start on slots left over)."""
-    free_slots = sum(len(names) for names in free.values())
+    """The fair-share order of the queue heads for the ``free`` workers, the heads it chose
+    from by id, and whether a team cut to its share had every head chosen (it may have more
+    jobs that could start on slots left over)."""
+    free_slots = sum(len(worker) for workers in free.values() for worker in workers)
     heads = _queue_heads(session, waiting, free_slots)
     if not heads:
         return [], {}, False
     teams, over_budget = _teams(session, heads, now, charged)
     rows = {j.id: j for j in heads if j.team_id not in over_budget}
-    candidates = [QueuedJob(j.id, j.team_id, j.gpu_class, j.created_at) for j in rows.values()]
-    order = order_dispatch(candidates, {c: len(names) for c, names in free.items()}, teams,
-                           _fits({j.gpu_class for j in heads}, set(free)))
+    candidates = [QueuedJob(j.id, j.team_id, j.gpu_class, j.created_at, gpus=j.gpus)
+                  for j in rows.values()]
+    sizes = {c: [len(worker) for worker in workers] for c, workers in free.items()}
+    order = order_dispatch(candidates, {c: sum(n) for c, n in sizes.items()}, teams,
+                           _fits({j.gpu_class for j in heads}, set(free)), workers=sizes)
     read, chosen = Counter(j.team_id for j in rows.values()), Counter(i.job.team for i in order)
     cut = {j.team_id for j in rows.values()
            if read[j.team_id] == j.share < min(free_slots, j.max_concurrent_jobs - j.running)}
@@ -156,10 +173,8 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
     now = now or utcnow()
     started: list[Started] = []
     with session_scope(factory) as session:
-        free: dict[str, list[str]] = {}
-        for name, gpu_class in slots.free_slots(session, now=now, stale_after_s=stale_after_s,
-                                                lock=True):
-            free.setdefault(gpu_class, []).append(name)
+        free = _free_workers(slots.free_slots(session, now=now, stale_after_s=stale_after_s,
+                                              lock=True))
         if not free:
             return []
         waiting = (Job.status == JobStatus.QUEUED.value) & \
@@ -168,9 +183,11 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
             waiting = waiting & (Job.deadline.is_(None) | Job.planned_start_at.is_not(None))
         lost: set[str] = set()  # chosen, but changed or held by another transaction
         charged: dict[str, float] = defaultdict(float)  # usage of the starts of earlier rounds
+        heads: dict[str, Row[Any]] = {}
         for _ in range(MAX_ROUNDS):
             order, rows, more = _order(session, waiting & Job.id.not_in(lost) if lost else waiting,
                                        free, now, charged)
+            heads.update(rows)
             if not order:
                 break
             # Lock, then one UPDATE (status, pickup deadline) and one INSERT of the events.
@@ -180,25 +197,45 @@ def dispatch_once(factory: sessionmaker[Session], send: Send, *, stale_after_s: 
                 values={"lease_owner": None,
                         "lease_expires_at": now + timedelta(seconds=pickup_seconds)},
                 skip_changed=True))
+            taken: dict[str, set[int]] = defaultdict(set)
             for item in order:
                 if item.job.job_id not in won:
                     lost.add(item.job.job_id)
                     continue
                 charged[item.job.team] += item.job.expected_usage
-                started.append(Started(item.job.job_id, item.job.team, item.gpu_class,
-                                       free[item.gpu_class].pop()))
+                assert item.worker is not None  # order_dispatch was given the workers
+                taken[item.gpu_class].add(item.worker)
+                worker = free[item.gpu_class][item.worker]
+                started.append(Started(
+                    item.job.job_id, item.job.team, item.gpu_class,
+                    tuple(s.name for s in worker), item.gpu_class if len(worker) == 1 else
+                    worker_route(item.gpu_class, worker[0].worker)))
+            free = {c: [w for i, w in enumerate(workers) if i not in taken[c]]
+                    for c, workers in free.items()}
             if not any(free.values()) or (len(won) == len(order) and not more):
                 break
             log.info("ordering again for %d free slots: %d of %d chosen jobs were taken "
-                     "concurrently", sum(map(len, free.values())), len(order) - len(won),
+                     "concurrently", sum(len(w) for ws in free.values() for w in ws),
+                     len(order) - len(won),
                      len(order))
-        slots.reserve(session, {s.slot: s.job_id for s in started})
+        slots.reserve(session, {name: s.job_id for s in started for name in s.slots})
+        begun_ids = {s.job_id for s in started}
+        explain_too_big(session, [row for job_id, row in heads.items() if job_id not in begun_ids],
+                        now=now, stale_after_s=stale_after_s, any_class=ANY_CLASS)
     for begun in started:
         try:
-            send(begun.job_id, begun.gpu_class)
+            send(begun.job_id, begun.route)
         except Exception:  # broker down: the reconciler re-queues it after the pickup deadline
-            log.exception("sending job %s to the %s queue failed", begun.job_id, begun.gpu_class)
+            log.exception("sending job %s to the %s queue failed", begun.job_id, begun.route)
     return started
+
+
+def _free_workers(free: Sequence[slots.FreeSlot]) -> Workers:
+    """The free slots grouped by class, then by worker process (in slot name order)."""
+    workers: dict[str, dict[str, list[slots.FreeSlot]]] = {}
+    for slot in free:
+        workers.setdefault(slot.gpu_class, {}).setdefault(slot.worker, []).append(slot)
+    return {c: list(by_worker.values()) for c, by_worker in workers.items()}
 
 
 def pool_summary(session: Session, *, now: datetime, stale_after_s: float) -> dict[str, int]:

@@ -4,7 +4,13 @@ Fair share: a team's priority is its normalised usage u / share, where u is its 
 (GPU-hours or kg CO2 over the accounting window, whichever the caller measures) plus what this
 round already gave it. Each pick goes to the eligible team with the lowest normalised usage
 (ties: fewer running GPUs, then team name); inside a team, jobs go first-in-first-out. A job is
-eligible when a free slot of a class that fits it exists and its team stays within its quota.
+eligible when a free slot of a class that fits it exists and its team stays within its quota
+(counted in GPUs: a job of ``gpus`` N counts N).
+
+With ``workers`` (the free slots of each worker process, per class), a job of N GPUs needs one
+worker with at least N free slots, never slots of two workers: it trains data-parallel on one
+machine. It takes the smallest worker that holds it (best fit, so a one-GPU job leaves a
+multi-GPU worker to the jobs that need it), whole: a worker runs one job at a time.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class TeamUsage:
 class Dispatch:
     job: QueuedJob
     gpu_class: str
+    worker: int | None = None  # the index in ``workers[gpu_class]`` of the worker it takes
 
 
 def order_dispatch(
@@ -66,11 +73,15 @@ def order_dispatch(
     free_slots: Mapping[str, int],
     teams: Mapping[str, TeamUsage],
     fits: Mapping[str, Sequence[str]] | None = None,
+    workers: Mapping[str, Sequence[int]] | None = None,
 ) -> list[Dispatch]:
-    """The jobs to start now, in start order, each with the GPU class it gets.
+    """The jobs to start now, in start order, each with the GPU class it gets (and, with
+    ``workers``, the worker).
 
     `fits[c]` lists the classes (preferred first) a job needing class `c` may use; by default
-    only `c` itself. Raises DispatchError for a job of an unknown team or a negative slot count.
+    only `c` itself. `workers[c]`: the free slots of each worker of class `c` (then the slot
+    count of `free_slots` is their sum). Raises DispatchError for a job of an unknown team or a
+    negative slot count.
     """
     free = dict(free_slots)
     for gpu_class, count in free.items():
@@ -81,6 +92,13 @@ def order_dispatch(
         raise DispatchError(
             f"queued jobs belong to teams with no usage record: {', '.join(unknown)}"
         )
+    # class -> free slots -> the workers with that many (best fit: the fewest slots that hold it)
+    by_size: dict[str, dict[int, list[int]]] = {}
+    for gpu_class, sizes in (workers or {}).items():
+        for index in reversed(range(len(sizes))):  # popped from the end: lowest index first
+            if sizes[index] < 0:
+                raise DispatchError(f"workers[{gpu_class!r}][{index}] must be >= 0")
+            by_size.setdefault(gpu_class, {}).setdefault(sizes[index], []).append(index)
     usage = {name: t.recent_usage for name, t in teams.items()}
     running = {name: t.running_gpus for name, t in teams.items()}
     queues: dict[str, list[QueuedJob]] = {}
@@ -92,7 +110,10 @@ def order_dispatch(
         if quota is not None and running[job.team] + job.gpus > quota:
             return None
         for gpu_class in (fits or {}).get(job.gpu_class, [job.gpu_class]):
-            if free.get(gpu_class, 0) >= job.gpus:
+            if workers is None:
+                if free.get(gpu_class, 0) >= job.gpus:
+                    return gpu_class
+            elif _smallest(by_size.get(gpu_class, {}), job.gpus) is not None:
                 return gpu_class
         return None
 
@@ -112,7 +133,21 @@ def order_dispatch(
             return order
         _, job, gpu_class = best
         queues[job.team].remove(job)
-        free[gpu_class] -= job.gpus
+        worker = None
+        if workers is None:
+            free[gpu_class] -= job.gpus
+        else:  # the whole worker: it runs one job at a time
+            room = by_size[gpu_class]
+            size = _smallest(room, job.gpus)
+            assert size is not None  # slot_for found it
+            worker = room[size].pop()
+            free[gpu_class] -= size
         running[job.team] += job.gpus
         usage[job.team] += job.expected_usage
-        order.append(Dispatch(job, gpu_class))
+        order.append(Dispatch(job, gpu_class, worker))
+
+
+def _smallest(by_size: Mapping[int, Sequence[int]], gpus: int) -> int | None:
+    """The fewest free slots, at least ``gpus``, that some worker still has (few distinct
+    counts: 1, 2, 4, 8)."""
+    return min((size for size, left in by_size.items() if size >= gpus and left), default=None)

@@ -8,6 +8,8 @@
   ``GREENTRAINER_CARBON__HISTORY_DAYS`` are deleted (`prune`). `DbHistory` serves them to every
   forecast (`greentrainer_carbon.forecaster.Forecaster`), in the worker, the dispatcher and the
   API alike.
+- Energy: the epochs recorded on a GPU class fit its energy model (`fitted_energy_model`,
+  `greentrainer_carbon.energy_fit`) once enough are measured; until then the assumed one.
 - Throughput: after each epoch the worker folds its full-cost epoch time per training example
   into its class's row for the model (`record_throughput`); `estimated_full_epoch_s` is the
   planner's first estimate of a job's epoch time, before the job measured its own.
@@ -24,15 +26,18 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from greentrainer_carbon.energy import EnergyModel
+from greentrainer_carbon.energy_fit import MeasuredEpoch, fit_energy_model
 from greentrainer_carbon.errors import SchedulerError
 from greentrainer_carbon.history import FloatArray, slot_of
 from greentrainer_carbon.readings import CarbonReading
 from service.db import session_scope
-from service.models import IntensitySlot, WorkerThroughput, utcnow
+from service.models import IntensitySlot, Job, JobEpoch, WorkerThroughput, utcnow
 
 log = logging.getLogger("service.pool.intensity")
 
 THROUGHPUT_WEIGHT = 0.3  # weight of the newest epoch in the moving average
+FIT_EPOCHS = 500  # the energy model is fitted from a class's newest epochs (hardware drifts)
 
 
 def record_readings(session: Session, region: str, readings: Iterable[CarbonReading]) -> int:
@@ -120,6 +125,20 @@ def estimated_full_epoch_s(session: Session, gpu_class: str, model: str, example
     if rows is None or examples <= 0:
         return default_s
     return float(rows) * examples
+
+
+def fitted_energy_model(session: Session, gpu_class: str, assumed: EnergyModel,
+                        newest: int = FIT_EPOCHS) -> EnergyModel:
+    """The energy model fitted from the ``newest`` measured epochs of jobs on ``gpu_class``, or
+    ``assumed`` while too few are recorded (its ``source`` says which)."""
+    rows = session.execute(
+        select(JobEpoch.job_id, JobEpoch.rho, JobEpoch.wall_seconds, JobEpoch.energy_kwh)
+        .join(Job, Job.id == JobEpoch.job_id)
+        .where(Job.gpu_class == gpu_class, JobEpoch.energy_kwh.is_not(None))
+        .order_by(JobEpoch.id.desc()).limit(newest))
+    epochs = [MeasuredEpoch(job, rho, seconds, kwh) for job, rho, seconds, kwh in rows
+              if kwh is not None]
+    return fit_energy_model(epochs, assumed, f"on {gpu_class}")
 
 
 def live_regions(session: Session, pool_region: str) -> list[str]:

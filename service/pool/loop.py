@@ -51,7 +51,7 @@ def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
     stale = stale_after_s(pool)
     ok = _step("reconcile", lambda: reconcile(factory, max_attempts=pool.max_attempts,
                                               stale_after_s=stale))
-    ok &= _step("carbon resumes", lambda: _resume_due(factory))
+    ok &= _step("carbon resumes", lambda: _resume_due(factory, planning))
     if current is not None:
         if carbon is not None:
             history_days, region = carbon.history_days, carbon.pool_region
@@ -70,9 +70,9 @@ def tick(factory: sessionmaker[Session], pool: PoolSettings, send: Send,
     return _step("dispatch", dispatch) and ok
 
 
-def _resume_due(factory: sessionmaker[Session]) -> None:
+def _resume_due(factory: sessionmaker[Session], planning: WindowPlanning | None) -> None:
     with session_scope(factory) as session:  # carbon pauses whose restart has come
-        for job_id in resume_due(session):
+        for job_id in resume_due(session, planning.now() if planning else None):
             log.info("resumed job %s: its planned restart has come", job_id)
 
 

@@ -16,9 +16,18 @@ RUN_JOB_TASK = "greentrainer.run_job"
 QUEUE_PREFIX = "gpu."
 
 
-def queue_name(gpu_class: str) -> str:
-    """The queue a job of ``gpu_class`` is sent to (one queue per GPU class)."""
-    return QUEUE_PREFIX + gpu_class
+def queue_name(route: str) -> str:
+    """The queue a job is sent to: one per GPU class (``route`` is the class), consumed by the
+    workers of one device of that class, and one per worker of several devices (``route`` is
+    `worker_route`), consumed by that worker alone."""
+    return QUEUE_PREFIX + route
+
+
+def worker_route(gpu_class: str, worker: str) -> str:
+    """The route of worker process ``worker``'s own queue: the dispatcher reserves every slot of
+    such a worker for one job, so that job's message must reach that worker and no other."""
+    # NB: `celery worker --queues` splits on commas, and a worker's name lists its devices.
+    return f"{gpu_class}@{worker.replace(',', '+')}"
 
 
 def broker_url(settings: Settings) -> str:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
+from service.artifact_download import artifact_response
 from service.checkpoints import checkpoint_artifact, list_checkpoints
 from service.deps import Context, OwnedJob, SessionDep
 from service.schemas import CheckpointOut
@@ -24,9 +25,9 @@ def get_checkpoints(job: OwnedJob, session: SessionDep) -> list[CheckpointOut]:
 
 @router.get("/{job_id}/checkpoints/{epoch_index}/content", response_class=FileResponse)
 def download_checkpoint(job: OwnedJob, context: Context, session: SessionDep,
-                        epoch_index: Annotated[int, Path(ge=0, le=100_000)]) -> FileResponse:
-    """The checkpoint file of one epoch (0-based)."""
+                        epoch_index: Annotated[int, Path(ge=0, le=100_000)]) -> Response:
+    """The checkpoint file of one epoch (0-based), streamed from the store (or a 307 to a
+    presigned URL, as an artifact)."""
     artifact = checkpoint_artifact(session, job, epoch_index)
     session.close()  # release the connection before a long download
-    return FileResponse(context.store.local_path(artifact.storage_key),
-                        filename=artifact.filename, media_type="application/octet-stream")
+    return artifact_response(context.store, context.settings.storage, artifact)

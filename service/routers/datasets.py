@@ -11,7 +11,7 @@ from service.datasets import (
     delete_dataset,
     get_dataset,
     list_datasets,
-    read_limited,
+    spool_upload,
 )
 from service.deps import Context, CurrentPrincipal, SessionDep, TeamId
 from service.schemas import DatasetOut, Page
@@ -33,13 +33,14 @@ def upload_dataset(
 ) -> DatasetOut:
     """Validate and store a data set: pairs (source/target, or prompt/completion) or OpenAI chat
     JSONL (``messages``). A bad file's 422 lists every bad line (row for Parquet) under
-    ``error.details``."""
+    ``error.details``. The file streams to disk, is validated there and moves into the
+    store: an upload up to GREENTRAINER_MAX_UPLOAD_BYTES (2 GiB) never sits in memory."""
     settings = context.settings
-    data = read_limited(file.file, settings.max_upload_bytes)
-    dataset, created = create_dataset(
-        session, context.store, team_id=team_id, data=data, filename=file.filename,
-        declared_format=format, name=name,
-        source_field=source_field, target_field=target_field, settings=settings)
+    with spool_upload(file.file, settings) as upload:
+        dataset, created = create_dataset(
+            session, context.store, team_id=team_id, upload=upload, filename=file.filename,
+            declared_format=format, name=name,
+            source_field=source_field, target_field=target_field, settings=settings)
     session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK

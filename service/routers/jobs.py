@@ -53,7 +53,7 @@ def job_out(job: Job) -> JobOut:
     return JobOut(
         id=job.id, team_id=job.team_id, status=job.status, model=job.model,
         model_source=job.model_source, method=job.method, hyperparameters=job.hyperparameters,
-        rho_policy=job.rho_policy, gpu_class=job.gpu_class,
+        rho_policy=job.rho_policy, gpu_class=job.gpu_class, gpus=job.gpus,
         training_dataset=job.training_dataset_id, validation_dataset=job.validation_dataset_id,
         test_dataset=job.test_dataset_id, created_at=job.created_at, updated_at=job.updated_at,
         started_at=job.started_at, finished_at=job.finished_at,

@@ -5,6 +5,7 @@ batch; executed FLOPs are summed over the ranks."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ import torch
 
 from greentrainer_core.config import EpochRecord, EpochStart, StepEvent, TrainConfig
 from greentrainer_core.data import SummaryRow, tokenize_rows
-from greentrainer_core.distributed import DistributedTrainer, launch, sum_over_ranks
+from greentrainer_core.distributed import (
+    RANK_EXIT_S,
+    DistributedTrainer,
+    launch,
+    rank_zero_here,
+    sum_over_ranks,
+)
 from greentrainer_core.train import Trainer
 from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
 
@@ -98,3 +105,79 @@ def test_flops_and_energy_are_summed_over_ranks(ranks: list[dict[str, Any]],
     torch.testing.assert_close([float(x) for x in ranks[0]["executed"]],
                                [float(x) for x in single["executed"]], rtol=0.02, atol=0)
     assert ranks[0]["energy_sum"] == ranks[1]["energy_sum"] == 3.0
+
+
+# -- validation and early stopping --------------------------------------------------------------
+def _validated_setup() -> tuple[Any, Any, Any, TrainConfig]:
+    tok, examples, config = _setup()
+    validation = examples[:3]
+    # epochs 4, patience 1: the runs stop at the first epoch that does not improve, if any.
+    return tok, examples, validation, TrainConfig(epochs=4, batch_size=4, max_length=32, lr=5e-2,
+                                                  early_stopping_patience=1)
+
+
+def _validated_trace(trainer: Trainer) -> dict[str, Any]:
+    trace = _trace(trainer.events())
+    trace["validation"] = [r.validation_loss for r in trainer.history]
+    trace["stopped_early"] = trainer.stopped_early()
+    trace["base_lrs"] = list(trainer.scheduler.base_lrs)
+    return trace
+
+
+def _validated_rank(rank: int, world_size: int, out: str) -> None:
+    tok, examples, validation, config = _validated_setup()
+    trainer = DistributedTrainer(tiny_llama(0), tok, examples, config, rho=0.45,
+                                 validation=validation)
+    Path(out, f"rank-{rank}.json").write_text(json.dumps(_validated_trace(trainer)))
+
+
+def test_validation_loss_and_early_stopping_match_one_process(
+        tmp_path: Path) -> None:
+    tok, examples, validation, config = _validated_setup()
+    single = _validated_trace(Trainer(tiny_llama(0), tok, examples, config, rho=0.45,
+                                      validation=validation))
+    launch(_validated_rank, 2, str(tmp_path), backend="gloo")
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["validation"] == ranks[1]["validation"]  # rank 0's, broadcast
+    assert len(single["validation"]) >= 1 and None not in single["validation"]
+    torch.testing.assert_close(ranks[0]["validation"], single["validation"], rtol=LOSS_RTOL,
+                               atol=0)
+    assert ranks[0]["stopped_early"] == ranks[1]["stopped_early"] == single["stopped_early"]
+    assert len(ranks[1]["epoch_loss"]) == len(single["epoch_loss"])
+    # The partial update's learning-rate scale, set on rank 0, is every rank's.
+    assert ranks[0]["base_lrs"] == ranks[1]["base_lrs"]
+    torch.testing.assert_close(ranks[1]["base_lrs"], single["base_lrs"], rtol=1e-6, atol=0)
+
+
+# -- rank 0 in the caller's process ---------------------------------------------------------------
+def _waits_for_rank_zero(rank: int, world_size: int, out: str) -> None:
+    Path(out, f"rank-{rank}.started").write_text("")
+    decided: list[Any] = [None]
+    torch.distributed.broadcast_object_list(decided, src=0)  # rank 0 never sends: it stopped
+    Path(out, f"rank-{rank}.json").write_text(json.dumps(decided))
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_rank_zero_here_trains_with_the_others_and_ends_them_when_it_stops(
+        tmp_path: Path) -> None:
+    with rank_zero_here(_rank, 2, str(tmp_path), backend="gloo"):
+        _rank(0, 2, str(tmp_path))
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["selected"] == ranks[1]["selected"] and ranks[0]["losses"] == ranks[1]["losses"]
+    assert not torch.distributed.is_initialized()  # the caller's process can run the next job
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    raised_at = 0.0
+    with pytest.raises(_Stopped), rank_zero_here(_waits_for_rank_zero, 2, str(stopped),
+                                                 backend="gloo"):
+        while not (stopped / "rank-1.started").exists():
+            time.sleep(0.05)
+        raised_at = time.monotonic()
+        raise _Stopped  # a cancel: rank 1 waits in a collective rank 0 never makes
+    assert time.monotonic() - raised_at < RANK_EXIT_S  # terminated at once, not waited for
+    assert not (stopped / "rank-1.json").exists()  # and it did not finish
+    assert not torch.distributed.is_initialized()

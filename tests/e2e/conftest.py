@@ -20,9 +20,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from greentrainer_carbon.config import CarbonSettings
 from greentrainer_carbon.readings import CarbonReading
 from service.app import create_app
 from service.db import make_engine, make_session_factory, upgrade
+from service.pool.carbon_plan import CarbonPlanning
 from service.pool.loop import run_forever
 from service.pool.queue import RUN_JOB_TASK, make_celery, queue_name
 from service.settings import PoolSettings, Settings, StorageSettings, env_name
@@ -64,14 +66,16 @@ class Stack:
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
     app: Any = None
 
-    def start_worker(self, data_dir: Path | None = None) -> subprocess.Popen[bytes]:
-        """A worker process; ``data_dir``: its own scratch directory (another machine's disk)."""
+    def start_worker(self, data_dir: Path | None = None,
+                     *args: str) -> subprocess.Popen[bytes]:
+        """A worker process; ``data_dir``: its own scratch directory (another machine's disk);
+        ``args``: more `greentrainer worker` options (``--gpus 0,1``)."""
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
         log = open(Path(self.settings.data_dir) / f"worker-{len(self.workers)}.log", "wb")
         env = {**self.env, **({"GREENTRAINER_DATA_DIR": str(data_dir)} if data_dir else {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "greentrainer.cli", "worker", "--gpu-class", self.gpu_class,
-             "--loglevel", "INFO"], env=env, cwd=REPO, stdout=log, stderr=log)
+             "--loglevel", "INFO", *args], env=env, cwd=REPO, stdout=log, stderr=log)
         self.workers.append(process)
         return process
 
@@ -132,7 +136,10 @@ def submitted_reading(region: str | None) -> CarbonReading:
 
 
 def _stack(root: Path, database_url: str, broker_url: str | None,
-           storage: StorageSettings | None = None) -> Iterator[Stack]:
+           storage: StorageSettings | None = None,
+           carbon: CarbonSettings | None = None) -> Iterator[Stack]:
+    """The stack; with ``carbon``, every process (API, loop, workers) reads those carbon
+    settings and the loop plans with production's `CarbonPlanning` instead of a scripted grid."""
     upgrade(database_url)
     models = root / "models"
     model_dir = write_tiny_model(models / "tiny")
@@ -149,8 +156,12 @@ def _stack(root: Path, database_url: str, broker_url: str | None,
     storage = storage or StorageSettings()
     env.update({env_name("storage", k): v.get_secret_value() if isinstance(v, SecretStr) else str(v)
                 for k, v in storage.model_dump().items() if v is not None})
+    if carbon is not None:
+        env.update({env_name("carbon", k): v.isoformat() if isinstance(v, datetime) else str(v)
+                    for k, v in carbon.model_dump().items() if v is not None})
     settings = Settings(database_url=database_url, data_dir=root / "data", admin_key=ADMIN_KEY,
-                        allowed_model_dirs=[models], broker_url=broker_url, storage=storage)
+                        allowed_model_dirs=[models], broker_url=broker_url, storage=storage,
+                        **({"carbon": carbon} if carbon is not None else {}))
     app = create_app(settings)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
@@ -160,10 +171,13 @@ def _stack(root: Path, database_url: str, broker_url: str | None,
         celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(gpu))
 
     stop = threading.Event()
-    # The loop's grid is dirty for four hours, clean after: deadline jobs wait.
-    planning = ScriptedPlanning(DirtyThenClean(4))
+    planning: Any = ScriptedPlanning(DirtyThenClean(4))  # dirty for 4 h: deadline jobs wait
+    current: Any = submitted_reading
+    if carbon is not None:
+        planning = CarbonPlanning(settings, factory)
+        current = lambda region: planning.chain(region).latest().value  # noqa: E731
     loop = threading.Thread(target=run_forever, args=(factory, pool, send, planning,
-                                                      stop, submitted_reading),
+                                                      stop, current, carbon),
                             daemon=True)
     loop.start()
     with LiveServer(app) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -184,14 +198,15 @@ def production_stack(tmp_path: Path) -> Iterator[Stack]:
     yield from _production(tmp_path, None)
 
 
-def _production(tmp_path: Path, storage: StorageSettings | None) -> Iterator[Stack]:
+def _production(tmp_path: Path, storage: StorageSettings | None,
+                carbon: CarbonSettings | None = None) -> Iterator[Stack]:
     admin = _pg_admin_url()
     require(admin is not None, "Postgres on 127.0.0.1:5432 (database `test`)")
     require(redis_available(), "Redis on 127.0.0.1:6379")
     assert admin is not None
     databases = PostgresDatabases(admin)
     try:
-        for stack in _stack(tmp_path, databases.create(), REDIS_URL, storage):
+        for stack in _stack(tmp_path, databases.create(), REDIS_URL, storage, carbon):
             yield stack
             import redis
 

@@ -51,7 +51,8 @@ def job(session: Session, team_id: str, gpu_class: str = "any", **values: Any) -
     now = values.pop("created_at", utcnow())
     row = Job(id=new_id("job"), team_id=team_id, status=values.pop("status", "queued"),
               model="m", model_source="local_path", method="greentrainer",
-              hyperparameters={"epochs": 2}, rho_policy={"type": "fixed", "rho": 0.5},
+              hyperparameters={"epochs": 2},
+              rho_policy=values.pop("rho_policy", {"type": "fixed", "rho": 0.5}),
               gpu_class=gpu_class, training_dataset_id=f"ds_{team_id}", created_at=now,
               updated_at=now, attempts=values.pop("attempts", 0), **values)
     session.add(row)

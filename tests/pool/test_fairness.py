@@ -80,3 +80,20 @@ def test_bad_input_names_the_problem():
         order_dispatch([], {"a100": -1}, {})
     with pytest.raises(DispatchError, match="share"):
         TeamUsage("t", share=0)
+
+
+def test_a_job_of_several_gpus_takes_one_worker_that_holds_it_best_fit():
+    queued = [job("pair", "t", 0, gpus=2), job("one", "t", 1), job("quad", "t", 2, gpus=4)]
+    # Free slots per worker: two of one, one of two. No worker has 4: "quad" waits.
+    order = order_dispatch(queued, {"a100": 4}, {"t": TeamUsage("t")},
+                           workers={"a100": [1, 2, 1]})
+    assert [(d.job.job_id, d.worker) for d in order] == [("pair", 1), ("one", 0)]
+    # Three single slots (3 >= 2 free in all) never make a pair.
+    assert order_dispatch([job("pair", "t", 0, gpus=2)], {"a100": 3}, {"t": TeamUsage("t")},
+                          workers={"a100": [1, 1, 1]}) == []
+    # With no one-slot worker free, a one-GPU job takes a larger worker whole.
+    order = order_dispatch([job("one", "t", 0), job("two", "t", 1)], {"a100": 2},
+                           {"t": TeamUsage("t")}, workers={"a100": [2]})
+    assert [(d.job.job_id, d.worker) for d in order] == [("one", 0)]
+    with pytest.raises(DispatchError, match=r"workers\['a100'\]\[0\]"):
+        order_dispatch([], {"a100": 0}, {}, workers={"a100": [-1]})

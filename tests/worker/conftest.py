@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,24 @@ def make_bench(tmp_path: Path, url: str) -> Bench:
     return Bench(factory, Settings(database_url=url, data_dir=tmp_path), PoolSettings(
         lease_seconds=30, heartbeat_seconds=0.2, max_attempts=2), store, team.id, dataset.id,
         write_tiny_model(tmp_path / "models" / "tiny"), WorkerIdentity("me", "cpu"))
+
+
+def crash_then_expire(bench: Bench, job_id: str, monkeypatch: pytest.MonkeyPatch,
+                      run: Callable[[Bench, str], str]) -> None:
+    """Run ``job_id`` until epoch 0 is recorded, then die (KeyboardInterrupt, as a killed
+    worker process) and let the dead worker's lease run out: the job waits for a new taker."""
+    import worker.runner as runner_module
+
+    finished = runner_module._JobRun._epoch_finished
+
+    def crash_after_first(self: runner_module._JobRun, trainer: Any, record: Any) -> None:
+        finished(self, trainer, record)
+        raise KeyboardInterrupt  # the process dies right after epoch 0 was recorded
+
+    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(bench, job_id)
+    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", finished)
+    with bench.factory.begin() as session:
+        job = session.get(Job, job_id)
+        job.lease_expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]

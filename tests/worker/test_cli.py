@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("argv, message", [
     (["--gpus", "0"], "--gpus needs --gpu-class"),
     (["--gpu-class", "a100", "--gpus", "zero"], "expected ids such as 0 or 0,1"),
+    (["--gpu-class", "a100", "--gpus", "0,1,0"], "an id is given twice"),
 ])
 def test_bad_worker_options_are_refused_by_name(argv: list[str], message: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from service.jobs import transition
 from service.models import JobEpoch, JobEvent, utcnow
 from service.settings import PoolSettings
 from service.states import JobStatus
-from tests.worker.conftest import Bench
+from tests.worker.conftest import Bench, crash_then_expire
 from worker.energy import EpochEnergy
 from worker.runner import run_job
 
@@ -56,19 +56,7 @@ def test_a_job_not_dispatched_or_held_by_a_live_worker_is_left_alone(bench: Benc
 def test_a_job_with_an_expired_lease_is_taken_over_and_resumes_from_its_checkpoint(
         bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = bench.job()
-    finished = runner_module._JobRun._epoch_finished
-
-    def crash_after_first(self: runner_module._JobRun, trainer: object, record: object) -> None:
-        finished(self, trainer, record)
-        raise KeyboardInterrupt  # the process dies right after epoch 0 was recorded
-
-    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run(bench, job_id)
-    monkeypatch.setattr(runner_module._JobRun, "_epoch_finished", finished)
-    with bench.factory.begin() as session:  # the dead worker's lease runs out
-        job = session.get(runner_module.Job, job_id)
-        job.lease_expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+    crash_then_expire(bench, job_id, monkeypatch, run)
     bench.me = runner_module.WorkerIdentity("another", "cpu")
     assert run(bench, job_id) == "succeeded"
     assert epochs(bench, job_id) == [(0, 0.5), (1, 1.0)]
@@ -172,6 +160,7 @@ def test_a_job_with_a_test_set_reports_rouge_in_its_result(
 def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Bench) -> None:
     from service.models import WorkerSlot
     from service.pool import slots
+    from worker import claims
 
     job_id = bench.job(lease_owner="me", lease_expires_at=utcnow() + timedelta(minutes=1))
     with bench.factory.begin() as session:
@@ -180,8 +169,8 @@ def test_a_worker_that_lost_its_job_leaves_the_new_holders_slot_alone(bench: Ben
         slots.take(session, "new-holder", job_id)
         job = session.get(runner_module.Job, job_id)
         job.lease_owner = "new-holder"  # type: ignore[union-attr]
-    runner_module._end(bench.factory, job_id, bench.me, bench.pool, "failed", code="x",
-                       message="late error from the old worker")
+    claims.end(bench.factory, job_id, bench.me, bench.pool, "failed", code="x",
+               message="late error from the old worker")
     with bench.factory() as session:
         assert session.get(WorkerSlot, "new-holder").job_id == job_id  # type: ignore[union-attr]
     assert bench.read(job_id).status == "running"

@@ -72,6 +72,8 @@ class GreenTrainerOptions(_Strict):
     deadline: datetime | None = None
     co2_budget_kg: float | None = Field(default=None, gt=0)
     gpu_class: NulFree = Field(default="any", min_length=1, max_length=32)
+    gpus: int = Field(default=1, strict=True, description="Devices of one worker the job "
+                      "trains on (data-parallel).")
     max_length: int | None = Field(default=None, ge=8, le=131072)
     test_file: NulFree | None = Field(default=None, max_length=40)
 
@@ -135,7 +137,8 @@ def _rho_policy(options: GreenTrainerOptions) -> dict[str, Any] | None:
 OPENAI_FIELDS = {"training_dataset": "training_file", "validation_dataset": "validation_file",
                  "test_dataset": "greentrainer.test_file", "hyperparameters.epochs":
                  "hyperparameters.n_epochs", "method": "greentrainer.method",
-                 "rho_policy": "greentrainer.rho_policy", "gpu_class": "greentrainer.gpu_class"}
+                 "rho_policy": "greentrainer.rho_policy", "gpu_class": "greentrainer.gpu_class",
+                 "gpus": "greentrainer.gpus"}
 
 
 def openai_field(field: str | None) -> str | None:
@@ -163,7 +166,7 @@ def to_job_create(body: FineTuningJobCreate, examples: int,
         "model": body.model, "training_dataset": body.training_file,
         "validation_dataset": body.validation_file, "test_dataset": options.test_file,
         "method": options.method, "hyperparameters": hyper, "gpu_class": options.gpu_class,
-        "suffix": body.suffix, "metadata": body.metadata}
+        "gpus": options.gpus, "suffix": body.suffix, "metadata": body.metadata}
     policy = _rho_policy(options)
     if policy is not None:
         native["rho_policy"] = policy

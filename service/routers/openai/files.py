@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
+from service.artifact_download import blob_response
 from service.auth import Principal, owned
-from service.datasets import create_dataset, delete_dataset, get_dataset, list_datasets, read_limited
+from service.datasets import create_dataset, delete_dataset, get_dataset, list_datasets, spool_upload
 from service.deps import Context, CurrentPrincipal, SessionDep, TeamId
 from service.errors import InvalidInput, NotFound
 from service.models import Artifact, Dataset, Job
@@ -33,13 +34,13 @@ def upload_file(context: Context, session: SessionDep, team_id: TeamId,
         raise InvalidInput(f"purpose must be {PURPOSE!r} (this service fine-tunes), not "
                            f"{purpose[:64]!r}", field="purpose")
     settings = context.settings
-    data = read_limited(file.file, settings.max_upload_bytes)
     # Chat rows (messages), prompt/completion or the service's default fields: detected from
-    # the first row (service.datasets.create_dataset).
-    dataset, _ = create_dataset(session, context.store, team_id=team_id, data=data,
-                                filename=file.filename or "upload.jsonl", declared_format="jsonl",
-                                name=file.filename, source_field=None, target_field=None,
-                                settings=settings)
+    # the first row (service.datasets.create_dataset). Streamed through disk, as /datasets.
+    with spool_upload(file.file, settings) as upload:
+        dataset, _ = create_dataset(session, context.store, team_id=team_id, upload=upload,
+                                    filename=file.filename or "upload.jsonl",
+                                    declared_format="jsonl", name=file.filename,
+                                    source_field=None, target_field=None, settings=settings)
     session.commit()
     return file_object(dataset)
 
@@ -98,14 +99,14 @@ def delete_file(file_id: str, context: Context, session: SessionDep,
 
 @router.get("/{file_id}/content", response_class=FileResponse)
 def file_content(file_id: str, context: Context, session: SessionDep,
-                 principal: CurrentPrincipal) -> FileResponse:
-    """The file's bytes, as uploaded (or as the job wrote them)."""
+                 principal: CurrentPrincipal) -> Response:
+    """The file's bytes, as uploaded (or as the job wrote them), streamed from the store (or a
+    307 to a presigned URL: GREENTRAINER_STORAGE__ARTIFACT_DOWNLOAD=redirect)."""
     if session.get(Artifact, file_id) is not None:
         artifact = _result_file(session, file_id, principal)
-        key, name = artifact.storage_key, artifact.filename
+        key, name, size = artifact.storage_key, artifact.filename, artifact.size_bytes
     else:
         dataset = _training_file(session, file_id, principal)
-        key, name = dataset.storage_key, dataset.name
+        key, name, size = dataset.storage_key, dataset.name, dataset.size_bytes
     session.close()  # release the connection before a long download
-    return FileResponse(context.store.local_path(key), filename=name,
-                        media_type="application/octet-stream")
+    return blob_response(context.store, context.settings.storage, key, name, size)

@@ -128,7 +128,7 @@ def job_object(job: Job, result_files: list[str], estimated_finish: datetime | N
         validation_file=job.validation_dataset_id, estimated_finish=unix(estimated_finish),
         metadata=job.user_metadata, user_provided_suffix=job.suffix,
         greentrainer={name: native[name] for name in (
-            "status", "method", "rho_policy", "gpu_class", "test_dataset", "planned_start_at",
+            "status", "method", "rho_policy", "gpu_class", "gpus", "test_dataset", "planned_start_at",
             "last_finished_epoch", "pause", "result")})
 
 
