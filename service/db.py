@@ -6,6 +6,8 @@ any directory and from an installed package.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -185,9 +187,29 @@ def current_revision(engine: Engine) -> str | None:
     return ",".join(sorted(heads)) if heads else None
 
 
-def check_schema(engine: Engine) -> None:
-    """Raise `SchemaNotMigrated`, naming the fixing command, unless the DB is at head."""
-    current, head = current_revision(engine), head_revision()
+# How long `greentrainer worker` and `scheduler` wait at start for an unreachable database.
+STARTUP_DATABASE_PATIENCE_S = 120.0
+
+
+def check_schema(engine: Engine, patience_s: float = 0.0) -> None:
+    """Raise `SchemaNotMigrated`, naming the fixing command, unless the DB is at head. While the
+    database is unreachable the check is tried again for up to ``patience_s`` (a worker or
+    scheduler started while Postgres restarts waits for it rather than exiting: found by
+    benchmarks/chaos.py); after that the `sqlalchemy.exc.OperationalError` is raised."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            current = current_revision(engine)
+            break
+        except sqlalchemy.exc.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if patience_s:
+                logging.getLogger("service.db").warning(
+                    "database unreachable (%s); trying again for up to %.0f s",
+                    str(exc.orig).strip().splitlines()[0], deadline - time.monotonic())
+            time.sleep(1.0)
+    head = head_revision()
     if current != head:
         where = engine.url.render_as_string(hide_password=True)
         raise SchemaNotMigrated(

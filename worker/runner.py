@@ -135,28 +135,32 @@ class _JobRun:
 
     def run(self) -> None:
         device = device_for(0)
-        with self._session() as session:
-            job = session.get(Job, self.job_id)
-            assert job is not None  # claimed a moment ago; jobs are never deleted while running
-            self.gpus = job.gpus
-            if job.gpus > self.me.devices:  # not sent here by the dispatcher: retried elsewhere
-                raise RuntimeError(f"the job asks for {job.gpus} devices; worker {self.me.name} "
-                                   f"has {self.me.devices}")
-            log.info("job %s: loading %s and its data on %s%s", self.job_id, job.model, device,
-                     f" and {job.gpus - 1} more devices" if job.gpus > 1 else "",
-                     extra={"job_id": self.job_id})
-            loading = time.monotonic()
-            inputs = load_inputs(session, self.store, self.settings, job, device)
-            log.info("job %s: loaded in %.1f s: %d training examples%s", self.job_id,
-                     time.monotonic() - loading, len(inputs.examples),
-                     f", {len(inputs.test_rows)} test rows" if inputs.test_rows else "",
-                     extra={"job_id": self.job_id})
-            rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
-                                        .order_by(JobEpoch.epoch_index)))
-            last = job.last_finished_epoch
-            self.rho = JobCarbon(self.planning, session, job, inputs.config.epochs,
-                                 len(inputs.examples), self.me.gpu_class, rows)
-            self.model, self.examples = job.model, len(inputs.examples)
+
+        def load() -> tuple[Any, int | None]:  # a database restart mid-load: load again
+            with self._session() as session:
+                job = session.get(Job, self.job_id)
+                assert job is not None  # claimed a moment ago; never deleted while running
+                self.gpus = job.gpus
+                if job.gpus > self.me.devices:  # not sent here by the dispatcher: retried elsewhere
+                    raise RuntimeError(f"the job asks for {job.gpus} devices; worker "
+                                       f"{self.me.name} has {self.me.devices}")
+                log.info("job %s: loading %s and its data on %s%s", self.job_id, job.model, device,
+                         f" and {job.gpus - 1} more devices" if job.gpus > 1 else "",
+                         extra={"job_id": self.job_id})
+                loading = time.monotonic()
+                inputs = load_inputs(session, self.store, self.settings, job, device)
+                log.info("job %s: loaded in %.1f s: %d training examples%s", self.job_id,
+                         time.monotonic() - loading, len(inputs.examples),
+                         f", {len(inputs.test_rows)} test rows" if inputs.test_rows else "",
+                         extra={"job_id": self.job_id})
+                rows = list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job.id)
+                                            .order_by(JobEpoch.epoch_index)))
+                self.rho = JobCarbon(self.planning, session, job, inputs.config.epochs,
+                                     len(inputs.examples), self.me.gpu_class, rows)
+                self.model, self.examples = job.model, len(inputs.examples)
+                return inputs, job.last_finished_epoch
+
+        inputs, last = self._write("loading the job", load)
         resume = None
         if last is not None:
             key = checkpoint_key(self.job_id, last)

@@ -13,7 +13,7 @@ from greentrainer_carbon.config import build_chain, region_chain
 from greentrainer_carbon.providers.chain import ProviderChain
 from greentrainer_carbon.readings import CarbonReading
 from service import logs
-from service.db import check_schema, make_engine, make_session_factory
+from service.db import STARTUP_DATABASE_PATIENCE_S, check_schema, make_engine, make_session_factory
 from service.errors import ServiceError
 from service.heap import settle_heap
 from service.pool.carbon_plan import CarbonPlanning
@@ -31,7 +31,7 @@ def dispatch_forever() -> int:
     logs.configure(settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url, pool_size=4)  # the loop's passes, with room to spare
     try:
-        check_schema(engine)
+        check_schema(engine, patience_s=STARTUP_DATABASE_PATIENCE_S)
     except ServiceError as exc:
         print(f"greentrainer scheduler: {exc.message}", file=sys.stderr)
         return 2

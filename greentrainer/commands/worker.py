@@ -69,8 +69,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.gpus:
         # Before torch is imported anywhere in this process.
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpus))
+    from sqlalchemy.exc import OperationalError
+
     from service import logs
-    from service.db import check_schema
+    from service.db import STARTUP_DATABASE_PATIENCE_S, check_schema
     from service.errors import ServiceError
     from service.pool.queue import queue_name, worker_route
     from service.settings import get_settings
@@ -81,7 +83,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     logs.configure(loglevel, settings.log_format)
     ctx = context.build(settings, gpu_class, args.gpus, args.country)
     try:
-        check_schema(ctx.factory.kw["bind"])
+        check_schema(ctx.factory.kw["bind"], patience_s=STARTUP_DATABASE_PATIENCE_S)
     except ServiceError as exc:
         print(f"greentrainer worker: {exc.message}", file=sys.stderr)
         return 2
@@ -93,7 +95,10 @@ def worker_main(argv: list[str] | None = None) -> int:
 
         METRICS.serve(args.metrics_port, args.gpus)
     keeper = SlotKeeper(ctx)
-    keeper.beat()
+    try:
+        keeper.beat()
+    except OperationalError:  # the database went away after the check: the keeper beats again
+        logging.getLogger("greentrainer.worker").warning("slot heartbeat failed", exc_info=True)
     keeper.thread.start()
     queue = queue_name(gpu_class if ctx.identity.devices == 1 else
                        worker_route(gpu_class, ctx.identity.name))

@@ -154,3 +154,83 @@ def test_an_epoch_commit_during_a_postgres_restart_waits_for_it_in_the_same_run(
             session.scalars(select(JobEpoch.epoch_index).where(JobEpoch.job_id == job_id).order_by(JobEpoch.epoch_index))
         )
     assert epochs == [0, 1]
+
+
+def test_a_postgres_restart_while_the_job_loads_is_waited_for_not_a_crash(
+    pg: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by benchmarks/chaos.py: the run's first session stays open while the model and data
+    load (seconds); a restart meanwhile broke its connection and the try crashed as a
+    `training_error`, spending an attempt. Deterministic here: the database stops as the inputs
+    finish loading and is back ``OUTAGE_S`` later; with one attempt allowed the run loads again
+    and finishes."""
+    import threading
+
+    import worker.runner
+    from service.settings import PoolSettings
+    from tests.worker.conftest import make_bench
+
+    monkeypatch.setenv("GREENTRAINER_CARBON_PROVIDERS", "static")
+    bench = make_bench(tmp_path, pg.create_database("gt_load"))
+    bench.pool = PoolSettings(lease_seconds=20, heartbeat_seconds=0.2, max_attempts=1)
+    job_id = bench.job()
+    real_load, restarts = worker.runner.load_inputs, []
+
+    def load_then_lose_the_database(*args: Any, **kwargs: Any) -> Any:
+        inputs = real_load(*args, **kwargs)
+        if not restarts:
+            pg.stop()
+            restarts.append(threading.Timer(OUTAGE_S, pg.start))
+            restarts[0].start()
+        return inputs
+
+    monkeypatch.setattr(worker.runner, "load_inputs", load_then_lose_the_database)
+    outcome = worker.runner.run_job(job_id, factory=bench.factory, settings=bench.settings, pool=bench.pool,
+                                    store=bench.store, me=bench.me)
+    restarts[0].join()
+    job = bench.read(job_id)
+    assert (outcome, job.status, job.attempts) == ("succeeded", "succeeded", 1), job.error_message
+
+
+def test_a_worker_started_while_postgres_is_down_waits_for_it(pg: PrivatePostgres, tmp_path: Path) -> None:
+    """Found by benchmarks/chaos.py: a worker process started during a Postgres restart exited
+    with a traceback (status 1) at its schema check. It now waits (up to
+    `STARTUP_DATABASE_PATIENCE_S`), says so in its log, and registers its slot once the
+    database is back."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from service.db import upgrade
+
+    require(redis_available(), "redis-server binary")
+    url = pg.create_database("gt_start")
+    upgrade(url)
+    pg.stop()
+    redis = PrivateRedis()
+    redis.start()
+    log_path = tmp_path / "worker.log"
+    env = {**os.environ, "GREENTRAINER_DATABASE_URL": url, "GREENTRAINER_BROKER_URL": redis.url,
+           "GREENTRAINER_DATA_DIR": str(tmp_path / "data"), "GREENTRAINER_LOG_LEVEL": "WARNING",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "greentrainer.cli", "worker", "--gpu-class", "startup"],
+                                  env=env, stdout=log, stderr=log)
+    try:
+        _wait("the worker to wait for the database or exit", lambda: worker.poll() is not None
+              or "database unreachable" in log_path.read_text(errors="replace"), timeout=120)
+        assert worker.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        pg.start()
+
+        def slot_registered() -> bool:
+            with psycopg.connect(url.replace("+psycopg", "")) as conn:
+                return conn.execute("SELECT count(*) FROM worker_slots").fetchone() == (1,)
+
+        _wait("the worker's slot", slot_registered, timeout=60)
+        assert worker.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    finally:
+        worker.kill()
+        worker.wait()
+        redis.kill()
