@@ -69,21 +69,22 @@ def test_target_gaps_are_computed_from_the_runs_pooling_labels_with_the_same_set
         _run("full:1e-4", 0, 46.0, 1.0), _run("full:1e-4", 1, 44.0, 1.0), _run("full:1e-4", 2, 45.0, 1.0),
         # the default cap is 2: both labels are the same runs; cap=1 is another configuration
         _run("gt0.6:1e-4:cap=2", 0, 45.5, 0.6), _run("gt0.6:1e-4", 1, 42.0, 0.6),
-        _run("gt0.6:1e-4:cap=1", 2, 10.0, 0.6),
+        _run("gt0.6:1e-4:cap=1", 2, 10.0, 0.6), _run("gt0.6:1e-4", 3, 50.0, 0.6),
         _run("lora:1e-3", 0, 40.0, 0.68), _run("gt0.5:1e-4:cap=2", 0, 41.0, 0.5),
         _run("gt0.7:2e-5:cap=1", 0, 40.0, 0.7), _run("full:2e-5", 0, 43.0, 1.0),
     ]
     near, cheaper, missing = target_gaps(rows)
     assert near["candidate_labels"] == ["gt0.6:1e-4", "gt0.6:1e-4:cap=2"]
-    assert (near["candidate_seeds"], near["reference_seeds"]) == (2, 3)
-    assert near["gap"] == pytest.approx((45.5 + 42.0) / 2 - 45.0)  # means over each side's seeds
-    assert near["per_seed_gaps"] == pytest.approx([-0.5, -2.0])  # seed by seed, seeds both have
-    assert near["met"] is False  # -1.25: more than 1 below
+    assert near["seeds"] == [0, 1]  # the seeds both ran: full has no seed 3, the cap=1 run not counted
+    assert near["per_seed_gaps"] == pytest.approx([-0.5, -2.0])
+    assert near["gap"] == pytest.approx(-1.25)
+    assert (near["candidate_rougeL"], near["reference_rougeL"]) == pytest.approx((43.75, 45.0))
+    assert near["met"] is False  # more than 1 below
     assert cheaper["gap"] == pytest.approx(1.0) and cheaper["met"] is True
-    assert missing["candidate_seeds"] == 0 and missing["met"] is None  # only a cap=1 run at 2e-5
+    assert missing["seeds"] == [] and missing["met"] is None  # only a cap=1 run at 2e-5
     report = targets_section(rows)
-    assert "| -1.2 ± 1.1 | -0.5, -2.0 | 0.600 vs 1.000 | no |" in report
-    assert "| 0 / 1 | - | not measured |" in report
+    assert "| 2 (0, 1) | 43.8 vs 45.0 | -1.2 ± 1.1 | -0.5, -2.0 | 0.600 vs 1.000 | no |" in report
+    assert "| 0 (none in common) | - | not measured |" in report
 
 
 def test_a_cheaper_target_fails_when_the_candidate_costs_as_much():
