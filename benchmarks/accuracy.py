@@ -254,11 +254,12 @@ def targets_section(rows: list[dict[str, Any]]) -> str:
 
 def report(rows: list[dict[str, Any]], header: str) -> str:
     """OUT.md: the header, the commands that produced the rows, the table and the targets."""
-    commands: dict[str, list[str]] = {}
-    for r in rows:
-        commands.setdefault(r.get("command", "not recorded"), []).append(f"{r['config']} s{r['seed']}")
-    ran = [f"- `{c}`: {', '.join(runs)}" if c != "not recorded" else f"- command not recorded: "
-           f"{', '.join(runs)}" for c, runs in commands.items()]
+    commands: dict[tuple[str, str], list[str]] = {}
+    for r in rows:  # a row may carry a note on how its command ran
+        key = (r.get("command", ""), r.get("note", ""))
+        commands.setdefault(key, []).append(f"{r['config']} s{r['seed']}")
+    ran = [f"- {f'`{c}`' if c else 'command not recorded'}{f' ({n})' if n else ''}: "
+           f"{', '.join(runs)}" for (c, n), runs in commands.items()]
     return "\n".join([
         table(rows, header + "\n\nCommands, with the runs (config, seed) each added (each row of "
               "the json records its own; `OMP_NUM_THREADS=1` throughout; train s is wall time on a "

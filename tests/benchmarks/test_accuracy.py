@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy import Target, target_gaps, targets_section
+from benchmarks.accuracy import Target, report, target_gaps, targets_section
 from tests.core.tiny import tiny_llama, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +92,17 @@ def test_a_cheaper_target_fails_when_the_candidate_costs_as_much():
     (got,) = target_gaps(rows, (Target("at least LoRA, cheaper", "gt0.5:1e-4", "lora:1e-3", 0.0,
                                        cheaper=True),))
     assert got["gap"] == pytest.approx(10.0) and got["met"] is False
+
+
+def test_the_report_lists_each_command_with_the_runs_it_added():
+    def row(config: str, seed: int, **extra: str) -> dict:
+        return {**_run(config, seed, 40.0, 1.0), "rouge1": 40.0, "rouge2": 5.0, "accuracy": 0.0,
+                "train_s": 1.0, "final_loss": 1.0, "selected_per_epoch": [272], **extra}
+
+    text = report([row("full:1e-4", 0), row("full:1e-4", 1, command="python3 a.py --seeds 1"),
+                   row("full:1e-4", 2, command="python3 a.py --seeds 2", note="in two parts")],
+                  "# header")
+    assert "- command not recorded: full:1e-4 s0" in text
+    assert "- `python3 a.py --seeds 1`: full:1e-4 s1" in text
+    assert "- `python3 a.py --seeds 2` (in two parts): full:1e-4 s2" in text
+    assert "| full:1e-4 | 3 |" in text and "## Targets (issue 21)" in text
