@@ -17,7 +17,9 @@ with options ``cap`` (partial_lr_cap), ``metric`` (importance_metric), ``hyst``
     OMP_NUM_THREADS=1 python3 benchmarks/accuracy.py --task asdiv --train-limit 100 \\
         --test-limit 40 --epochs 2 --seeds 0,1 --out benchmarks/results/accuracy_asdiv
 
-``--quick`` is the smoke run the test suite uses (pass ``--model`` a tiny local model).
+``--resume`` adds runs to OUT.json, ``--report`` rewrites OUT.md from it without training. The
+report ends with issue 21's targets (``TARGETS``), each gap computed from the runs. ``--quick`` is
+the smoke run the test suite uses (pass ``--model`` a tiny local model).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,26 @@ class Spec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Target:
+    """A claim of issue 21 checked against the runs: the candidate's mean ROUGE-L may sit at most
+    ``margin`` below the reference's (and, when ``cheaper``, at fewer FLOPs)."""
+
+    claim: str
+    candidate: str  # a configuration; runs of any label with the same settings count
+    reference: str
+    margin: float
+    cheaper: bool = False
+
+
+TARGETS = (
+    Target("GT-0.6 within 1 ROUGE-L of full FT", "gt0.6:1e-4", "full:1e-4", 1.0),
+    Target("GT-0.5 at least LoRA's ROUGE-L, at fewer FLOPs", "gt0.5:1e-4", "lora:1e-3", 0.0,
+           cheaper=True),
+    Target("GT-0.7 within 1 ROUGE-L of full FT at lr 2e-5", "gt0.7:2e-5", "full:2e-5", 1.0),
+)
+
+
 def parse_spec(text: str) -> Spec:
     """One configuration (grammar in the module docstring); raises ValueError naming it."""
     if text == "zero-shot":
@@ -81,6 +103,13 @@ def parse_spec(text: str) -> Spec:
         name, kind = OPTIONS[key]
         options[name] = kind(value)
     return Spec(text, method, rho, float(rest[0]), options)
+
+
+def settings(spec: Spec) -> tuple[Any, ...]:
+    """What a configuration trains with, defaults filled in: ``gt0.6:1e-4`` and
+    ``gt0.6:1e-4:cap=2`` are the same runs while ``partial_lr_cap`` defaults to 2."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in dict(OPTIONS.values())}
+    return spec.method, spec.rho, spec.lr, tuple(sorted({**defaults, **spec.options}.items()))
 
 
 def answer_accuracy(predictions: list[str], references: list[str]) -> float:
@@ -157,6 +186,87 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
     return "\n".join(lines)
 
 
+def _per_seed(runs: list[dict[str, Any]], key: str) -> dict[int, float]:
+    """Mean of ``key`` per seed (two labels with the same settings may both have run a seed)."""
+    seeds = sorted({r["seed"] for r in runs})
+    return {s: statistics.fmean(r[key] for r in runs if r["seed"] == s) for s in seeds}
+
+
+def target_gaps(rows: list[dict[str, Any]],
+                targets: tuple[Target, ...] = TARGETS) -> list[dict[str, Any]]:
+    """Each target measured on ``rows`` over the seeds both sides ran (a seed fixes the data order,
+    so the runs pair): the runs' labels (every label with the same settings counts), the seeds
+    paired, both sides' mean ROUGE-L and FLOPs over them, the gap seed by seed and its mean, and
+    ``met`` (None when no seed has both sides)."""
+    by_settings: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_settings.setdefault(settings(parse_spec(r["config"])), []).append(r)
+    out = []
+    for t in targets:
+        cand = by_settings.get(settings(parse_spec(t.candidate)), [])
+        ref = by_settings.get(settings(parse_spec(t.reference)), [])
+        c_score, r_score = _per_seed(cand, "rougeL"), _per_seed(ref, "rougeL")
+        seeds = [s for s in c_score if s in r_score]
+        result: dict[str, Any] = {
+            "target": t, "candidate_labels": sorted({r["config"] for r in cand}),
+            "reference_labels": sorted({r["config"] for r in ref}), "seeds": seeds,
+            "per_seed_gaps": [c_score[s] - r_score[s] for s in seeds], "met": None}
+        if seeds:
+            c_flops, r_flops = _per_seed(cand, "flops_vs_full"), _per_seed(ref, "flops_vs_full")
+            result.update(
+                candidate_rougeL=statistics.fmean(c_score[s] for s in seeds),
+                reference_rougeL=statistics.fmean(r_score[s] for s in seeds),
+                candidate_flops=statistics.fmean(c_flops[s] for s in seeds),
+                reference_flops=statistics.fmean(r_flops[s] for s in seeds),
+                gap=statistics.fmean(result["per_seed_gaps"]))
+            result["met"] = result["gap"] >= -t.margin and (
+                not t.cheaper or result["candidate_flops"] < result["reference_flops"])
+        out.append(result)
+    return out
+
+
+def targets_section(rows: list[dict[str, Any]]) -> str:
+    """The targets as markdown: gap = the candidate's ROUGE-L minus the reference's, mean ± sample
+    std over the seeds both ran."""
+    lines = ["## Targets (issue 21), computed from the rows above", "",
+             "Over the seeds both sides ran (a seed fixes the data order); gap = candidate's ROUGE-L "
+             "minus the reference's, mean ± sample std over those seeds.", "",
+             "| target | candidate vs reference | seeds | ROUGE-L | gap | gap per seed | "
+             "FLOPs vs full | met |", "|---|---|---|---|---|---|---|---|"]
+    for g in target_gaps(rows):
+        t = g["target"]
+        pair = (f"{', '.join(g['candidate_labels']) or t.candidate} vs "
+                f"{', '.join(g['reference_labels']) or t.reference}")
+        seeds = f"{len(g['seeds'])} ({', '.join(map(str, g['seeds'])) or 'none in common'})"
+        if g["met"] is None:
+            lines.append(f"| {t.claim} | {pair} | {seeds} | - | not measured | - | - | - |")
+            continue
+        gaps = g["per_seed_gaps"]
+        spread = f" ± {statistics.stdev(gaps):.1f}" if len(gaps) >= 2 else ""
+        lines.append(
+            f"| {t.claim} | {pair} | {seeds} | {g['candidate_rougeL']:.1f} vs "
+            f"{g['reference_rougeL']:.1f} | {g['gap']:+.1f}{spread} | "
+            f"{', '.join(f'{x:+.1f}' for x in gaps) or '-'} | "
+            f"{g['candidate_flops']:.3f} vs {g['reference_flops']:.3f} | "
+            f"{'yes' if g['met'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def report(rows: list[dict[str, Any]], header: str) -> str:
+    """OUT.md: the header, the commands that produced the rows, the table and the targets."""
+    commands: dict[tuple[str, str], list[str]] = {}
+    for r in rows:  # a row may carry a note on how its command ran
+        key = (r.get("command", ""), r.get("note", ""))
+        commands.setdefault(key, []).append(f"{r['config']} s{r['seed']}")
+    ran = [f"- {f'`{c}`' if c else 'command not recorded'}{f' ({n})' if n else ''}: "
+           f"{', '.join(runs)}" for (c, n), runs in commands.items()]
+    return "\n".join([
+        table(rows, header + "\n\nCommands, with the runs (config, seed) each added (each row of "
+              "the json records its own; `OMP_NUM_THREADS=1` throughout; train s is wall time on a "
+              "shared CPU, so it measures load as much as method):\n\n" + "\n".join(ran)),
+        "", targets_section(rows)])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--model", default=SHIPPED_MODEL)
@@ -173,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write OUT.md and OUT.json (rewritten after every run)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in OUT.json and skip their (config, seed)")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: rewrite OUT.md from OUT.json")
     args = p.parse_args(argv)
+    if args.report and not args.out:
+        p.error("--report rewrites OUT.md: give --out")
     directory, args.max_length, args.max_new_tokens = TASKS[args.task]
     if args.quick:
         args.train_limit, args.test_limit, args.epochs, args.max_new_tokens = 8, 4, 1, 4
@@ -189,23 +303,25 @@ def main(argv: list[str] | None = None) -> int:
     train = tokenize_rows(train_rows, tokenizer, max_length=args.max_length)
     header = (f"# Accuracy: {args.model} on {args.task} ({len(train)} train rows, {len(test)} "
               f"{args.split} rows), {args.epochs} epoch(s) of batch {args.batch_size}, "
-              f"max length {args.max_length}, greedy {args.max_new_tokens} new tokens\n\n"
-              f"Command: `python3 benchmarks/accuracy.py {' '.join(argv or sys.argv[1:])}`")
+              f"max length {args.max_length}, greedy {args.max_new_tokens} new tokens")
+    command = f"python3 benchmarks/accuracy.py {' '.join(sys.argv[1:] if argv is None else argv)}"
     rows: list[dict[str, Any]] = []
-    if args.resume and args.out and Path(args.out + ".json").is_file():
+    if (args.resume or args.report) and args.out and Path(args.out + ".json").is_file():
         rows = json.loads(Path(args.out + ".json").read_text())
     done = {(r["config"], r["seed"]) for r in rows}
-    for spec in specs:
+    for spec in specs if not args.report else []:
         for seed in seeds if spec.method != "zero-shot" else seeds[:1]:
             if (spec.label, seed) in done or (spec.method == "zero-shot" and (spec.label, 0) in done):
                 continue
             row = run_one(spec, seed, args, base, model, tokenizer, train, test)
-            rows.append(row)
+            rows.append({**row, "command": command})
             print(json.dumps({k: v for k, v in row.items() if k != "examples"}), flush=True)
             if args.out:
                 Path(args.out + ".json").write_text(json.dumps(rows, indent=1) + "\n")
-                Path(args.out + ".md").write_text(table(rows, header) + "\n")
-    print(table(rows, header))
+                Path(args.out + ".md").write_text(report(rows, header) + "\n")
+    if args.out:
+        Path(args.out + ".md").write_text(report(rows, header) + "\n")
+    print(report(rows, header))
     return 0
 
 
