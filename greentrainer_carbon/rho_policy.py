@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 #: The product's default rho (a fixed policy): docs/core-training.md says how it was chosen.
-DEFAULT_RHO = 0.6
+DEFAULT_RHO = 0.7
 
 #: The lowest rho any policy may reach unless the job sets allow_low_rho.
 RHO_FLOOR = 0.5

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from greentrainer_carbon.rho_policy import DEFAULT_RHO
 from tests.client.terminal import REDRAW, run_in_terminal
 from tests.conftest import require
 from tests.core.tiny import write_jsonl
@@ -30,4 +31,4 @@ def test_no_progress_silences_the_gguf_conversion_bar_too(tmp_path) -> None:
          "--no-progress"], env=env, cwd=str(REPO), timeout=600)
     assert code == 0, screen
     assert "GGUF" not in screen and not REDRAW.search(screen) and "it/s" not in screen, screen
-    assert "epoch 0: rho=0.60 loss=" in screen and "method=greentrainer" in screen, screen
+    assert f"epoch 0: rho={DEFAULT_RHO:.2f} loss=" in screen and "method=greentrainer" in screen, screen
