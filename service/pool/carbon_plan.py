@@ -25,7 +25,7 @@ from greentrainer_carbon.readings import FallbackEvent
 from greentrainer_carbon.rho_policy import RhoPolicyKind
 from service.errors import InvalidInput
 from service.models import Dataset, JobEpoch
-from service.pool.intensity import DbHistory, estimated_full_epoch_s
+from service.pool.intensity import DbHistory, estimated_full_epoch_s, fitted_energy_model
 from service.settings import Settings
 
 PLAN_EVENT = "carbon_plan"
@@ -112,8 +112,10 @@ class BudgetFeasibility:
         settings = self.planning.settings
         full_s = estimated_full_epoch_s(session, request.gpu_class, request.model, int(examples),
                                         settings.pool.default_epoch_seconds)
+        # The energy model the worker will plan with: fitted from the class's measured epochs.
+        energy = fitted_energy_model(session, request.gpu_class, self.planning.energy)
         planner = self.planning.planner(request.hyperparameters.epochs, policy,
-                                        policy.get("region"), full_s)
+                                        policy.get("region"), full_s, energy)
         try:
             check = planner.check_budget(self.planning.now())
         except BudgetInfeasibleError as exc:
@@ -125,4 +127,5 @@ class BudgetFeasibility:
         return {"minimum_kg_co2": check.minimum_kg_co2, "rho": check.rho,
                 "co2_budget_kg": policy["co2_budget_kg"], "full_epoch_seconds": full_s,
                 "planned_starts": [s.isoformat() for s in check.planned_starts],
+                "energy_model": energy.to_dict(),
                 "forecast_sources_hours": check.sources}

@@ -5,7 +5,9 @@ planned start, re-planned every pass (the forecast changes) and put back in the 
 planner says "now" (at the latest when the remaining epochs at rho_max just fit the deadline).
 
 A job's first full-cost epoch time is the workers' measured throughput for its model times its
-data size (`service.pool.intensity.estimated_full_epoch_s`), else ``default_epoch_seconds``.
+data size (`service.pool.intensity.estimated_full_epoch_s`), else ``default_epoch_seconds``; its
+energy model is the one fitted from its GPU class's measured epochs
+(`service.pool.intensity.fitted_energy_model`, the model the worker plans with), else the assumed.
 
 Each job's planning is isolated: jobs with the same region, policy, epochs and estimate share
 one decision, and a job whose planning fails (no intensity known, a bad policy, anything) gets
@@ -34,7 +36,7 @@ from service.db import one_of, session_scope
 from service.job_events import NewEvent, insert_events
 from service.jobs import transition_many
 from service.models import Dataset, Job
-from service.pool.intensity import estimated_full_epoch_s
+from service.pool.intensity import estimated_full_epoch_s, fitted_energy_model
 from service.states import JobStatus
 
 log = logging.getLogger("service.pool.green")
@@ -131,6 +133,7 @@ class _Pass:
         self.default_s = default_epoch_seconds
         self.forecasters: dict[str | None, Forecaster] = {}
         self.estimates: dict[tuple[str, str, int], float] = {}
+        self.energies: dict[str, EnergyModel] = {}  # per GPU class
         self.shapes: dict[tuple[object, ...], _Shape] = {}
         self.decisions: dict[tuple[object, ...], Decision] = {}
         ids = {job.training_dataset_id for job in jobs}
@@ -146,6 +149,12 @@ class _Pass:
             self.estimates[key] = estimated_full_epoch_s(self.session, job.gpu_class, job.model,
                                                          key[2], self.default_s)
         return self.estimates[key]
+
+    def energy(self, gpu_class: str) -> EnergyModel:
+        if gpu_class not in self.energies:
+            self.energies[gpu_class] = fitted_energy_model(self.session, gpu_class,
+                                                           self.planning.energy)
+        return self.energies[gpu_class]
 
     def decide(self, job: JobRow) -> Decision:
         raw = (job.region, job.epochs, job.model, job.gpu_class, job.training_dataset_id,
@@ -166,12 +175,13 @@ class _Pass:
         full_s = self.full_epoch_s(job)
         epochs = int(job.epochs if job.epochs is not None else 1)
         policy = json.loads(job.policy)
-        spec = JobSpec(epochs, {**policy, "deadline": None}, full_s, self.planning.energy)
+        energy = self.energy(job.gpu_class)
+        spec = JobSpec(epochs, {**policy, "deadline": None}, full_s, energy)
         forecaster = self._forecaster(job.region)
         # How far this shape's placement window reaches (the planner's rule for a far deadline).
         reach = Planner(spec, forecaster).window_end(self.now, full_s, epochs,
                                                      deadline=FAR_FUTURE) or FAR_FUTURE
-        key = (job.region, epochs, round(full_s, 3), json.dumps(policy, sort_keys=True))
+        key = (job.region, epochs, round(full_s, 3), json.dumps(policy, sort_keys=True), energy)
         return _Shape(spec, forecaster, key, reach)
 
     def _forecaster(self, region: str | None) -> Forecaster:

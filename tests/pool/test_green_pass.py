@@ -200,3 +200,37 @@ def test_a_pass_reads_a_regions_history_once(factory: sessionmaker[Session]) -> 
     grid = Asked(4)
     plan_windows(factory, Planning(grid), default_epoch_seconds=1800)
     assert len(set(grid.asked)) > 1 and history.reads == 1
+
+
+def test_a_pass_plans_with_the_energy_model_fitted_for_the_jobs_gpu_class(
+        factory: sessionmaker[Session]) -> None:
+    """The pass plans a job's window with the model the worker will plan its epochs with: the
+    one fitted from its GPU class's measured epochs (and the assumed where none are measured),
+    recorded with each decision."""
+    from greentrainer_carbon.energy import J_PER_KWH
+    from service.models import JobEpoch
+
+    now = utcnow()
+    with factory.begin() as session:
+        t = team(session, max_jobs=100)
+        done = job(session, t, gpu_class="h200", status="succeeded")
+        for index, rho in enumerate([0.5, 0.7, 1.0]):  # 100 W host + 300 W computing 60 s x rho
+            seconds = 4.0 + rho * 60.0
+            session.add(JobEpoch(job_id=done, epoch_index=index, rho=rho,
+                                 selected_tensor_count=1, selected_tensor_names=["w"],
+                                 predicted_flops=rho, executed_flops=rho, full_ft_flops=1.0,
+                                 wall_seconds=seconds,
+                                 energy_kwh=(100.0 * seconds + 300.0 * rho * 60.0) / J_PER_KWH))
+        fitted = job(session, t, gpu_class="h200", deadline=now + timedelta(hours=30),
+                     rho_policy=CARBON_AWARE)
+        assumed = job(session, t, gpu_class="a100", deadline=now + timedelta(hours=30),
+                      rho_policy=CARBON_AWARE)
+    plan_windows(factory, ScriptedPlanning(DirtyThenClean(4)), default_epoch_seconds=1800)
+    with factory() as session:
+        models = {e.job_id: e.data["energy_model"] for e in session.scalars(
+            select(JobEvent).where(JobEvent.type == "green_window"))
+            if e.data and "energy_model" in e.data}
+    assert models[fitted]["source"] == "fitted from 3 epochs on h200"
+    assert abs(models[fitted]["host_w"] - 100.0) < 1e-6
+    assert abs(models[fitted]["compute_w"] - 300.0) < 1e-6
+    assert models[assumed]["source"] == "assumed"

@@ -35,3 +35,5 @@ def test_a_feasible_budget_is_accepted_with_its_plan_recorded(api: Api) -> None:
     assert len(plan["data"]["planned_starts"]) == 3
     # No history recorded yet and the static provider's flat average: said, not hidden.
     assert plan["data"]["forecast_sources_hours"].get("static", 0) > 0
+    # Nothing measured on the job's GPU class yet: the plan says it assumed the powers.
+    assert plan["data"]["energy_model"]["source"] == "assumed"
