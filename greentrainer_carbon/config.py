@@ -38,7 +38,8 @@ class CarbonSettings(BaseModel):
         + ", ".join(KNOWN_PROVIDERS) + " (the static average is always appended last)."
     )
     cache_ttl_s: float = Field(
-        default=300.0, ge=0, description="Seconds a provider's answer is reused."
+        default=300.0, ge=0, description="Seconds a provider's answer is reused (never past the "
+        "end of the 30-minute slot it was read in)."
     )
     http_timeout_s: float = Field(
         default=10.0, gt=0, description="Per-request timeout of the provider clients."

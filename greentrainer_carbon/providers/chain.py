@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from greentrainer_carbon.errors import AllProvidersFailed, ProviderError
+from greentrainer_carbon.history import SLOT_S
 from greentrainer_carbon.providers.base import CarbonProvider, Clock, utc_now
 from greentrainer_carbon.readings import (
     CarbonReading,
@@ -23,7 +24,10 @@ MAX_CACHED_FORECASTS = 8  # distinct horizons kept by one CachedProvider
 
 
 class CachedProvider(CarbonProvider):
-    """Serves `latest` and `forecast` from memory for `ttl_s` seconds (public APIs cap calls).
+    """Serves `latest` and `forecast` from memory for `ttl_s` seconds (public APIs cap calls),
+    and never past the end of the 30-minute slot an answer was stored in: every carbon decision
+    is made per slot (`greentrainer_carbon.history`), so a decision early in a slot reads that
+    slot's reading, as the simulator does, never the previous slot's.
 
     Failures are not cached: the next call asks the provider again.
     """
@@ -48,7 +52,8 @@ class CachedProvider(CarbonProvider):
         self.provider.close()
 
     def _fresh(self, stored_at: float) -> bool:
-        return self.clock().timestamp() - stored_at < self.ttl_s
+        now = self.clock().timestamp()
+        return now - stored_at < self.ttl_s and now // SLOT_S == stored_at // SLOT_S
 
     def latest(self) -> CarbonReading:
         with self._lock:

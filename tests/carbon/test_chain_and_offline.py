@@ -87,6 +87,23 @@ def test_cache_reuses_answers_within_ttl_and_asks_again_after(fake_server, sleep
     assert fake_server.hits("/intensity") == 2
 
 
+def test_cache_never_serves_an_answer_into_the_next_slot(fake_server, sleeps):
+    """Carbon decisions are per 30-minute slot: an answer read at 00:28 is not the 00:30 slot's,
+    even within the TTL (the simulator reads each slot's own value)."""
+    fake_server.add("/intensity", Answer(body={"data": [
+        {"from": "2024-01-01T00:00Z", "to": "x", "intensity": {"forecast": 100, "actual": 101}}]}))
+    clock = Clock(datetime(2024, 1, 1, 0, 28, tzinfo=UTC))
+    cached = CachedProvider(GBCarbonIntensityProvider(
+        RetryingHTTP("gb", fake_server.url, sleep=sleeps.append)), ttl_s=300, clock=clock)
+    cached.latest()
+    clock.now += timedelta(seconds=60)  # 00:29: same slot, within the TTL
+    cached.latest()
+    assert fake_server.hits("/intensity") == 1
+    clock.now += timedelta(seconds=90)  # 00:30:30: a new slot, still within the TTL
+    cached.latest()
+    assert fake_server.hits("/intensity") == 2
+
+
 def test_cache_does_not_remember_failures(fake_server, sleeps):
     fake_server.add(
         "/intensity",

@@ -60,7 +60,7 @@ def accelerated(tmp_path: Path) -> Iterator[tuple[Stack, AcceleratedClock, Trace
     anchor = slot_start(slot_of(start))
     trace = _shifted(load_trace("gb-2020"), anchor)
     carbon = CarbonSettings(providers="trace", trace="gb-2020", trace_anchor=trace.start,
-                            clock=f"accelerated:{start.isoformat()}:{FACTOR:g}", cache_ttl_s=0,
+                            clock=f"accelerated:{start.isoformat()}:{FACTOR:g}",
                             energy_resume_s=0)  # resuming a tiny model costs next to nothing
     for stack in _production(tmp_path, None, carbon):
         # A deployment that has run for a week: the history every forecast reads.
