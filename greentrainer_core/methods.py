@@ -56,8 +56,12 @@ def get_method(name: str) -> Method:
 # model_type -> module names of the attention query and value projections (LoRA targets, paper 4.1)
 LORA_TARGETS: dict[str, list[str]] = {
     "llama": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "gemma3_text": ["q_proj", "v_proj"],
     "mistral": ["q_proj", "v_proj"],
     "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
     "opt": ["q_proj", "v_proj"],
     "bloom": ["query_key_value"],
     "gpt_neox": ["query_key_value"],

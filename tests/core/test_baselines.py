@@ -10,7 +10,7 @@ from greentrainer_core.data import SummaryRow, tokenize_rows
 from greentrainer_core.errors import TrainingConfigError
 from greentrainer_core.methods import top2_names, wrap_peft
 from greentrainer_core.train import Trainer
-from tests.core.tiny import ROWS, tiny_llama, tiny_tokenizer
+from tests.core.tiny import ROWS, tiny_gemma3, tiny_llama, tiny_tokenizer
 
 
 @pytest.mark.parametrize("method", ["full", "top2", "lora", "prefix", "greentrainer"])
@@ -67,3 +67,22 @@ def test_frozen_base_weights_of_lora_stay_bit_identical():
         if "lora_" not in n:
             key = n.removeprefix("base_model.model.").replace(".base_layer", "")
             assert torch.equal(p, before[key]), n
+
+
+@pytest.mark.parametrize("method", ["greentrainer", "lora"])
+def test_a_second_model_family_trains_with_greentrainer_and_lora(method):
+    """Gemma 3 (the accuracy benchmark's second family): GreenTrainer profiles, selects and trains
+    its tensors within the budget; LoRA finds its query and value projections."""
+    tok = tiny_tokenizer()
+    examples = tokenize_rows(
+        [SummaryRow(i, s, t) for i, (s, t) in enumerate(ROWS)], tok, max_length=32
+    )
+    config = TrainConfig(
+        method=method, epochs=1, batch_size=4, max_length=32, pad_to_multiple_of=32, lr=1e-2
+    )
+    trainer = Trainer(tiny_gemma3(), tok, examples, config, rho=0.6)
+    [record] = [e for e in trainer.events() if isinstance(e, EpochRecord)]
+    assert math.isfinite(record.loss) and record.steps == 2
+    assert 0 < record.executed_flops < record.full_flops
+    if method == "greentrainer":
+        assert record.n_selected > 0 and record.predicted_flops <= 0.6 * record.full_flops * 1.01

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 WORDS = (
@@ -49,6 +49,20 @@ def tiny_llama(seed: int = 0, vocab_size: int = 128, tie: bool = False) -> Llama
         eos_token_id=2,
     )
     return LlamaForCausalLM(config)
+
+
+def tiny_gemma3(seed: int = 0, vocab_size: int = 128) -> PreTrainedModel:
+    """A second model family (Gemma 3: tied embedding, q/k norms, sliding-window layers), as the
+    accuracy benchmark runs `gemma-3-270m` (docs/core-training.md)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+        sliding_window=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+    return Gemma3ForCausalLM(config)
 
 
 ROWS = [
