@@ -270,9 +270,12 @@ def report(results: list[MethodResult], meta: dict[str, Any]) -> tuple[str, dict
         "",
         "What each time covers. HF Trainer: `on_step_begin` to `on_step_end` (forward, backward, "
         f"gradient clipping at {meta['hf_max_grad_norm']}, `{meta['hf_optim']}` step, scheduler, zero_grad). "
-        "GreenTrainer: its `StepEvent.wall_s` (forward and backward under the FLOPs counter, as the "
-        "product runs, `torch.optim.AdamW` step, scheduler, zero_grad); its importance probe and "
-        "selection run once before the first step and are not in the step time.",
+        "GreenTrainer: its `StepEvent.wall_s` (forward and backward"
+        + (" under the FLOPs counter, as the product runs" if meta["count_flops"] else
+           ", FLOPs counter off (`--count-flops no`)")
+        + ", `torch.optim.AdamW` step, scheduler, zero_grad); its FLOPs profile of each batch shape "
+        "(once per job) and its importance probe and selection (before the first step) are not "
+        "in the step time.",
         "",
         f"Machine: {meta['machine']}; load average (1/5/15 min) {meta['load_start']} at the start, "
         f"{meta['load_end']} at the end; peak RSS of the process (all four trainers live at once) "
@@ -299,6 +302,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rhos", default=f"{DEFAULT_RHO},{RHO_FLOOR}", help="GreenTrainer rhos below 1")
     p.add_argument("--warmup", type=int, default=3, help="steps per method not counted")
     p.add_argument("--steps", type=int, default=8, help="measured steps per method")
+    p.add_argument("--count-flops", choices=("yes", "no"), default="yes",
+                   help="GreenTrainer counts each step's FLOPs (yes: as the product runs)")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true", help="1 warm-up + 2 steps (pass a tiny --model)")
     p.add_argument("--out", help="write OUT.md and OUT.json")
@@ -321,14 +326,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def batch_shapes(rows: Sequence[Example], config: TrainConfig, pad_id: int) -> str:
-    """The distinct padded lengths of the batches, with counts (e.g. ``256 x 5, 320 x 6``)."""
+def batch_widths(rows: Sequence[Example], config: TrainConfig, pad_id: int) -> dict[int, int]:
+    """The padded length of every batch of ``rows`` read in sequence: {length: batches}."""
     widths: dict[int, int] = {}
     for b in range(0, len(rows), config.batch_size):
         batch = collate(rows[b : b + config.batch_size], pad_id, multiple_of=config.pad_to_multiple_of,
                         max_width=config.max_length)
         widths[batch["input_ids"].shape[1]] = widths.get(batch["input_ids"].shape[1], 0) + 1
-    return ", ".join(f"{w} tokens x {n}" for w, n in sorted(widths.items()))
+    return widths
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -358,8 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     examples = load_examples(args.data, tokenizer, max_length=args.max_length)
     total = args.warmup + args.steps
     config = TrainConfig(method="full", batch_size=args.batch_size, max_length=args.max_length,
-                         lr=args.lr, seed=args.seed, max_steps_per_epoch=total)
+                         lr=args.lr, seed=args.seed, max_steps_per_epoch=total,
+                         count_flops=args.count_flops == "yes")
     rows = rows_for_steps(examples, args.batch_size, total)
+    widths = batch_widths(in_core_order(rows, args.seed), config, pad_id)
     results = [MethodResult(HF, "HF `Trainer`, full fine-tuning"),
                MethodResult("full", "GreenTrainer, full fine-tuning (rho 1.0)")]
     results += [MethodResult(f"gt{rho:g}", f"GreenTrainer rho {rho:g}"
@@ -372,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         for result, rho in zip(results[1:], [1.0, *args.rho_list], strict=True):
             method_config = replace(config, method="full" if rho == 1.0 else "greentrainer")
             trainer = Trainer(copy.deepcopy(base), tokenizer, rows, method_config, rho=rho)
+            for width in widths:  # the FLOPs profile of a shape is paid once per job: not in a step
+                trainer.profile(args.batch_size, width)
             runners.append(GreenTrainerRunner(result, trainer))
         n_params = sum(p.numel() for p in base.parameters()) / 1e6
         del base
@@ -390,9 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         "data": os.path.relpath(args.data, ROOT) if Path(args.data).resolve().is_relative_to(ROOT)
         else args.data,
         "rows": len(examples), "batch_size": args.batch_size, "max_length": args.max_length,
-        "pad_to_multiple_of": config.pad_to_multiple_of, "shapes": batch_shapes(in_core_order(rows, args.seed), config, pad_id),
+        "pad_to_multiple_of": config.pad_to_multiple_of,
+        "shapes": ", ".join(f"{n} batches of {w} tokens" for w, n in sorted(widths.items())),
         "lr": args.lr, "seed": args.seed, "warmup": args.warmup, "steps": args.steps,
-        "hf_optim": hf.optim, "hf_max_grad_norm": hf.max_grad_norm,
+        "count_flops": config.count_flops, "hf_optim": hf.optim, "hf_max_grad_norm": hf.max_grad_norm,
         "machine": f"shared {os.cpu_count()}-core CPU ({os.uname().machine}), other jobs running",
         "load_start": " ".join(f"{x:.2f}" for x in load_start),
         "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
