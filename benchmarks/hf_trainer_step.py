@@ -207,6 +207,19 @@ class HFTrainerRunner:
             raise RuntimeError("Hugging Face Trainer failed after its last step") from self.error
 
 
+def without_gguf_marker(model: PreTrainedLM) -> PreTrainedLM:
+    """A model loaded from a GGUF file holds float weights dequantized at load, but transformers
+    still marks it quantized, and `transformers.Trainer` refuses to fine-tune a quantized model
+    ("attach trainable adapters"). Drop the marker with the quantizer's own
+    `remove_quantization_config`, as a user of that Trainer on the shipped model would have to;
+    other models pass unchanged."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and getattr(method, "value", method) == "gguf":
+        quantizer.remove_quantization_config(model)
+    return model
+
+
 def rows_for_steps(examples: Sequence[Example], batch_size: int, steps: int) -> list[Example]:
     """The data repeated to fill ``steps`` batches, so one GreenTrainer epoch covers every step (one
     selection, no importance probe between measured steps)."""
@@ -372,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     results += [MethodResult(f"gt{rho:g}", f"GreenTrainer rho {rho:g}"
                              + (" (product default)" if rho == DEFAULT_RHO else "")) for rho in args.rho_list]
     base.train()
-    hf = HFTrainerRunner(results[0], copy.deepcopy(base), in_core_order(rows, args.seed), config,
+    hf = HFTrainerRunner(results[0], without_gguf_marker(copy.deepcopy(base)), in_core_order(rows, args.seed), config,
                          pad_id, total, args.threads)
     runners: list[Runner] = [hf]
     try:
