@@ -35,7 +35,8 @@ def test_quick_run_times_every_method_on_the_same_batches(tmp_path):
         assert len(m["step_s"]) == 3 and m["timed_steps"] == 2  # 1 warm-up + 2 measured
         assert all(t > 0 for t in m["step_s"]) and m["median_s"] > 0 and m["iqr_s"] >= 0
         assert m["loss_step1"] > 0
-    assert methods["hf"]["vs_hf"] == 1.0
+    assert methods["hf"]["vs_hf"] == methods["hf"]["vs_hf_paired"] == 1.0
+    assert all(m["vs_hf"] > 0 and m["vs_hf_paired"] > 0 for m in methods.values())
     assert methods["gt0.5"]["tensors"] < methods["gt0.7"]["tensors"] <= methods["full"]["tensors"]
     check = record["loss_check"]
     assert check["agree"], check
@@ -44,6 +45,15 @@ def test_quick_run_times_every_method_on_the_same_batches(tmp_path):
     for name in ("HF `Trainer`", "GreenTrainer, full fine-tuning", "GreenTrainer rho 0.7",
                  "GreenTrainer rho 0.5", "load average", "Command: `OMP_NUM_THREADS=1 python3"):
         assert name in report
+    # --report rewrites the same report from the JSON, without a model
+    out.with_suffix(".md").unlink()
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hf_trainer_step.py"), "--report", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert out.with_suffix(".md").read_text() == report
+    assert json.loads(out.with_suffix(".json").read_text()) == record
 
 
 def test_bad_options_are_refused_before_any_model_loads(tmp_path):
