@@ -99,13 +99,13 @@ class GreenTrainerRunner:
         raise RuntimeError(f"{self.result.name}: the trainer ended after {len(self.result.step_s)} steps")
 
     def close(self) -> None:
-        self._events.close()
+        """Nothing to release: the trainer's event generator goes with the runner."""
 
 
 def _hf_callback_class() -> type:
     from transformers import TrainerCallback
 
-    class StepTurns(TrainerCallback):  # type: ignore[misc]
+    class StepTurns(TrainerCallback):
         """Holds Hugging Face's training loop before each step until ``go`` is released, times the
         step, releases ``done`` after it, and keeps the logged training loss of every step."""
 
@@ -138,7 +138,8 @@ class HFTrainerRunner:
         from transformers import TrainingArguments
         from transformers.trainer_callback import PrinterCallback
 
-        self.result, self.error, self._threads = result, None, threads
+        self.result, self._threads = result, threads
+        self.error: BaseException | None = None
         self._turns = _hf_callback_class()(result)
         self._output_dir = tempfile.TemporaryDirectory(prefix="hf-trainer-step-")
         args = TrainingArguments(
