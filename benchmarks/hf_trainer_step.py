@@ -138,7 +138,7 @@ class HFTrainerRunner:
         from transformers import TrainingArguments
         from transformers.trainer_callback import PrinterCallback
 
-        self.result, self._threads = result, threads
+        self.result, self._threads, self._max_steps = result, threads, max_steps
         self.error: BaseException | None = None
         self._turns = _hf_callback_class()(result)
         self._output_dir = tempfile.TemporaryDirectory(prefix="hf-trainer-step-")
@@ -202,7 +202,10 @@ class HFTrainerRunner:
             raise RuntimeError(f"Hugging Face Trainer ended after {steps} steps")
 
     def close(self) -> None:
-        self._thread.join(timeout=120)
+        """Wait for the loop to finish after its last step. A run cut short leaves the thread
+        waiting for a turn that never comes: it is a daemon and ends with the process."""
+        if len(self.result.step_s) == self._max_steps:
+            self._thread.join(timeout=120)
         self._output_dir.cleanup()
         if self.error is not None:
             raise RuntimeError("Hugging Face Trainer failed after its last step") from self.error
